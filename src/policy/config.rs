@@ -1,0 +1,584 @@
+//! The policy file: what the controller may do and where its limits are.
+//!
+//! The `///` comments on these fields are the policy reference (`docs/policy.md` is generated from the
+//! same text by hand and must be kept in step). Every section may be omitted; the defaults are the
+//! conservative values of `policies/default.toml`. Unknown fields are rejected.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config_file::{self, FileError, Problems};
+use crate::units::{Bytes, Dur};
+
+/// A complete policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Disk thresholds, in percent of each broker's log volume.
+    #[serde(default)]
+    pub disk: DiskPolicy,
+    /// How disk use is forecast from recent samples.
+    #[serde(default)]
+    pub forecast: ForecastPolicy,
+    /// How catch-up consumers are throttled and paused.
+    #[serde(default)]
+    pub throttle: ThrottlePolicy,
+    /// When the backlog counts as drained.
+    #[serde(default)]
+    pub drain: DrainPolicy,
+    /// How `local.retention.ms` of managed topics is lowered and restored.
+    #[serde(default)]
+    pub retention: RetentionPolicy,
+    /// How old a reading may be before it is ignored.
+    #[serde(default)]
+    pub staleness: StalenessPolicy,
+    /// The catch-up consumer groups the controller may throttle or pause, named explicitly.
+    #[serde(default)]
+    pub groups: Vec<GroupPolicy>,
+}
+
+/// Disk thresholds. They must be ordered `restore_below <= target < throttle_start < pause < ceiling`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskPolicy {
+    /// The line no broker may cross. The controller acts early enough to stay under it; crossing it
+    /// raises an alert. Default 85 (the level at which the 2025-11 incident paged on-call).
+    pub ceiling_percent: f64,
+    /// Hard limit: at or above this, or when the forecast reaches the ceiling within
+    /// `forecast.pause_lead`, catch-up groups are paused. Default 80.
+    pub pause_percent: f64,
+    /// Throttling starts when a broker is above this or forecast to cross it within
+    /// `forecast.throttle_horizon`. Default 75.
+    pub throttle_start_percent: f64,
+    /// The level the throttle steers towards while it is engaged. Default 70.
+    pub target_percent: f64,
+    /// Retention is stepped back up only while every broker is below this (and the backlog has drained).
+    /// Default 65.
+    pub restore_below_percent: f64,
+}
+
+impl Default for DiskPolicy {
+    fn default() -> Self {
+        DiskPolicy {
+            ceiling_percent: 85.0,
+            pause_percent: 80.0,
+            throttle_start_percent: 75.0,
+            target_percent: 70.0,
+            restore_below_percent: 65.0,
+        }
+    }
+}
+
+/// Forecasting: a least-squares line through each broker's recent disk samples, extrapolated from the
+/// sample time (which lags `now` by the metric's delay) into the future.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForecastPolicy {
+    /// Samples newer than this (relative to the newest) feed the trend line. Default 10m.
+    pub window: Dur,
+    /// Fewer samples than this in the window: no trend, the level alone is used. Default 3.
+    pub min_samples: usize,
+    /// The throttle acts on the forecast this far ahead. Default 15m.
+    pub throttle_horizon: Dur,
+    /// Pause when the forecast reaches the ceiling within this. Default 5m.
+    pub pause_lead: Dur,
+}
+
+impl Default for ForecastPolicy {
+    fn default() -> Self {
+        ForecastPolicy {
+            window: Dur::from_mins(10),
+            min_samples: 3,
+            throttle_horizon: Dur::from_mins(15),
+            pause_lead: Dur::from_mins(5),
+        }
+    }
+}
+
+/// What the throttle does when disk data is stale or missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleMode {
+    /// Keep the last decision but never raise the rate until data is fresh again (default): a metrics
+    /// outage neither halts a healthy catch-up nor lets it speed up blind.
+    Hold,
+    /// Drop every catch-up group to its minimum rate.
+    MinRate,
+    /// Pause every catch-up group.
+    Pause,
+}
+
+/// Throttle behaviour (the control law is described in `docs/policy.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottlePolicy {
+    /// Additive increase: how much of a group's reference rate is given back per minute while the
+    /// forecast has room. Between 0 and 1. Default 0.1 (full speed again after 10 minutes).
+    pub increase_per_minute: f64,
+    /// A group's rate never goes below this fraction of its reference rate unless paused (used when the
+    /// group sets no `min_rate`). Between 0 and 1. Default 0.1.
+    pub min_fraction: f64,
+    /// Burst a throttled gate allows, in seconds of its rate. Default 1s.
+    pub burst: Dur,
+    /// How long a throttle decision is valid; consumers fall back to their configured default when the
+    /// controller has not renewed it by then. Default 2m.
+    pub decision_ttl: Dur,
+    /// What to do with the throttle while disk data is stale: `hold`, `min_rate` or `pause`. Default `hold`.
+    pub stale_mode: StaleMode,
+}
+
+impl Default for ThrottlePolicy {
+    fn default() -> Self {
+        ThrottlePolicy {
+            increase_per_minute: 0.1,
+            min_fraction: 0.1,
+            burst: Dur::from_secs(1),
+            decision_ttl: Dur::from_mins(2),
+            stale_mode: StaleMode::Hold,
+        }
+    }
+}
+
+/// When the backlog counts as drained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrainPolicy {
+    /// A group is drained when its total lag (records) is below this. Per-group `lag_threshold`
+    /// overrides it. Default 100000.
+    pub lag_threshold: i64,
+    /// Every group must stay drained this long before retention is restored. Default 15m.
+    pub dwell: Dur,
+}
+
+impl Default for DrainPolicy {
+    fn default() -> Self {
+        DrainPolicy {
+            lag_threshold: 100_000,
+            dwell: Dur::from_mins(15),
+        }
+    }
+}
+
+/// Retention lowering and restoring for managed topics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionPolicy {
+    /// Managed topics: the only topics whose `local.retention.ms` may ever be changed. Each must have
+    /// `remote.storage.enable=true` on the cluster.
+    pub topics: Vec<TopicPolicy>,
+    /// Local retention is never set below this. Must not exceed any managed topic's original local
+    /// retention (checked against the cluster or scenario). Default 1h.
+    pub floor: Dur,
+    /// Each step multiplies the current local retention by this (between 0 and 1). Default 0.5.
+    pub step_factor: f64,
+    /// At most one lowering step per this interval, so the effect of a step (after Kafka's
+    /// retention check, default 5m, and the metric delay) is seen before the next. Default 10m.
+    pub step_interval: Dur,
+    /// Lower retention when a broker is forecast to cross `disk.throttle_start_percent` within this.
+    /// Retention acts on a longer horizon than the throttle, so space is freed before consumers slow.
+    /// Default 2h.
+    pub lead_time: Dur,
+    /// At most one restoring step per this interval. Default 15m.
+    pub restore_step_interval: Dur,
+    /// Do not lower retention while any broker's tiered-storage copy lag is above this: Kafka deletes
+    /// only segments already copied, so lowering would free nothing. Default 20GiB.
+    pub max_copy_lag: Bytes,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            topics: Vec::new(),
+            floor: Dur::from_hours(1),
+            step_factor: 0.5,
+            step_interval: Dur::from_mins(10),
+            lead_time: Dur::from_hours(2),
+            restore_step_interval: Dur::from_mins(15),
+            max_copy_lag: Bytes(20 << 30),
+        }
+    }
+}
+
+/// One managed topic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicPolicy {
+    /// Topic name.
+    pub name: String,
+    /// A floor for this topic, overriding `retention.floor`.
+    #[serde(default)]
+    pub floor: Option<Dur>,
+}
+
+/// Maximum reading ages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StalenessPolicy {
+    /// Disk readings older than this are stale: no config change, throttle per `throttle.stale_mode`.
+    /// CloudWatch stamps a 1-minute datapoint with the start of its period and publishes it a minute or
+    /// more later, so keep this above 3m. Default 5m.
+    pub max_disk_age: Dur,
+    /// Copy-lag readings older than this block retention lowering. Default 10m.
+    pub max_copy_lag_age: Dur,
+    /// Offsets older than this: the backlog is not considered drained. Default 2m.
+    pub max_lag_age: Dur,
+    /// Topic configs older than this: no retention change for that topic. Default 5m.
+    pub max_config_age: Dur,
+}
+
+impl Default for StalenessPolicy {
+    fn default() -> Self {
+        StalenessPolicy {
+            max_disk_age: Dur::from_mins(5),
+            max_copy_lag_age: Dur::from_mins(10),
+            max_lag_age: Dur::from_mins(2),
+            max_config_age: Dur::from_mins(5),
+        }
+    }
+}
+
+/// Unit of a gate's rate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateUnit {
+    /// Records per second (the default: lag is counted in records, so the reference rate can be measured).
+    #[default]
+    Records,
+    /// Bytes per second (requires `max_rate` and `min_rate`, since offsets do not measure bytes).
+    Bytes,
+}
+
+/// One catch-up consumer group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPolicy {
+    /// Consumer group id.
+    pub name: String,
+    /// Unit of the gate's rate: `records` or `bytes`. Default `records`.
+    #[serde(default)]
+    pub unit: RateUnit,
+    /// The group's full speed, the reference the throttle scales. When absent, the highest consume rate
+    /// measured while the gate was open is used.
+    #[serde(default)]
+    pub max_rate: Option<f64>,
+    /// Never throttle below this (unless paused). When absent, `throttle.min_fraction` of the reference.
+    #[serde(default)]
+    pub min_rate: Option<f64>,
+    /// Drained when total lag is below this many records; default `drain.lag_threshold`.
+    #[serde(default)]
+    pub lag_threshold: Option<i64>,
+}
+
+/// The top-level sections of a policy file.
+const SECTIONS: [&str; 7] = [
+    "disk",
+    "forecast",
+    "throttle",
+    "drain",
+    "retention",
+    "staleness",
+    "groups",
+];
+
+impl Policy {
+    /// Loads and validates a policy file, reporting every problem found.
+    pub fn load(file: &Path) -> Result<Policy, FileError> {
+        let table = config_file::read_table(file)?;
+        Policy::from_table(file, table)
+    }
+
+    /// Parses and validates policy text (`file` is used in messages).
+    pub fn parse(file: &Path, text: &str) -> Result<Policy, FileError> {
+        Policy::from_table(file, config_file::parse_table(file, text)?)
+    }
+
+    fn from_table(file: &Path, mut table: toml::Table) -> Result<Policy, FileError> {
+        let mut problems = Problems::default();
+        let policy = Policy {
+            disk: config_file::take_section(&mut table, "disk", &mut problems),
+            forecast: config_file::take_section(&mut table, "forecast", &mut problems),
+            throttle: config_file::take_section(&mut table, "throttle", &mut problems),
+            drain: config_file::take_section(&mut table, "drain", &mut problems),
+            retention: config_file::take_section(&mut table, "retention", &mut problems),
+            staleness: config_file::take_section(&mut table, "staleness", &mut problems),
+            groups: config_file::take_section(&mut table, "groups", &mut problems),
+        };
+        config_file::reject_unknown(&table, &SECTIONS, &mut problems);
+        if problems.0.is_empty() {
+            policy.validate(&mut problems);
+        }
+        problems.into_result(file)?;
+        Ok(policy)
+    }
+
+    /// Cross-field and range checks; every problem is added to `p`.
+    pub fn validate(&self, p: &mut Problems) {
+        let d = &self.disk;
+        for (name, v) in [
+            ("disk.ceiling_percent", d.ceiling_percent),
+            ("disk.pause_percent", d.pause_percent),
+            ("disk.throttle_start_percent", d.throttle_start_percent),
+            ("disk.target_percent", d.target_percent),
+            ("disk.restore_below_percent", d.restore_below_percent),
+        ] {
+            p.percent(name, v);
+        }
+        p.check(
+            d.pause_percent < d.ceiling_percent,
+            "disk.pause_percent",
+            d.pause_percent,
+            format!(
+                "must be below disk.ceiling_percent ({}) so consumers pause before the ceiling",
+                d.ceiling_percent
+            ),
+        );
+        p.check(
+            d.throttle_start_percent < d.pause_percent,
+            "disk.throttle_start_percent",
+            d.throttle_start_percent,
+            format!("must be below disk.pause_percent ({})", d.pause_percent),
+        );
+        p.check(
+            d.target_percent < d.throttle_start_percent,
+            "disk.target_percent",
+            d.target_percent,
+            format!(
+                "must be below disk.throttle_start_percent ({})",
+                d.throttle_start_percent
+            ),
+        );
+        p.check(
+            d.restore_below_percent <= d.target_percent,
+            "disk.restore_below_percent",
+            d.restore_below_percent,
+            format!(
+                "must be at most disk.target_percent ({}) so restoring cannot re-trigger lowering",
+                d.target_percent
+            ),
+        );
+
+        let f = &self.forecast;
+        p.check(
+            f.window >= Dur::from_mins(2),
+            "forecast.window",
+            f.window,
+            "must be at least 2m (two 1-minute datapoints)",
+        );
+        p.check(
+            f.min_samples >= 2,
+            "forecast.min_samples",
+            f.min_samples,
+            "must be at least 2 to fit a trend",
+        );
+        p.check(
+            f.throttle_horizon.0 > 0,
+            "forecast.throttle_horizon",
+            f.throttle_horizon,
+            "must be positive, e.g. \"15m\"",
+        );
+        p.check(
+            f.pause_lead.0 > 0,
+            "forecast.pause_lead",
+            f.pause_lead,
+            "must be positive, e.g. \"5m\"",
+        );
+
+        let t = &self.throttle;
+        p.check(
+            t.increase_per_minute > 0.0 && t.increase_per_minute <= 1.0,
+            "throttle.increase_per_minute",
+            t.increase_per_minute,
+            "must be in (0, 1]: the share of the reference rate given back per minute",
+        );
+        p.check(
+            t.min_fraction > 0.0 && t.min_fraction < 1.0,
+            "throttle.min_fraction",
+            t.min_fraction,
+            "must be in (0, 1): a throttled group keeps at least this share of its reference rate",
+        );
+        p.check(
+            t.burst.0 > 0,
+            "throttle.burst",
+            t.burst,
+            "must be positive, e.g. \"1s\"",
+        );
+        p.check(
+            t.decision_ttl >= Dur::from_secs(10),
+            "throttle.decision_ttl",
+            t.decision_ttl,
+            "must be at least 10s, and longer than the control tick",
+        );
+
+        p.check(
+            self.drain.lag_threshold >= 0,
+            "drain.lag_threshold",
+            self.drain.lag_threshold,
+            "must not be negative",
+        );
+
+        let r = &self.retention;
+        p.check(
+            r.floor >= Dur::from_mins(1),
+            "retention.floor",
+            r.floor,
+            "must be at least 1m",
+        );
+        p.check(
+            r.step_factor > 0.0 && r.step_factor < 1.0,
+            "retention.step_factor",
+            r.step_factor,
+            "must be in (0, 1), e.g. 0.5 to halve local retention per step",
+        );
+        p.check(
+            r.step_interval >= Dur::from_mins(1),
+            "retention.step_interval",
+            r.step_interval,
+            "must be at least 1m",
+        );
+        p.check(
+            r.restore_step_interval >= Dur::from_mins(1),
+            "retention.restore_step_interval",
+            r.restore_step_interval,
+            "must be at least 1m",
+        );
+        p.check(
+            r.lead_time.0 > 0,
+            "retention.lead_time",
+            r.lead_time,
+            "must be positive, e.g. \"2h\"",
+        );
+        let mut seen = BTreeSet::new();
+        for (i, topic) in r.topics.iter().enumerate() {
+            let path = format!("retention.topics[{i}].name");
+            if let Err(why) = check_topic_name(&topic.name) {
+                p.add(&path, format!("{:?}", topic.name), why);
+            }
+            p.check(
+                seen.insert(&topic.name),
+                &path,
+                format!("{:?}", topic.name),
+                "listed twice; keep one entry",
+            );
+            if let Some(floor) = topic.floor {
+                p.check(
+                    floor >= Dur::from_mins(1),
+                    format!("retention.topics[{i}].floor"),
+                    floor,
+                    "must be at least 1m",
+                );
+            }
+        }
+
+        let s = &self.staleness;
+        for (name, v) in [
+            ("staleness.max_disk_age", s.max_disk_age),
+            ("staleness.max_copy_lag_age", s.max_copy_lag_age),
+            ("staleness.max_lag_age", s.max_lag_age),
+            ("staleness.max_config_age", s.max_config_age),
+        ] {
+            p.check(v >= Dur::from_secs(10), name, v, "must be at least 10s");
+        }
+
+        let mut names = BTreeSet::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            let at = |field: &str| format!("groups[{i}].{field}");
+            p.check(
+                !g.name.trim().is_empty(),
+                at("name"),
+                "\"\"",
+                "a consumer group id is required",
+            );
+            p.check(
+                names.insert(&g.name),
+                at("name"),
+                format!("{:?}", g.name),
+                "listed twice; keep one entry",
+            );
+            for (field, v) in [("max_rate", g.max_rate), ("min_rate", g.min_rate)] {
+                if let Some(v) = v {
+                    p.check(
+                        v.is_finite() && v > 0.0,
+                        at(field),
+                        v,
+                        "must be a positive rate",
+                    );
+                }
+            }
+            if let (Some(min), Some(max)) = (g.min_rate, g.max_rate) {
+                p.check(
+                    min <= max,
+                    at("min_rate"),
+                    min,
+                    format!("must not exceed max_rate ({max})"),
+                );
+            }
+            if g.unit == RateUnit::Bytes {
+                p.check(
+                    g.max_rate.is_some() && g.min_rate.is_some(),
+                    at("unit"),
+                    "\"bytes\"",
+                    "a bytes/s gate needs max_rate and min_rate: offsets cannot measure a byte rate",
+                );
+            }
+            if let Some(th) = g.lag_threshold {
+                p.check(th >= 0, at("lag_threshold"), th, "must not be negative");
+            }
+        }
+    }
+
+    /// The floor of `topic` in ms (its own, else the policy's).
+    pub fn floor_ms(&self, topic: &str) -> i64 {
+        let floor = self
+            .retention
+            .topics
+            .iter()
+            .find(|t| t.name == topic)
+            .and_then(|t| t.floor);
+        floor.unwrap_or(self.retention.floor).0 as i64
+    }
+
+    /// Whether `topic` is a managed topic.
+    pub fn manages(&self, topic: &str) -> bool {
+        self.retention.topics.iter().any(|t| t.name == topic)
+    }
+
+    /// The names of the managed topics.
+    pub fn managed_topics(&self) -> Vec<String> {
+        self.retention
+            .topics
+            .iter()
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    /// The names of the catch-up groups.
+    pub fn group_names(&self) -> Vec<String> {
+        self.groups.iter().map(|g| g.name.clone()).collect()
+    }
+
+    /// The drain threshold of `group` in records.
+    pub fn lag_threshold(&self, group: &GroupPolicy) -> i64 {
+        group.lag_threshold.unwrap_or(self.drain.lag_threshold)
+    }
+}
+
+/// Kafka's topic-name rule: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 249 {
+        return Err("a Kafka topic name has 1 to 249 characters".into());
+    }
+    if name == "." || name == ".." {
+        return Err("\".\" and \"..\" are not valid topic names".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{c:?} is not allowed in a Kafka topic name (letters, digits, '.', '_', '-')"
+        ));
+    }
+    Ok(())
+}

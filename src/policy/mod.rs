@@ -1,0 +1,23 @@
+//! The policy engine: policy files, the pure `decide` function and its inputs and outputs.
+//!
+//! - [`config`]: the policy file format (`Policy`) and its validation;
+//! - [`decision`]: what `decide` returns (`Decision`) and the manual `Override`s it honours;
+//! - [`state`]: what it remembers between ticks (`ControllerState`);
+//! - [`forecast`]: disk trends;
+//! - [`engine`]: [`decide`] itself.
+
+pub mod config;
+pub mod decision;
+mod engine;
+pub mod forecast;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+pub use config::{GroupPolicy, Policy, RateUnit, StaleMode, TopicPolicy};
+pub use decision::{
+    Alert, BrokerForecast, Decision, Gate, GroupDecision, Origin, Override, OverrideAction,
+    OverrideScope, RetentionTarget, Severity, TopicDecision,
+};
+pub use engine::decide;
+pub use state::ControllerState;

@@ -1,0 +1,104 @@
+//! `ControllerState`: what the engine remembers between ticks. Plain data, serializable, so the
+//! runtime can persist it and a restart continues where it left off.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sensors::{BrokerId, ConfigSource};
+use crate::units::Timestamp;
+
+/// Engine memory.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControllerState {
+    /// Recent disk samples per broker (percent), newest last.
+    pub disks: BTreeMap<BrokerId, VecDeque<DiskPoint>>,
+    /// The shared throttle.
+    pub throttle: ThrottleState,
+    /// Per catch-up group.
+    pub groups: BTreeMap<String, GroupTrack>,
+    /// Since when every group has been below its drain threshold.
+    pub drained_since: Option<Timestamp>,
+    /// Per managed topic.
+    pub topics: BTreeMap<String, TopicTrack>,
+    /// Time of the previous tick.
+    pub last_tick: Option<Timestamp>,
+}
+
+/// One disk sample.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DiskPoint {
+    /// Sample time.
+    pub at: Timestamp,
+    /// Used percent.
+    pub percent: f64,
+}
+
+/// The throttle state shared by every catch-up group (each group's rate is in its `GroupTrack`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThrottleState {
+    /// Whether the groups are paused by the control law.
+    pub paused: bool,
+    /// When the current pause or throttle began.
+    pub since: Option<Timestamp>,
+    /// When the fraction was last cut; a further cut waits for a disk sample taken after it.
+    pub last_cut_at: Option<Timestamp>,
+}
+
+/// Rates, reference and throttle of one group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupTrack {
+    /// 1.0 = open; below 1.0 = throttled to that share of the reference rate.
+    pub fraction: f64,
+    /// Previous offsets sample: time, sum of committed, sum of log-end.
+    pub last: Option<(Timestamp, i64, i64)>,
+    /// Smoothed consume rate, records/s.
+    pub consume_rate: Option<f64>,
+    /// Smoothed produce rate, records/s.
+    pub produce_rate: Option<f64>,
+    /// Highest consume rate seen while the gate was open: the group's full speed.
+    pub reference_rate: Option<f64>,
+    /// Whether the gate was open during the interval that ended with `last`.
+    pub was_open: bool,
+}
+
+impl Default for GroupTrack {
+    fn default() -> Self {
+        GroupTrack {
+            fraction: 1.0,
+            last: None,
+            consume_rate: None,
+            produce_rate: None,
+            reference_rate: None,
+            was_open: true,
+        }
+    }
+}
+
+/// The original local retention of a topic, captured before the first change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginalRetention {
+    /// The raw `local.retention.ms` value (e.g. `"14400000"` or `"-2"`).
+    pub value: Option<String>,
+    /// Set on the topic or inherited.
+    pub source: ConfigSource,
+    /// The effective value in ms (resolving `-2`), `None` for unlimited.
+    pub effective_ms: Option<i64>,
+}
+
+/// What the engine knows about one managed topic.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TopicTrack {
+    /// Captured on the first lowering; kept until the topic is back at it.
+    pub original: Option<OriginalRetention>,
+    /// The lowered value last decided (`None` = original).
+    pub lowered_ms: Option<i64>,
+    /// The value decided before that (still valid while the actuator catches up).
+    pub previous_ms: Option<i64>,
+    /// Time of the last step down or up.
+    pub last_step_at: Option<Timestamp>,
+    /// Until then the window is refilling after a restore step (growth expected, not alarming).
+    pub refill_until: Option<Timestamp>,
+    /// Set when someone else changed the topic: the engine no longer touches it.
+    pub hands_off: Option<String>,
+}

@@ -1,0 +1,67 @@
+//! Sensors: what the controller can see of the cluster.
+//!
+//! Each sensor is a trait so the production adapters (Kafka admin API, CloudWatch, Prometheus) and the
+//! simulator (`crate::sim`) are interchangeable behind the same control loop. Every reading carries its
+//! own sample time; a sensor that fails returns a [`SensorError`] and the loop keeps the last reading,
+//! which then ages into staleness instead of being mistaken for a fresh zero.
+
+mod observation;
+
+use std::future::Future;
+
+pub use observation::{
+    BrokerCopyLag, BrokerDisk, BrokerId, ConfigSource, ConfigValue, DiskSource, GroupOffsets,
+    LOCAL_RETENTION_INHERIT, Observation, PartitionOffsets, SensorFault, TopicConfigs,
+};
+
+/// Why a sensor could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    /// The source answered but has no data (for example no datapoints yet).
+    #[error("{sensor}: no data: {reason}")]
+    NoData {
+        /// Sensor name.
+        sensor: &'static str,
+        /// What is missing.
+        reason: String,
+    },
+    /// The source could not be reached or refused the request.
+    #[error("{sensor}: unavailable: {reason}")]
+    Unavailable {
+        /// Sensor name.
+        sensor: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Local disk use per broker.
+pub trait DiskSensor: Send + Sync {
+    /// The newest reading of every broker's log volume.
+    fn read_disks(&self) -> impl Future<Output = Result<Vec<BrokerDisk>, SensorError>> + Send;
+}
+
+/// Tiered-storage copy lag per broker.
+pub trait CopyLagSensor: Send + Sync {
+    /// The newest copy-lag reading of every broker.
+    fn read_copy_lag(&self)
+    -> impl Future<Output = Result<Vec<BrokerCopyLag>, SensorError>> + Send;
+}
+
+/// Committed and log-end offsets of consumer groups.
+pub trait LagSensor: Send + Sync {
+    /// Offsets of every partition each of `groups` consumes.
+    fn read_offsets(
+        &self,
+        groups: &[String],
+    ) -> impl Future<Output = Result<Vec<GroupOffsets>, SensorError>> + Send;
+}
+
+/// Current configs of topics, with each value's source.
+pub trait TopicConfigSensor: Send + Sync {
+    /// Configs of each of `topics`.
+    fn read_topic_configs(
+        &self,
+        topics: &[String],
+    ) -> impl Future<Output = Result<Vec<TopicConfigs>, SensorError>> + Send;
+}

@@ -1,0 +1,282 @@
+//! `Observation`: one snapshot of everything the sensors saw, each reading with its own sample time.
+//!
+//! A reading is never "current" by assumption: the engine compares every `sampled_at` with `now` and the
+//! policy's maximum age, so a sensor that stopped reporting is seen as stale rather than as zero.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::Timestamp;
+
+/// A broker id as Kafka reports it.
+pub type BrokerId = i32;
+
+/// Where a disk reading came from (shown in status so on-call knows what to trust).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskSource {
+    /// The built-in simulator.
+    Simulator,
+    /// CloudWatch `KafkaDataLogsDiskUsed`.
+    CloudWatch,
+    /// A Prometheus-compatible query.
+    Prometheus,
+    /// A file or HTTP test source.
+    Static,
+}
+
+/// Local disk use of one broker (the volume that holds the log directories).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BrokerDisk {
+    /// Broker id.
+    pub broker: BrokerId,
+    /// Bytes used on the log volume.
+    pub used_bytes: u64,
+    /// Capacity of the log volume in bytes.
+    pub capacity_bytes: u64,
+    /// When the value was measured (for CloudWatch: the start of the datapoint's period).
+    pub sampled_at: Timestamp,
+    /// Which sensor produced it.
+    pub source: DiskSource,
+}
+
+impl BrokerDisk {
+    /// Used share of the volume in percent.
+    pub fn used_percent(&self) -> f64 {
+        if self.capacity_bytes == 0 {
+            100.0
+        } else {
+            self.used_bytes as f64 * 100.0 / self.capacity_bytes as f64
+        }
+    }
+}
+
+/// Bytes of closed log segments on a broker that are not yet copied to remote storage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BrokerCopyLag {
+    /// Broker id.
+    pub broker: BrokerId,
+    /// Bytes waiting to be uploaded (Kafka's `RemoteCopyLagBytes`).
+    pub bytes: u64,
+    /// When the value was measured.
+    pub sampled_at: Timestamp,
+}
+
+/// Offsets of one partition as seen by one consumer group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionOffsets {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+    /// The group's committed offset; `None` when the group has never committed on this partition.
+    pub committed: Option<i64>,
+    /// The partition's log-end offset (high watermark).
+    pub log_end: i64,
+}
+
+impl PartitionOffsets {
+    /// Records between the committed offset and the log end; `None` when nothing is committed.
+    /// A committed offset past the log end (a truncated or recreated partition) counts as zero lag.
+    pub fn lag(&self) -> Option<i64> {
+        self.committed.map(|c| (self.log_end - c).max(0))
+    }
+}
+
+/// Committed and log-end offsets of every partition a catch-up group consumes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupOffsets {
+    /// Consumer group id.
+    pub group: String,
+    /// One entry per partition.
+    pub partitions: Vec<PartitionOffsets>,
+    /// When the offsets were read.
+    pub sampled_at: Timestamp,
+}
+
+impl GroupOffsets {
+    /// Total lag in records, or `None` if any partition has no committed offset (the lag is then unknown:
+    /// it depends on the consumer's `auto.offset.reset`).
+    pub fn total_lag(&self) -> Option<i64> {
+        self.partitions.iter().map(PartitionOffsets::lag).sum()
+    }
+
+    /// Sum of committed offsets over partitions that have one (for consume-rate estimates).
+    pub fn committed_sum(&self) -> i64 {
+        self.partitions.iter().filter_map(|p| p.committed).sum()
+    }
+
+    /// Sum of log-end offsets (for produce-rate estimates).
+    pub fn log_end_sum(&self) -> i64 {
+        self.partitions.iter().map(|p| p.log_end).sum()
+    }
+}
+
+/// Whether a config value was set on the topic or inherited from the broker or Kafka's default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigSource {
+    /// Set on the topic (`DYNAMIC_TOPIC_CONFIG`): restore by SETting the value back.
+    Topic,
+    /// Inherited (broker config or Kafka default): restore by DELETEing the topic-level key.
+    Inherited,
+}
+
+/// One config entry of a topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigValue {
+    /// The value as Kafka reports it (`None` for sensitive or null values).
+    pub value: Option<String>,
+    /// Where it comes from.
+    pub source: ConfigSource,
+}
+
+/// The current configs of one managed topic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopicConfigs {
+    /// Topic name.
+    pub topic: String,
+    /// Every config the broker reported, by key.
+    pub configs: BTreeMap<String, ConfigValue>,
+    /// When they were read.
+    pub sampled_at: Timestamp,
+}
+
+/// Kafka's `local.retention.ms` value meaning "same as `retention.ms`".
+pub const LOCAL_RETENTION_INHERIT: i64 = -2;
+
+impl TopicConfigs {
+    /// A config value parsed as an integer.
+    pub fn int(&self, key: &str) -> Option<i64> {
+        self.configs.get(key)?.value.as_deref()?.trim().parse().ok()
+    }
+
+    /// Whether tiered storage is enabled on the topic.
+    pub fn remote_storage_enabled(&self) -> bool {
+        self.configs
+            .get("remote.storage.enable")
+            .and_then(|c| c.value.as_deref())
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// Total retention in ms; `None` means unlimited (`-1`) or unknown.
+    pub fn retention_ms(&self) -> Option<i64> {
+        self.int("retention.ms").filter(|v| *v >= 0)
+    }
+
+    /// The local retention in force, in ms, resolving `-2` ("as `retention.ms`"); `None` means unlimited or unknown.
+    pub fn effective_local_retention_ms(&self) -> Option<i64> {
+        match self.int("local.retention.ms") {
+            Some(LOCAL_RETENTION_INHERIT) | None => self.retention_ms(),
+            Some(v) if v < 0 => self.retention_ms(),
+            Some(v) => Some(v),
+        }
+    }
+}
+
+/// Everything the sensors reported for one control tick.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// Latest disk reading per broker.
+    pub disks: Vec<BrokerDisk>,
+    /// Latest tiered-storage copy lag per broker.
+    pub copy_lag: Vec<BrokerCopyLag>,
+    /// Offsets per catch-up group.
+    pub groups: Vec<GroupOffsets>,
+    /// Configs per managed topic.
+    pub topics: Vec<TopicConfigs>,
+    /// Sensors that failed this tick, with the reason (their last readings may still be present, aged).
+    pub sensor_errors: Vec<SensorFault>,
+}
+
+/// A sensor that could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SensorFault {
+    /// Which sensor: `disk`, `copy_lag`, `lag` or `topic_configs`.
+    pub sensor: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl Observation {
+    /// Test and example fixture: an empty observation to extend with the `with_*` builders.
+    pub fn test() -> Observation {
+        Observation::default()
+    }
+
+    /// Adds a disk reading at `percent` of a 1 TB volume, sampled at `at`.
+    pub fn with_disk(mut self, broker: BrokerId, percent: f64, at: Timestamp) -> Observation {
+        let capacity = 1_000_000_000_000u64;
+        self.disks.retain(|d| d.broker != broker);
+        self.disks.push(BrokerDisk {
+            broker,
+            used_bytes: (capacity as f64 * percent / 100.0) as u64,
+            capacity_bytes: capacity,
+            sampled_at: at,
+            source: DiskSource::Static,
+        });
+        self
+    }
+
+    /// Adds a copy-lag reading.
+    pub fn with_copy_lag(mut self, broker: BrokerId, bytes: u64, at: Timestamp) -> Observation {
+        self.copy_lag.retain(|d| d.broker != broker);
+        self.copy_lag.push(BrokerCopyLag {
+            broker,
+            bytes,
+            sampled_at: at,
+        });
+        self
+    }
+
+    /// Adds a group whose single partition of topic `input` lags by `lag` records.
+    pub fn with_lag(mut self, group: &str, committed: i64, lag: i64, at: Timestamp) -> Observation {
+        self.groups.retain(|g| g.group != group);
+        self.groups.push(GroupOffsets {
+            group: group.to_string(),
+            partitions: vec![PartitionOffsets {
+                topic: "input".into(),
+                partition: 0,
+                committed: Some(committed),
+                log_end: committed + lag,
+            }],
+            sampled_at: at,
+        });
+        self
+    }
+
+    /// Adds a tiered topic with `local.retention.ms` set on the topic (or inherited when `local_ms` is `None`).
+    pub fn with_topic(
+        mut self,
+        topic: &str,
+        local_ms: Option<i64>,
+        retention_ms: i64,
+        at: Timestamp,
+    ) -> Observation {
+        let mut configs = BTreeMap::new();
+        let set = |v: String| ConfigValue {
+            value: Some(v),
+            source: ConfigSource::Topic,
+        };
+        configs.insert("remote.storage.enable".into(), set("true".into()));
+        configs.insert("retention.ms".into(), set(retention_ms.to_string()));
+        configs.insert(
+            "local.retention.ms".into(),
+            match local_ms {
+                Some(v) => set(v.to_string()),
+                None => ConfigValue {
+                    value: Some(LOCAL_RETENTION_INHERIT.to_string()),
+                    source: ConfigSource::Inherited,
+                },
+            },
+        );
+        self.topics.retain(|t| t.topic != topic);
+        self.topics.push(TopicConfigs {
+            topic: topic.to_string(),
+            configs,
+            sampled_at: at,
+        });
+        self
+    }
+}
