@@ -76,9 +76,13 @@ impl Default for DiskPolicy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForecastPolicy {
-    /// Samples newer than this (relative to the newest) feed the trend line. Default 10m.
+    /// Samples newer than this (relative to the newest) feed the trend line. Kafka deletes segments in
+    /// bursts every retention-check interval (default 5m), so disk use is a sawtooth; a window of six
+    /// such periods keeps the sawtooth out of the trend (its bias falls with the square of the number
+    /// of periods). Default 30m.
     pub window: Dur,
-    /// Fewer samples than this in the window: no trend, the level alone is used. Default 3.
+    /// Fewer samples than this in the window, or samples spanning less than half of it: no trend, the
+    /// level alone is used. Default 5.
     pub min_samples: usize,
     /// The throttle acts on the forecast this far ahead. Default 15m.
     pub throttle_horizon: Dur,
@@ -89,8 +93,8 @@ pub struct ForecastPolicy {
 impl Default for ForecastPolicy {
     fn default() -> Self {
         ForecastPolicy {
-            window: Dur::from_mins(10),
-            min_samples: 3,
+            window: Dur::from_mins(30),
+            min_samples: 5,
             throttle_horizon: Dur::from_mins(15),
             pause_lead: Dur::from_mins(5),
         }
@@ -101,8 +105,9 @@ impl Default for ForecastPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StaleMode {
-    /// Keep the last decision but never raise the rate until data is fresh again (default): a metrics
-    /// outage neither halts a healthy catch-up nor lets it speed up blind.
+    /// Never raise the rate until data is fresh again; a stale broker's last trend is extrapolated and
+    /// may still cut the rate or pause (default). A metrics outage neither halts a healthy catch-up nor
+    /// lets a rising disk fill blind.
     Hold,
     /// Drop every catch-up group to its minimum rate.
     MinRate,

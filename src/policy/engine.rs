@@ -69,6 +69,8 @@ struct DiskView {
     forecasts: Vec<BrokerForecast>,
     /// Fresh brokers: id, estimated percent now, trend in percent per second.
     fresh: Vec<(BrokerId, f64, Option<f64>)>,
+    /// Stale brokers: id, last sample extrapolated along its last trend to now, that trend.
+    stale: Vec<(BrokerId, f64, Option<f64>)>,
     /// Every known broker has a fresh reading (and at least one is known).
     all_fresh: bool,
     /// The oldest "newest sample" among fresh brokers: a cut made before it has been seen in the data.
@@ -97,6 +99,7 @@ fn assess_disks(
     let mut view = DiskView {
         forecasts: Vec::new(),
         fresh: Vec::new(),
+        stale: Vec::new(),
         all_fresh: !st.disks.is_empty(),
         newest_common_sample: None,
     };
@@ -127,6 +130,7 @@ fn assess_disks(
         });
         if stale {
             view.all_fresh = false;
+            view.stale.push((broker, now_percent, slope));
             alerts.push(alert(
                 Severity::Warning,
                 "disk_stale",
@@ -256,7 +260,9 @@ fn steer_throttle(
     let mut cut: Option<(f64, String)> = None;
     let mut room = disks.all_fresh;
     let mut notes = Vec::new();
-    for &(broker, level, slope) in &disks.fresh {
+    // Stale brokers take part with their last trend extrapolated: they can cut or pause (safe), never
+    // raise (`room` is false unless every broker is fresh).
+    for &(broker, level, slope) in disks.fresh.iter().chain(&disks.stale) {
         let g = slope.unwrap_or(0.0);
         if level >= d.pause_percent {
             pause.push(format!(
@@ -342,7 +348,7 @@ fn steer_throttle(
     } else if let Some((factor, why)) = cut {
         let seen = match (th.last_cut_at, disks.newest_common_sample) {
             (None, _) => true,
-            (Some(cut_at), Some(sample)) => sample > cut_at,
+            (Some(cut_at), Some(sample)) => sample > cut_at + Dur(p.forecast.window.0 / 3),
             (Some(_), None) => false,
         };
         if seen {
@@ -611,9 +617,15 @@ fn lowering_blocked(
     None
 }
 
-/// Whether some broker is forecast to cross the throttle start within the retention lead time.
-fn retention_pressure(disks: &DiskView, p: &Policy, refilling: bool) -> Option<String> {
-    let lead = p.retention.lead_time.secs_f64();
+/// Whether some broker is forecast to cross the throttle start within the retention lead time (or,
+/// while a window refills after a restore step, within what is left of the refill).
+fn retention_pressure(disks: &DiskView, p: &Policy, refill_left: Dur) -> Option<String> {
+    let lead = if refill_left.0 > 0 {
+        refill_left.min(p.retention.lead_time)
+    } else {
+        p.retention.lead_time
+    };
+    let horizon = lead.secs_f64();
     disks.fresh.iter().find_map(|&(broker, level, slope)| {
         let g = slope.unwrap_or(0.0);
         if level >= p.disk.throttle_start_percent {
@@ -621,12 +633,12 @@ fn retention_pressure(disks: &DiskView, p: &Policy, refilling: bool) -> Option<S
                 "broker {broker} at {level:.1}%, above the throttle start of {}%",
                 p.disk.throttle_start_percent
             ))
-        } else if !refilling && g > 0.0 && level + g * lead >= p.disk.throttle_start_percent {
+        } else if g > 0.0 && level + g * horizon >= p.disk.throttle_start_percent {
             Some(format!(
                 "broker {broker} at {level:.1}% rising {:.1}%/h: forecast to cross {}% within {}",
                 g * 3600.0,
                 p.disk.throttle_start_percent,
-                p.retention.lead_time
+                lead
             ))
         } else {
             None
@@ -646,14 +658,18 @@ fn retention_decisions(
     alerts: &mut Vec<Alert>,
 ) -> BTreeMap<String, TopicDecision> {
     let blocked = lowering_blocked(obs, disks, p, now);
-    // After a restore step the window refills for a while; a linear forecast of that refill would
-    // lower again at once, so during it only the level (not the trend) can trigger lowering.
-    let refilling = st
+    // Raising local retention from R to R' stops deletion of managed data until the oldest data left
+    // is older than R': the disk grows by the managed topics' write rate until then, then levels off. A straight-line forecast over the
+    // whole lead time would read that as a surge and lower again, so while refilling the forecast looks
+    // no further than the refill's end.
+    let refill_left = st
         .topics
         .values()
         .filter_map(|t| t.refill_until)
-        .any(|until| now < until);
-    let pressure = retention_pressure(disks, p, refilling);
+        .map(|until| until.since(now))
+        .max()
+        .unwrap_or_default();
+    let pressure = retention_pressure(disks, p, refill_left);
     let healthy = disks.all_fresh
         && disks
             .fresh
@@ -820,7 +836,6 @@ fn retention_decisions(
                     healthy,
                     disks.all_fresh,
                     since_step,
-                    current_ms,
                     p,
                     now,
                 );
@@ -863,7 +878,6 @@ fn restore_step(
     healthy: bool,
     fresh: bool,
     since_step: Option<Dur>,
-    current_ms: Option<i64>,
     p: &Policy,
     now: Timestamp,
 ) {
@@ -891,16 +905,23 @@ fn restore_step(
     } else {
         let original = track.original.as_ref().and_then(|o| o.effective_ms);
         let next = (lowered as f64 / p.retention.step_factor).ceil() as i64;
+        // The oldest managed data still on disk: nothing is deleted until it is older than the new
+        // window, so the window refills until then (plus one forecast window, until the trend no
+        // longer includes refill samples).
+        let oldest = match track.refill_until {
+            Some(until) if until > now => until - p.forecast.window - Dur(lowered.max(0) as u64),
+            _ => now - Dur(lowered.max(0) as u64),
+        };
         track.previous_ms = Some(lowered);
         track.last_step_at = Some(now);
-        let from = current_ms.unwrap_or(lowered);
         if original.is_none_or(|o| next >= o) {
             track.lowered_ms = None;
             decision.target = RetentionTarget::Original;
             decision
                 .reasons
                 .push("drained and healthy: restoring the original setting".into());
-            track.refill_until = original.map(|o| now + Dur((o - from).max(0) as u64));
+            track.refill_until =
+                original.map(|o| oldest + Dur(o.max(0) as u64) + p.forecast.window);
         } else {
             track.lowered_ms = Some(next);
             decision.target = RetentionTarget::Lowered { ms: next };
@@ -908,7 +929,7 @@ fn restore_step(
                 "drained and healthy: raising local.retention.ms to {}",
                 Dur(next as u64)
             ));
-            track.refill_until = Some(now + Dur((next - from).max(0) as u64));
+            track.refill_until = Some(oldest + Dur(next.max(0) as u64) + p.forecast.window);
         }
     }
 }

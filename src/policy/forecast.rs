@@ -23,7 +23,8 @@ pub fn record(history: &mut VecDeque<DiskPoint>, point: DiskPoint, keep: Dur) ->
 }
 
 /// Slope in percent per second of the samples within `window` of the newest one, or `None` when
-/// there are fewer than `min_samples` of them or they span less than a minute.
+/// there are fewer than `min_samples` of them or they span less than half the window (a trend
+/// through a few minutes of noisy samples is noise).
 pub fn slope(history: &VecDeque<DiskPoint>, window: Dur, min_samples: usize) -> Option<f64> {
     let newest = history.back()?.at;
     let from = newest - window;
@@ -44,7 +45,11 @@ pub fn slope(history: &VecDeque<DiskPoint>, window: Dur, min_samples: usize) -> 
         sxx += x * x;
         sxy += x * (p.percent - my);
     }
-    if sxx < 60.0 * 60.0 / 4.0 {
+    let oldest = history
+        .iter()
+        .find(|p| p.at >= from)
+        .map_or(newest, |p| p.at);
+    if newest.since(oldest).0 * 2 < window.0 || sxx <= 0.0 {
         return None;
     }
     Some(sxy / sxx)
@@ -72,7 +77,7 @@ mod tests {
     #[test]
     fn slope_of_a_line_is_exact() {
         let h = series(&[(0, 50.0), (60, 51.0), (120, 52.0), (180, 53.0)]);
-        let s = slope(&h, Dur::from_mins(10), 3).unwrap();
+        let s = slope(&h, Dur::from_mins(6), 3).unwrap();
         assert!((s - 1.0 / 60.0).abs() < 1e-12);
         assert!(
             (extrapolate(53.0, Timestamp(180_000), Some(s), Timestamp(300_000)) - 55.0).abs()

@@ -41,7 +41,8 @@ pub struct ThrottleState {
     pub paused: bool,
     /// When the current pause or throttle began.
     pub since: Option<Timestamp>,
-    /// When the fraction was last cut; a further cut waits for a disk sample taken after it.
+    /// When the fraction was last cut; a further cut waits until samples from a third of the forecast
+    /// window after it are in, so the trend can show the effect of the cut.
     pub last_cut_at: Option<Timestamp>,
 }
 

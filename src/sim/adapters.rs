@@ -1,0 +1,196 @@
+//! The simulator behind the same sensor and actuator traits as the real cluster adapters.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use super::cluster::Cluster;
+use crate::actuators::{
+    ActuatorError, GateActuator, RetentionActuator, RetentionChange, retention,
+};
+use crate::policy::GroupDecision;
+use crate::sensors::{
+    BrokerCopyLag, BrokerDisk, ConfigSource, ConfigValue, CopyLagSensor, DiskSensor, DiskSource,
+    GroupOffsets, LOCAL_RETENTION_INHERIT, LagSensor, PartitionOffsets, SensorError,
+    TopicConfigSensor, TopicConfigs,
+};
+
+/// A shared handle on a simulated cluster.
+#[derive(Clone, Debug)]
+pub struct SimCluster(Arc<Mutex<Cluster>>);
+
+impl SimCluster {
+    /// Wraps `cluster`.
+    pub fn new(cluster: Cluster) -> SimCluster {
+        SimCluster(Arc::new(Mutex::new(cluster)))
+    }
+
+    /// Locks the cluster (a poisoned lock is recovered: the cluster has no invariants a panic could break
+    /// half-way that matter more than continuing the simulation).
+    pub fn lock(&self) -> MutexGuard<'_, Cluster> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Polls a future that the simulator's adapters complete at once.
+pub fn ready<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}
+
+impl DiskSensor for SimCluster {
+    async fn read_disks(&self) -> Result<Vec<BrokerDisk>, SensorError> {
+        let c = self.lock();
+        let capacity = c.capacity();
+        let disks: Vec<BrokerDisk> = (0..c.broker_count())
+            .filter_map(|b| {
+                let point = c.visible_disk(b)?;
+                Some(BrokerDisk {
+                    broker: b as i32 + 1,
+                    used_bytes: (point.value / 100.0 * capacity) as u64,
+                    capacity_bytes: capacity as u64,
+                    sampled_at: point.at,
+                    source: DiskSource::Simulator,
+                })
+            })
+            .collect();
+        if disks.is_empty() {
+            return Err(SensorError::NoData {
+                sensor: "disk",
+                reason: "no datapoints published yet".into(),
+            });
+        }
+        Ok(disks)
+    }
+}
+
+impl CopyLagSensor for SimCluster {
+    async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
+        let c = self.lock();
+        Ok((0..c.broker_count())
+            .filter_map(|b| {
+                let point = c.visible_copy_lag(b)?;
+                Some(BrokerCopyLag {
+                    broker: b as i32 + 1,
+                    bytes: point.value as u64,
+                    sampled_at: point.at,
+                })
+            })
+            .collect())
+    }
+}
+
+impl LagSensor for SimCluster {
+    async fn read_offsets(&self, groups: &[String]) -> Result<Vec<GroupOffsets>, SensorError> {
+        let c = self.lock();
+        let now = c.now();
+        Ok(groups
+            .iter()
+            .filter_map(|g| {
+                let (topic, parts) = c.group_offsets(g)?;
+                Some(GroupOffsets {
+                    group: g.clone(),
+                    partitions: parts
+                        .into_iter()
+                        .map(|(partition, committed, log_end)| PartitionOffsets {
+                            topic: topic.clone(),
+                            partition,
+                            committed: Some(committed),
+                            log_end,
+                        })
+                        .collect(),
+                    sampled_at: now,
+                })
+            })
+            .collect())
+    }
+}
+
+impl TopicConfigSensor for SimCluster {
+    async fn read_topic_configs(
+        &self,
+        topics: &[String],
+    ) -> Result<Vec<TopicConfigs>, SensorError> {
+        let c = self.lock();
+        let now = c.now();
+        Ok(topics
+            .iter()
+            .filter_map(|t| {
+                Some(TopicConfigs {
+                    topic: t.clone(),
+                    configs: c.topic_configs(t)?.clone(),
+                    sampled_at: now,
+                })
+            })
+            .collect())
+    }
+}
+
+impl GateActuator for SimCluster {
+    async fn set_gate(&self, group: &str, decision: &GroupDecision) -> Result<(), ActuatorError> {
+        if self.lock().set_gate(group, decision.gate.clone()) {
+            Ok(())
+        } else {
+            Err(ActuatorError::Failed {
+                target: group.into(),
+                reason: "no such group in the simulation".into(),
+            })
+        }
+    }
+}
+
+impl RetentionActuator for SimCluster {
+    async fn apply_retention(
+        &self,
+        topic: &str,
+        change: &RetentionChange,
+    ) -> Result<(), ActuatorError> {
+        // Defence in depth: the simulated broker refuses what the guard would, so a bug upstream shows.
+        if !retention::key_allowed(change.key()) {
+            return Err(ActuatorError::Failed {
+                target: topic.into(),
+                reason: format!("{} may not be changed", change.key()),
+            });
+        }
+        let mut c = self.lock();
+        let Some(configs) = c.topic_configs_mut(topic) else {
+            return Err(ActuatorError::Failed {
+                target: topic.into(),
+                reason: "unknown topic".into(),
+            });
+        };
+        match change {
+            RetentionChange::Set { key, value } => {
+                configs.insert(
+                    key.clone(),
+                    ConfigValue {
+                        value: Some(value.clone()),
+                        source: ConfigSource::Topic,
+                    },
+                );
+            }
+            RetentionChange::Delete { key } => {
+                let inherited = if key == "local.retention.ms" {
+                    LOCAL_RETENTION_INHERIT.to_string()
+                } else {
+                    "-2".to_string()
+                };
+                configs.insert(
+                    key.clone(),
+                    ConfigValue {
+                        value: Some(inherited),
+                        source: ConfigSource::Inherited,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,138 @@
+//! The optimal bound: a lower bound on the catch-up duration that no controller can beat without
+//! crossing the ceiling, computed from the scenario's capacities alone.
+//!
+//! Any controller is limited twice:
+//! 1. **Consumer speed.** Group `g` consumes at most `C_g` records/s, so by time `T` it has consumed at
+//!    most `C_g * T`.
+//! 2. **Disk.** On broker `b`, the space under the ceiling left for the catch-up's outputs is
+//!    `H_b = ceiling * capacity - static - (producer-written topics at their smallest footprint:
+//!    lowest producer rate times local window, the floor for managed topics)`. An output topic keeps
+//!    at least its newest `F` of data locally, where `F` is its floor if managed, else its local
+//!    retention; with `F` the smallest such window, the output bytes written to `b` in any window
+//!    of length `F` are at most `H_b`. So by time `T` at most `H_b * (T / F + 1)` bytes can have been
+//!    written to `b`, and consumption is bounded by that divided by the bytes per consumed record that
+//!    land on `b` (amplification times record size times `b`'s share of the output's replicas).
+//!
+//! The group is drained when it has consumed its backlog plus everything produced meanwhile, less
+//! the drain threshold. The bound is the first `T` at which every group can have done so under both
+//! limits. It ignores everything that only makes real control slower (segment granularity, the
+//! retention-check interval, metric delay, the data already on disk at time 0), so it is optimistic
+//! and a real controller's ratio to it is at least 1.
+
+use super::cluster::broker_shares;
+use super::scenario::Scenario;
+use crate::policy::Policy;
+
+/// Lower bound on the catch-up duration in seconds, or `None` when no controller can drain within ten
+/// times the scenario's duration without crossing the ceiling.
+pub fn optimal_seconds(s: &Scenario, p: &Policy) -> Option<f64> {
+    let n = s.cluster.brokers;
+    let ceiling = p.disk.ceiling_percent / 100.0 * s.cluster.disk_capacity.0 as f64;
+    let window_of = |k: usize| -> f64 {
+        let t = &s.topics[k];
+        let local = t.local_retention.unwrap_or(t.retention).secs_f64();
+        if p.manages(&t.name) {
+            (p.floor_ms(&t.name) as f64 / 1000.0).min(local)
+        } else {
+            local
+        }
+    };
+
+    let mut headroom = vec![ceiling - s.cluster.static_used.0 as f64; n];
+    // Bytes landing on each broker per record consumed by each group, and the smallest output window.
+    let mut per_record = vec![vec![0.0; n]; s.groups.len()];
+    let mut window = f64::INFINITY;
+    for (k, t) in s.topics.iter().enumerate() {
+        let shares = broker_shares(s, k);
+        if let Some(prod) = &t.producer {
+            let lowest = prod.rate.0 * (1.0 - prod.diurnal_amplitude) * (1.0 - prod.noise);
+            for b in 0..n {
+                headroom[b] -= lowest * window_of(k) * shares[b];
+            }
+        } else if let Some(out) = &t.output_of {
+            let Some(g) = s.groups.iter().position(|g| g.name == out.group) else {
+                continue;
+            };
+            let Some(input) = s.topics.iter().find(|i| i.name == s.groups[g].topic) else {
+                continue;
+            };
+            window = window.min(window_of(k));
+            for b in 0..n {
+                per_record[g][b] += input.record_bytes.0 as f64 * out.amplification * shares[b];
+            }
+        }
+    }
+    if headroom.iter().any(|h| *h <= 0.0) {
+        return None;
+    }
+
+    // Records each group must consume by time T: backlog + production - threshold.
+    let needs: Vec<(f64, f64, Box<dyn Fn(f64) -> f64>)> = s
+        .groups
+        .iter()
+        .filter_map(|g| {
+            let input = s.topics.iter().find(|t| t.name == g.topic)?;
+            let prod = input.producer.as_ref()?;
+            let rec = input.record_bytes.0 as f64;
+            // Production at its least (noise all the way down) keeps the bound a lower bound.
+            let (rate, amp, peak) = (
+                prod.rate.0 * (1.0 - prod.noise),
+                prod.diurnal_amplitude,
+                prod.peak_at.secs_f64(),
+            );
+            let backlog = prod.rate.0 * g.backlog.secs_f64() / rec;
+            let threshold =
+                p.groups
+                    .iter()
+                    .find(|pg| pg.name == g.name)
+                    .map_or(p.drain.lag_threshold, |pg| p.lag_threshold(pg)) as f64;
+            // Integral of rate * (1 + amp * cos(2 pi (t - peak) / day)) from 0 to T, in records.
+            let day = 86_400.0;
+            let w = std::f64::consts::TAU / day;
+            let produced = move |t: f64| {
+                rate / rec * (t + amp / w * ((w * (t - peak)).sin() - (w * (-peak)).sin()))
+            };
+            Some((
+                g.max_rate,
+                backlog - threshold,
+                Box::new(produced) as Box<dyn Fn(f64) -> f64>,
+            ))
+        })
+        .collect();
+
+    let limit = s.duration.secs_f64() * 10.0;
+    let feasible = |t: f64| -> bool {
+        let need: Vec<f64> = needs
+            .iter()
+            .map(|(_, base, produced)| (base + produced(t)).max(0.0))
+            .collect();
+        let fast_enough = needs
+            .iter()
+            .zip(&need)
+            .all(|((max_rate, _, _), need)| *need <= max_rate * t);
+        let fits = (0..n).all(|b| {
+            let written: f64 = need
+                .iter()
+                .enumerate()
+                .map(|(g, need)| need * per_record[g][b])
+                .sum();
+            written <= headroom[b] * (t / window + 1.0)
+        });
+        fast_enough && fits
+    };
+    let mut t = 0.0;
+    while t <= limit {
+        if feasible(t) {
+            // Refine within the last coarse step.
+            let mut lo = (t - 60.0).max(0.0);
+            let mut hi = t;
+            while hi - lo > 1.0 {
+                let mid = (lo + hi) / 2.0;
+                if feasible(mid) { hi = mid } else { lo = mid }
+            }
+            return Some(hi);
+        }
+        t += 60.0;
+    }
+    None
+}

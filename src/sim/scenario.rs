@@ -1,0 +1,529 @@
+//! The scenario file format (`scenarios/*.toml`); `docs/scenarios.md` is the reference and follows
+//! these `///` comments.
+//!
+//! A scenario describes a cluster at normal load and what happens from the moment catch-up starts
+//! (simulated time 0): the backlog, the consumers' speed, and events such as a tiered-copy stall or a
+//! metrics outage. Before time 0 the simulator warms the cluster up at normal load, so disks start at
+//! their normal level.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::config_file::{self, FileError, Problems};
+use crate::policy::config::check_topic_name;
+use crate::units::{ByteRate, Bytes, Dur};
+
+/// A whole scenario.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, shown in summaries.
+    pub name: String,
+    /// What the scenario represents.
+    #[serde(default)]
+    pub description: String,
+    /// Seed of the simulator's random numbers (producer noise); the same seed gives the same run.
+    #[serde(default)]
+    pub seed: u64,
+    /// Simulated time after catch-up starts.
+    pub duration: Dur,
+    /// Physics step. Default 10s.
+    #[serde(default = "default_step")]
+    pub step: Dur,
+    /// Control tick of the controller under test. Default 30s.
+    #[serde(default = "default_tick")]
+    pub tick: Dur,
+    /// Brokers and their disks.
+    pub cluster: ClusterSpec,
+    /// How the disk metric is published.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+    /// Topics: inputs written by producers, outputs written by the catch-up consumers.
+    pub topics: Vec<TopicSpec>,
+    /// Catch-up consumer groups.
+    pub groups: Vec<GroupSpec>,
+    /// Things that happen during the run.
+    #[serde(default)]
+    pub events: Vec<EventSpec>,
+    /// Parameters of the `runbook` baseline (the manual procedure of the 2025-11 incident).
+    #[serde(default)]
+    pub runbook: RunbookSpec,
+}
+
+fn default_step() -> Dur {
+    Dur::from_secs(10)
+}
+
+fn default_tick() -> Dur {
+    Dur::from_secs(30)
+}
+
+/// Brokers.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Number of brokers (ids 1..=N, as MSK numbers them).
+    pub brokers: usize,
+    /// Log volume size of each broker.
+    pub disk_capacity: Bytes,
+    /// Space used on each volume by things the scenario does not model (other topics, the OS).
+    #[serde(default)]
+    pub static_used: Bytes,
+    /// Tiered-storage copy throughput of each broker (it uploads the partitions it leads).
+    pub upload_rate: ByteRate,
+    /// Kafka's `log.retention.check.interval.ms`. Default 5m.
+    #[serde(default = "default_check")]
+    pub retention_check_interval: Dur,
+    /// `segment.bytes`. Default 1GiB.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: Bytes,
+    /// `segment.ms`. Default 7d.
+    #[serde(default = "default_segment_ms")]
+    pub segment_ms: Dur,
+}
+
+fn default_check() -> Dur {
+    Dur::from_mins(5)
+}
+
+fn default_segment_bytes() -> Bytes {
+    Bytes(1 << 30)
+}
+
+fn default_segment_ms() -> Dur {
+    Dur::from_hours(7 * 24)
+}
+
+/// The CloudWatch-like disk and copy-lag metrics.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSpec {
+    /// Datapoint period (each datapoint is the average over it, stamped with its start). Default 1m.
+    pub period: Dur,
+    /// How long after its period ends a datapoint becomes visible. Default 2m.
+    pub delay: Dur,
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        MetricsSpec {
+            period: Dur::from_mins(1),
+            delay: Dur::from_mins(2),
+        }
+    }
+}
+
+/// One topic.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: usize,
+    /// Replication factor. Default 3.
+    #[serde(default = "default_rf")]
+    pub replication_factor: usize,
+    /// Average record size.
+    pub record_bytes: Bytes,
+    /// `retention.ms` (total retention, local plus remote). Default 7d.
+    #[serde(default = "default_retention")]
+    pub retention: Dur,
+    /// `local.retention.ms` set on the topic; absent = inherited (Kafka's `-2`: same as `retention`).
+    #[serde(default)]
+    pub local_retention: Option<Dur>,
+    /// `remote.storage.enable`. Default true.
+    #[serde(default = "default_true")]
+    pub remote_storage: bool,
+    /// Whether the catchup controller manages this topic (when the policy names no topics itself).
+    #[serde(default)]
+    pub managed: bool,
+    /// Written by producers at this rate (an input topic). Exactly one of `producer` and `output_of`.
+    #[serde(default)]
+    pub producer: Option<ProducerSpec>,
+    /// Written by a catch-up group (an output topic).
+    #[serde(default)]
+    pub output_of: Option<OutputSpec>,
+    /// Skewed partitions: the partitions with a replica on `broker` carry `weight` times the traffic of
+    /// the others, so that broker fills fastest.
+    #[serde(default)]
+    pub skew: Option<SkewSpec>,
+}
+
+fn default_rf() -> usize {
+    3
+}
+
+fn default_retention() -> Dur {
+    Dur::from_hours(7 * 24)
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A producer's rate profile: `rate * (1 + diurnal_amplitude * sin(...)) * (1 + noise)`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerSpec {
+    /// Mean rate.
+    pub rate: ByteRate,
+    /// Daily swing as a share of the rate (0.2 = +-20%). Default 0.
+    #[serde(default)]
+    pub diurnal_amplitude: f64,
+    /// Time of the daily peak after the start. Default 0s.
+    #[serde(default)]
+    pub peak_at: Dur,
+    /// Random per-minute variation as a share of the rate (seeded). Default 0.
+    #[serde(default)]
+    pub noise: f64,
+}
+
+/// Output of a catch-up group.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// The group whose consumption writes this topic.
+    pub group: String,
+    /// Bytes written here per byte the group consumes.
+    pub amplification: f64,
+}
+
+/// Partition skew.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkewSpec {
+    /// Broker (id) whose partitions are hot.
+    pub broker: usize,
+    /// Traffic multiplier of those partitions.
+    pub weight: f64,
+}
+
+/// A catch-up consumer group.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// Group id.
+    pub name: String,
+    /// The input topic it consumes.
+    pub topic: String,
+    /// Full speed of all its consumers together, records per second.
+    pub max_rate: f64,
+    /// Backlog at time 0, as a duration of the input's mean production (e.g. "2d").
+    pub backlog: Dur,
+}
+
+/// Something that happens during the run.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    /// What happens.
+    pub kind: EventKind,
+    /// When it starts (time after catch-up start).
+    pub at: Dur,
+    /// When it ends.
+    pub until: Dur,
+    /// Affected brokers (ids); empty = all. Used by `copy_stall` and `metrics_outage`.
+    #[serde(default)]
+    pub brokers: Vec<usize>,
+}
+
+/// Kinds of events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Tiered-storage uploads stop on the brokers: copy lag builds, nothing can be deleted locally.
+    CopyStall,
+    /// The disk and copy-lag metrics publish no datapoints.
+    MetricsOutage,
+}
+
+/// The manual procedure of the seeds: pause at a mark, lower local retention after a reaction delay,
+/// resume below a lower mark, restore by hand after the backlog drained.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunbookSpec {
+    /// The disk alert that pages on-call. Default 85.
+    pub pause_at_percent: f64,
+    /// Consumers are resumed once every broker is below this. Default 70.
+    pub resume_below_percent: f64,
+    /// Time from an alert or a condition to the operator's action. Default 10m.
+    pub reaction: Dur,
+    /// Local retention the operator sets on the managed topics. Default 1h.
+    pub lower_to: Dur,
+    /// Time after the backlog drained at which the operator restores retention. Default 1h.
+    pub restore_after: Dur,
+}
+
+impl Default for RunbookSpec {
+    fn default() -> Self {
+        RunbookSpec {
+            pause_at_percent: 85.0,
+            resume_below_percent: 70.0,
+            reaction: Dur::from_mins(10),
+            lower_to: Dur::from_hours(1),
+            restore_after: Dur::from_hours(1),
+        }
+    }
+}
+
+const SECTIONS: [&str; 12] = [
+    "name",
+    "description",
+    "seed",
+    "duration",
+    "step",
+    "tick",
+    "cluster",
+    "metrics",
+    "topics",
+    "groups",
+    "events",
+    "runbook",
+];
+
+impl Scenario {
+    /// Loads and validates a scenario file, reporting every problem.
+    pub fn load(file: &Path) -> Result<Scenario, FileError> {
+        let mut table = config_file::read_table(file)?;
+        let mut problems = Problems::default();
+        for key in SECTIONS {
+            if !table.contains_key(key)
+                && matches!(key, "name" | "duration" | "cluster" | "topics" | "groups")
+            {
+                problems.0.push(config_file::Problem {
+                    path: key.into(),
+                    value: None,
+                    message: "required field is missing; add it".into(),
+                });
+            }
+        }
+        let unknown: toml::Table = table
+            .iter()
+            .filter(|(k, _)| !SECTIONS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        config_file::reject_unknown(&unknown, &SECTIONS, &mut problems);
+        table.retain(|k, _| SECTIONS.iter().any(|s| *s == k));
+        if !problems.0.is_empty() {
+            return Err(FileError {
+                file: file.to_path_buf(),
+                problems: problems.0,
+            });
+        }
+        let scenario =
+            config_file::deserialize_at::<Scenario>(toml::Value::Table(table), "", &mut problems);
+        if let Some(s) = &scenario {
+            s.validate(&mut problems);
+        }
+        problems.into_result(file)?;
+        scenario.ok_or_else(|| FileError {
+            file: file.to_path_buf(),
+            problems: vec![],
+        })
+    }
+
+    /// Range and cross-reference checks.
+    pub fn validate(&self, p: &mut Problems) {
+        p.check(
+            self.duration >= Dur::from_mins(10),
+            "duration",
+            self.duration,
+            "must be at least 10m",
+        );
+        p.check(
+            self.step >= Dur::from_secs(1) && self.step <= Dur::from_mins(1),
+            "step",
+            self.step,
+            "must be between 1s and 1m",
+        );
+        p.check(
+            self.tick >= self.step,
+            "tick",
+            self.tick,
+            format!("must be at least the step ({})", self.step),
+        );
+        let c = &self.cluster;
+        p.check(
+            (1..=1000).contains(&c.brokers),
+            "cluster.brokers",
+            c.brokers,
+            "must be between 1 and 1000",
+        );
+        p.check(
+            c.disk_capacity.0 > 0,
+            "cluster.disk_capacity",
+            c.disk_capacity,
+            "must be positive, e.g. \"2TiB\"",
+        );
+        p.check(
+            c.static_used < c.disk_capacity,
+            "cluster.static_used",
+            c.static_used,
+            "must be below disk_capacity",
+        );
+        p.check(
+            c.upload_rate.0 > 0.0,
+            "cluster.upload_rate",
+            c.upload_rate.0,
+            "must be positive, e.g. \"150MiB/s\"",
+        );
+        p.check(
+            c.segment_bytes.0 >= 1 << 20,
+            "cluster.segment_bytes",
+            c.segment_bytes,
+            "must be at least 1MiB",
+        );
+        p.check(
+            c.retention_check_interval >= Dur::from_secs(10),
+            "cluster.retention_check_interval",
+            c.retention_check_interval,
+            "must be at least 10s",
+        );
+        p.check(
+            self.metrics.period >= self.step,
+            "metrics.period",
+            self.metrics.period,
+            "must be at least the step",
+        );
+
+        let groups: BTreeSet<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
+        let mut names = BTreeSet::new();
+        for (i, t) in self.topics.iter().enumerate() {
+            let at = |f: &str| format!("topics[{i}].{f}");
+            if let Err(why) = check_topic_name(&t.name) {
+                p.add(at("name"), format!("{:?}", t.name), why);
+            }
+            p.check(
+                names.insert(t.name.as_str()),
+                at("name"),
+                format!("{:?}", t.name),
+                "listed twice",
+            );
+            p.check(
+                (1..=100_000).contains(&t.partitions),
+                at("partitions"),
+                t.partitions,
+                "must be between 1 and 100000",
+            );
+            p.check(
+                (1..=c.brokers.max(1)).contains(&t.replication_factor),
+                at("replication_factor"),
+                t.replication_factor,
+                format!("must be between 1 and the broker count ({})", c.brokers),
+            );
+            p.check(
+                t.record_bytes.0 > 0,
+                at("record_bytes"),
+                t.record_bytes,
+                "must be positive",
+            );
+            if let Some(local) = t.local_retention {
+                p.check(
+                    local <= t.retention,
+                    at("local_retention"),
+                    local,
+                    format!("must not exceed retention ({})", t.retention),
+                );
+                p.check(
+                    local >= Dur::from_mins(1),
+                    at("local_retention"),
+                    local,
+                    "must be at least 1m",
+                );
+            }
+            match (&t.producer, &t.output_of) {
+                (Some(prod), None) => {
+                    p.check(prod.rate.0 > 0.0, at("producer.rate"), prod.rate.0, "must be positive");
+                    p.check((0.0..1.0).contains(&prod.diurnal_amplitude), at("producer.diurnal_amplitude"), prod.diurnal_amplitude, "must be in [0, 1)");
+                    p.check((0.0..0.5).contains(&prod.noise), at("producer.noise"), prod.noise, "must be in [0, 0.5)");
+                }
+                (None, Some(out)) => {
+                    p.check(groups.contains(out.group.as_str()), at("output_of.group"), format!("{:?}", out.group), "no group of that name in [[groups]]");
+                    p.check(out.amplification > 0.0 && out.amplification.is_finite(), at("output_of.amplification"), out.amplification, "must be positive");
+                }
+                _ => p.add(at("producer"), "-", "give exactly one of `producer` (an input topic) and `output_of` (an output topic)"),
+            }
+            if let Some(skew) = &t.skew {
+                p.check(
+                    (1..=c.brokers).contains(&skew.broker),
+                    at("skew.broker"),
+                    skew.broker,
+                    format!("must be a broker id 1..={}", c.brokers),
+                );
+                p.check(
+                    skew.weight > 0.0,
+                    at("skew.weight"),
+                    skew.weight,
+                    "must be positive",
+                );
+            }
+            if t.managed {
+                p.check(
+                    t.remote_storage,
+                    at("managed"),
+                    true,
+                    "a managed topic must have remote_storage = true",
+                );
+            }
+        }
+        let mut gnames = BTreeSet::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            let at = |f: &str| format!("groups[{i}].{f}");
+            p.check(
+                gnames.insert(g.name.as_str()),
+                at("name"),
+                format!("{:?}", g.name),
+                "listed twice",
+            );
+            let input = self.topics.iter().find(|t| t.name == g.topic);
+            p.check(
+                input.is_some_and(|t| t.producer.is_some()),
+                at("topic"),
+                format!("{:?}", g.topic),
+                "must name a topic with a `producer`",
+            );
+            p.check(
+                g.max_rate > 0.0 && g.max_rate.is_finite(),
+                at("max_rate"),
+                g.max_rate,
+                "must be a positive rate in records/s",
+            );
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            let at = |f: &str| format!("events[{i}].{f}");
+            p.check(
+                e.until > e.at,
+                at("until"),
+                e.until,
+                format!("must be after `at` ({})", e.at),
+            );
+            for b in &e.brokers {
+                p.check(
+                    (1..=c.brokers).contains(b),
+                    at("brokers"),
+                    b,
+                    format!("broker ids are 1..={}", c.brokers),
+                );
+            }
+        }
+        let r = &self.runbook;
+        p.check(
+            r.resume_below_percent < r.pause_at_percent,
+            "runbook.resume_below_percent",
+            r.resume_below_percent,
+            "must be below pause_at_percent",
+        );
+    }
+
+    /// Names of the topics marked `managed`.
+    pub fn managed_topics(&self) -> Vec<String> {
+        self.topics
+            .iter()
+            .filter(|t| t.managed)
+            .map(|t| t.name.clone())
+            .collect()
+    }
+}
