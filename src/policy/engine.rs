@@ -260,6 +260,9 @@ fn steer_throttle(
     let mut cut: Option<(f64, String)> = None;
     let mut room = disks.all_fresh;
     let mut notes = Vec::new();
+    // How much of the additive increase to give: all of it when the forecast is at or below the target,
+    // tapering to none at the throttle start, so the rate settles instead of overshooting.
+    let mut give = if disks.all_fresh { 1.0f64 } else { 0.0 };
     // Stale brokers take part with their last trend extrapolated: they can cut or pause (safe), never
     // raise (`room` is false unless every broker is fresh).
     for &(broker, level, slope) in disks.fresh.iter().chain(&disks.stale) {
@@ -278,14 +281,22 @@ fn steer_throttle(
             ));
         }
         let ahead = level + g * horizon;
+        let span = d.throttle_start_percent - d.target_percent;
+        give = give.min(((d.throttle_start_percent - ahead.max(level)) / span).clamp(0.0, 1.0));
         if level >= d.throttle_start_percent || ahead >= d.throttle_start_percent {
             room = false;
             let wanted = (d.target_percent - level) / horizon;
             if g > wanted {
                 let factor = if wanted > 0.0 && g > 0.0 {
+                    // Writes grow the disk at least as fast as it grows (deletion only subtracts), so
+                    // scaling the rate by wanted/g brings growth down to at most `wanted`.
                     wanted / g
                 } else {
-                    0.0
+                    // Above the target the disk must shrink, and how much a cut shrinks it depends on
+                    // deletion, which the trend cannot show: cut in proportion to the excess, harder
+                    // the closer the pause limit.
+                    let excess = (level - d.target_percent) / (d.pause_percent - d.target_percent);
+                    (1.0 - 0.5 * excess).clamp(0.5, 0.95)
                 };
                 if cut.as_ref().is_none_or(|(f, _)| factor < *f) {
                     cut = Some((
@@ -374,9 +385,9 @@ fn steer_throttle(
     } else if room {
         let mut raised = false;
         for track in st.groups.values_mut() {
-            if track.fraction < 1.0 {
+            if track.fraction < 1.0 && give > 0.0 {
                 track.fraction =
-                    (track.fraction + p.throttle.increase_per_minute * dt_min).min(1.0);
+                    (track.fraction + p.throttle.increase_per_minute * give * dt_min).min(1.0);
                 raised = true;
             }
         }
@@ -803,6 +814,9 @@ fn retention_decisions(
                             effective_ms: Some(current),
                         });
                     }
+                    if track.refill_until.is_some_and(|until| until > now) {
+                        track.restore_setbacks = (track.restore_setbacks + 1).min(4);
+                    }
                     track.previous_ms = track.lowered_ms;
                     track.lowered_ms = Some(next);
                     track.last_step_at = Some(now);
@@ -854,6 +868,11 @@ fn retention_decisions(
             track.original = None;
             track.previous_ms = None;
         }
+        if track.original.is_none() && track.refill_until.is_some_and(|until| until <= now) {
+            // Fully restored and the window has refilled without trouble: forget the setbacks.
+            track.refill_until = None;
+            track.restore_setbacks = 0;
+        }
         out.insert(name.clone(), decision);
     }
     if !at_floor.is_empty() && at_floor.len() == p.retention.topics.len() {
@@ -884,6 +903,7 @@ fn restore_step(
     let Some(lowered) = track.lowered_ms else {
         return;
     };
+    let restore_wait = Dur(p.retention.restore_step_interval.0 << track.restore_setbacks.min(4));
     if !fresh {
         decision
             .reasons
@@ -897,10 +917,10 @@ fn restore_step(
             "drained; holding until every broker is below {}%",
             p.disk.restore_below_percent
         ));
-    } else if since_step.is_some_and(|s| s < p.retention.restore_step_interval) {
+    } else if since_step.is_some_and(|s| s < restore_wait) {
         decision.reasons.push(format!(
-            "drained and healthy; next restore step after {}",
-            p.retention.restore_step_interval
+            "drained and healthy; next restore step {} after the last step",
+            restore_wait
         ));
     } else {
         let original = track.original.as_ref().and_then(|o| o.effective_ms);

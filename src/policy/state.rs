@@ -100,6 +100,10 @@ pub struct TopicTrack {
     pub last_step_at: Option<Timestamp>,
     /// Until then the window is refilling after a restore step (growth expected, not alarming).
     pub refill_until: Option<Timestamp>,
+    /// How often a restore step had to be undone because the refill would cross the throttle start;
+    /// each doubles the wait before the next restore step (hysteresis against flapping).
+    #[serde(default)]
+    pub restore_setbacks: u32,
     /// Set when someone else changed the topic: the engine no longer touches it.
     pub hands_off: Option<String>,
 }

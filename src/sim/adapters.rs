@@ -12,8 +12,7 @@ use crate::actuators::{
 use crate::policy::GroupDecision;
 use crate::sensors::{
     BrokerCopyLag, BrokerDisk, ConfigSource, ConfigValue, CopyLagSensor, DiskSensor, DiskSource,
-    GroupOffsets, LOCAL_RETENTION_INHERIT, LagSensor, PartitionOffsets, SensorError,
-    TopicConfigSensor, TopicConfigs,
+    GroupOffsets, LOCAL_RETENTION_INHERIT, LagSensor, SensorError, TopicConfigSensor, TopicConfigs,
 };
 
 /// A shared handle on a simulated cluster.
@@ -94,18 +93,9 @@ impl LagSensor for SimCluster {
         Ok(groups
             .iter()
             .filter_map(|g| {
-                let (topic, parts) = c.group_offsets(g)?;
                 Some(GroupOffsets {
                     group: g.clone(),
-                    partitions: parts
-                        .into_iter()
-                        .map(|(partition, committed, log_end)| PartitionOffsets {
-                            topic: topic.clone(),
-                            partition,
-                            committed: Some(committed),
-                            log_end,
-                        })
-                        .collect(),
+                    partitions: c.group_offsets(g)?,
                     sampled_at: now,
                 })
             })

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 use super::scenario::{EventKind, Scenario};
 use crate::policy::Gate;
 use crate::policy::RateUnit;
-use crate::sensors::{ConfigSource, ConfigValue, LOCAL_RETENTION_INHERIT};
+use crate::sensors::{ConfigSource, ConfigValue, LOCAL_RETENTION_INHERIT, PartitionOffsets};
 use crate::units::{Dur, Timestamp};
 
 /// A small, fast, seedable PRNG (SplitMix64): its stream is fixed here, so runs stay reproducible
@@ -407,23 +407,22 @@ impl Cluster {
         self.groups.iter().map(|g| g.name.as_str())
     }
 
-    /// Offsets of a group: (topic, partition, committed, log end) per partition.
-    pub fn group_offsets(&self, group: &str) -> Option<(String, Vec<(i32, i64, i64)>)> {
+    /// Committed and log-end offsets of every partition a group consumes.
+    pub fn group_offsets(&self, group: &str) -> Option<Vec<PartitionOffsets>> {
         let g = self.groups.iter().find(|g| g.name == group)?;
         let topic = &self.topics[g.topic];
         let parts = topic
             .partitions
             .clone()
             .enumerate()
-            .map(|(i, p)| {
-                (
-                    i as i32,
-                    offset(g.committed[i]),
-                    offset(self.parts[p].log_end),
-                )
+            .map(|(i, p)| PartitionOffsets {
+                topic: topic.name.clone(),
+                partition: i as i32,
+                committed: Some(offset(g.committed[i])),
+                log_end: offset(self.parts[p].log_end),
             })
             .collect();
-        Some((topic.name.clone(), parts))
+        Some(parts)
     }
 
     /// Total lag of a group in records.

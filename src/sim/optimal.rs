@@ -67,49 +67,36 @@ pub fn optimal_seconds(s: &Scenario, p: &Policy) -> Option<f64> {
     }
 
     // Records each group must consume by time T: backlog + production - threshold.
-    let needs: Vec<(f64, f64, Box<dyn Fn(f64) -> f64>)> = s
+    let needs: Vec<Need> = s
         .groups
         .iter()
         .filter_map(|g| {
             let input = s.topics.iter().find(|t| t.name == g.topic)?;
             let prod = input.producer.as_ref()?;
             let rec = input.record_bytes.0 as f64;
-            // Production at its least (noise all the way down) keeps the bound a lower bound.
-            let (rate, amp, peak) = (
-                prod.rate.0 * (1.0 - prod.noise),
-                prod.diurnal_amplitude,
-                prod.peak_at.secs_f64(),
-            );
-            let backlog = prod.rate.0 * g.backlog.secs_f64() / rec;
             let threshold =
                 p.groups
                     .iter()
                     .find(|pg| pg.name == g.name)
                     .map_or(p.drain.lag_threshold, |pg| p.lag_threshold(pg)) as f64;
-            // Integral of rate * (1 + amp * cos(2 pi (t - peak) / day)) from 0 to T, in records.
-            let day = 86_400.0;
-            let w = std::f64::consts::TAU / day;
-            let produced = move |t: f64| {
-                rate / rec * (t + amp / w * ((w * (t - peak)).sin() - (w * (-peak)).sin()))
-            };
-            Some((
-                g.max_rate,
-                backlog - threshold,
-                Box::new(produced) as Box<dyn Fn(f64) -> f64>,
-            ))
+            Some(Need {
+                max_rate: g.max_rate,
+                base: prod.rate.0 * g.backlog.secs_f64() / rec - threshold,
+                // Production at its least (noise all the way down) keeps the bound a lower bound.
+                records_per_sec: prod.rate.0 * (1.0 - prod.noise) / rec,
+                amplitude: prod.diurnal_amplitude,
+                peak: prod.peak_at.secs_f64(),
+            })
         })
         .collect();
 
     let limit = s.duration.secs_f64() * 10.0;
     let feasible = |t: f64| -> bool {
-        let need: Vec<f64> = needs
-            .iter()
-            .map(|(_, base, produced)| (base + produced(t)).max(0.0))
-            .collect();
+        let need: Vec<f64> = needs.iter().map(|n| n.at(t)).collect();
         let fast_enough = needs
             .iter()
             .zip(&need)
-            .all(|((max_rate, _, _), need)| *need <= max_rate * t);
+            .all(|(n, need)| *need <= n.max_rate * t);
         let fits = (0..n).all(|b| {
             let written: f64 = need
                 .iter()
@@ -135,4 +122,25 @@ pub fn optimal_seconds(s: &Scenario, p: &Policy) -> Option<f64> {
         t += 60.0;
     }
     None
+}
+
+/// What one group must have consumed by a given time to count as drained.
+struct Need {
+    max_rate: f64,
+    /// Backlog less the drain threshold, records.
+    base: f64,
+    records_per_sec: f64,
+    amplitude: f64,
+    peak: f64,
+}
+
+impl Need {
+    /// Records to consume by `t` seconds: the base plus the integral of the producer's daily profile,
+    /// `rate * (1 + amplitude * cos(2 pi (t - peak) / day))`, from 0 to `t`.
+    fn at(&self, t: f64) -> f64 {
+        let w = std::f64::consts::TAU / 86_400.0;
+        let produced = self.records_per_sec
+            * (t + self.amplitude / w * ((w * (t - self.peak)).sin() - (w * -self.peak).sin()));
+        (self.base + produced).max(0.0)
+    }
 }

@@ -306,7 +306,7 @@ impl Scenario {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         config_file::reject_unknown(&unknown, &SECTIONS, &mut problems);
-        table.retain(|k, _| SECTIONS.iter().any(|s| *s == k));
+        table.retain(|k, _| SECTIONS.contains(&k));
         if !problems.0.is_empty() {
             return Err(FileError {
                 file: file.to_path_buf(),
