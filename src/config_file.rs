@@ -167,6 +167,30 @@ pub fn take_section<T: DeserializeOwned + Default>(
     }
 }
 
+impl Problems {
+    /// Top-level sections that already have a problem (their values fell back to defaults, so
+    /// cross-field checks on them would only confuse).
+    pub fn sections_with_problems(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|p| section_of(&p.path).to_string())
+            .collect()
+    }
+
+    /// Adds `more`, leaving out problems in `skip` sections.
+    pub fn extend_except(&mut self, more: Problems, skip: &[String]) {
+        self.0.extend(
+            more.0
+                .into_iter()
+                .filter(|p| !skip.iter().any(|s| s == section_of(&p.path))),
+        );
+    }
+}
+
+fn section_of(path: &str) -> &str {
+    path.split(['.', '[']).next().unwrap_or(path)
+}
+
 /// Deserializes `value` found at `prefix`, recording a failure in `problems`.
 pub fn deserialize_at<T: DeserializeOwned>(
     value: toml::Value,
@@ -179,7 +203,7 @@ pub fn deserialize_at<T: DeserializeOwned>(
         Err(e) => {
             let inner = e.path().to_string();
             let path = join_path(prefix, &inner);
-            let message = e.into_inner().to_string();
+            let message = one_line(&e.into_inner().to_string());
             let value = if inner == "." || inner.is_empty() {
                 Some(shorten(&shown))
             } else {
@@ -213,6 +237,17 @@ fn join_path(prefix: &str, inner: &str) -> String {
         _ if inner.starts_with('[') => format!("{prefix}{inner}"),
         _ => format!("{prefix}.{inner}"),
     }
+}
+
+/// The toml deserializer appends "in `field`" lines and line breaks; the path already says where.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !(l.starts_with("in `") && l.ends_with('`')))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace(" ; ", "; ")
 }
 
 fn shorten(s: &str) -> String {

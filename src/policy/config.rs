@@ -311,9 +311,10 @@ impl Policy {
             groups: config_file::take_section(&mut table, "groups", &mut problems),
         };
         config_file::reject_unknown(&table, &SECTIONS, &mut problems);
-        if problems.0.is_empty() {
-            policy.validate(&mut problems);
-        }
+        let broken = problems.sections_with_problems();
+        let mut semantic = Problems::default();
+        policy.validate(&mut semantic);
+        problems.extend_except(semantic, &broken);
         problems.into_result(file)?;
         Ok(policy)
     }

@@ -287,7 +287,15 @@ const SECTIONS: [&str; 12] = [
 impl Scenario {
     /// Loads and validates a scenario file, reporting every problem.
     pub fn load(file: &Path) -> Result<Scenario, FileError> {
-        let mut table = config_file::read_table(file)?;
+        Scenario::from_table(file, config_file::read_table(file)?)
+    }
+
+    /// Parses and validates scenario text (`file` is used in messages).
+    pub fn parse(file: &Path, text: &str) -> Result<Scenario, FileError> {
+        Scenario::from_table(file, config_file::parse_table(file, text)?)
+    }
+
+    fn from_table(file: &Path, mut table: toml::Table) -> Result<Scenario, FileError> {
         let mut problems = Problems::default();
         for key in SECTIONS {
             if !table.contains_key(key)

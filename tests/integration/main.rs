@@ -1,1 +1,33 @@
-//! Integration tests.
+//! Integration tests: the `catchup` binary as a user runs it, and the simulator end to end.
+//!
+//! One test binary (`cargo test --test integration`); modules by subject.
+
+mod cli;
+mod simulation;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The repository root (tests run from it, so shipped files are found by relative path).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the `catchup` binary with `args` from the repository root.
+pub fn catchup(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_catchup"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the catchup binary runs")
+}
+
+/// Standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,0 +1,209 @@
+//! The simulator end to end: the issue's targets on the 2025-11 replay, every shipped scenario, the
+//! plot, and the controller against the runbook on random feasible scenarios.
+
+use std::path::Path;
+
+use catchup::policy::Policy;
+use catchup::sim::{self, ControllerKind, Scenario, optimal};
+use proptest::prelude::*;
+use serde_json::Value;
+
+use super::{catchup, stderr, stdout};
+
+fn summary(scenario: &str, controller: &str) -> Value {
+    let out = catchup(&[
+        "simulate",
+        "--scenario",
+        scenario,
+        "--controller",
+        controller,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).expect("--json prints one JSON object")
+}
+
+#[test]
+fn the_2025_11_replay_meets_its_targets_and_represents_the_incident() {
+    let s = "scenarios/2025-11-replay.toml";
+    let ours = summary(s, "catchup");
+    assert_eq!(ours["controller"], "catchup");
+    let ceiling = ours["ceiling_percent"].as_f64().unwrap();
+    assert!(
+        ours["peak_disk_percent"].as_f64().unwrap() <= ceiling,
+        "{ours}"
+    );
+    assert_eq!(ours["seconds_above_ceiling"], 0.0);
+    assert_eq!(ours["brokers_failed"], 0);
+    let ratio =
+        ours["catchup_seconds"].as_f64().unwrap() / ours["optimal_seconds"].as_f64().unwrap();
+    assert!(ratio <= 1.10, "catch-up took {ratio:.3}x the optimal bound");
+    assert!(ratio >= 1.0, "the bound must be a lower bound: {ratio:.3}");
+    assert_eq!(ours["restored"], true);
+    assert!(
+        ours["retention_changes"].as_u64().unwrap() > 0,
+        "retention was lowered and restored"
+    );
+
+    let none = summary(s, "none");
+    assert!(
+        none["brokers_failed"].as_u64().unwrap() > 0,
+        "uncontrolled catch-up must fill the disks: {none}"
+    );
+    let runbook = summary(s, "runbook");
+    assert!(
+        runbook["peak_disk_percent"].as_f64().unwrap() > ceiling,
+        "the manual runbook crosses the ceiling: {runbook}"
+    );
+    assert_eq!(runbook["restored"], true);
+}
+
+#[test]
+fn every_shipped_scenario_stays_under_the_ceiling_and_restores() {
+    for entry in std::fs::read_dir("scenarios").expect("scenarios/ exists") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let s = summary(path.to_str().unwrap(), "catchup");
+        assert_eq!(s["brokers_failed"], 0, "{}: {s}", path.display());
+        assert_eq!(s["seconds_above_ceiling"], 0.0, "{}: {s}", path.display());
+        assert!(
+            s["catchup_seconds"].is_number(),
+            "{}: never drained: {s}",
+            path.display()
+        );
+        assert_eq!(s["restored"], true, "{}: {s}", path.display());
+    }
+}
+
+#[test]
+fn the_copy_stall_is_not_answered_by_lowering_retention() {
+    let scenario = Scenario::load(Path::new("scenarios/copy-stall.toml")).unwrap();
+    let policy = sim::bind_policy(&Policy::default(), &scenario).unwrap();
+    let outcome = sim::simulate(&scenario, &policy, ControllerKind::Catchup).unwrap();
+    assert!(
+        outcome
+            .timeline
+            .iter()
+            .any(|l| l.contains("not yet copied to remote storage")
+                || l.contains("group ingestion: paused")
+                || l.contains("group ingestion: throttled")),
+        "the stall is met by the throttle:\n{}",
+        outcome.timeline.join("\n")
+    );
+    // No lowering step happens while the stall (3h..5h) holds copy lag above the limit.
+    for line in &outcome.timeline {
+        if line.contains("lowering local.retention.ms") {
+            let at = line.split_whitespace().next().unwrap();
+            assert!(
+                !(at.starts_with("T+3h") || at.starts_with("T+4h")),
+                "lowered during the stall: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_plot_is_an_svg_with_every_panel() {
+    let file = std::env::temp_dir().join(format!("catchup-plot-{}.svg", std::process::id()));
+    let out = catchup(&[
+        "simulate",
+        "--scenario",
+        "scenarios/hot-broker.toml",
+        "--plot",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let svg = std::fs::read_to_string(&file).expect("plot written");
+    let _ = std::fs::remove_file(&file);
+    assert!(svg.starts_with("<svg"));
+    for text in [
+        "disk used per broker",
+        "lag of the catch-up groups",
+        "consume rate",
+        "local.retention.ms",
+        "broker 1",
+        "ceiling 85%",
+    ] {
+        assert!(svg.contains(text), "missing {text:?}");
+    }
+}
+
+/// A small random scenario: 3-6 brokers, one input, one or two managed outputs.
+fn scenario_text(
+    brokers: usize,
+    load: f64,
+    speedup: f64,
+    backlog_h: u64,
+    local_h: u64,
+    amplification: f64,
+    seed: u64,
+) -> String {
+    // Size the disk so normal load uses `load` of it.
+    let rate = 20e6;
+    let footprint = rate * (1.0 + amplification) * 3.0 / brokers as f64 * (local_h * 3600) as f64;
+    let capacity = (footprint / load) as u64;
+    format!(
+        r#"name = "random"
+seed = {seed}
+duration = "12h"
+[cluster]
+brokers = {brokers}
+disk_capacity = {capacity}
+upload_rate = "200MiB/s"
+[[topics]]
+name = "in"
+partitions = 12
+record_bytes = 1000
+local_retention = "{local_h}h"
+producer = {{ rate = {rate}, noise = 0.05 }}
+[[topics]]
+name = "out"
+partitions = 12
+record_bytes = 1000
+local_retention = "{local_h}h"
+managed = true
+output_of = {{ group = "g", amplification = {amplification} }}
+[[groups]]
+name = "g"
+topic = "in"
+max_rate = {max_rate}
+backlog = "{backlog_h}h"
+"#,
+        max_rate = rate / 1000.0 * speedup
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// On every feasible scenario (one that any controller could drain without crossing the
+    /// ceiling), the controller's peak disk never exceeds the manual runbook's.
+    #[test]
+    fn the_controller_peaks_no_higher_than_the_runbook(
+        brokers in 3usize..=6,
+        load in 0.35f64..0.6,
+        speedup in 2.0f64..5.0,
+        backlog_h in 2u64..8,
+        local_h in 2u64..=4,
+        amplification in 0.5f64..2.0,
+        seed in 0u64..1_000_000,
+    ) {
+        let text = scenario_text(brokers, load, speedup, backlog_h, local_h, amplification, seed);
+        let scenario = Scenario::parse(Path::new("random.toml"), &text).expect("generated scenario is valid");
+        let policy = sim::bind_policy(&Policy::default(), &scenario).expect("default policy fits");
+        let bound = optimal::optimal_seconds(&scenario, &policy);
+        prop_assume!(bound.is_some_and(|b| b < scenario.duration.secs_f64() / 2.0));
+        let ours = sim::simulate(&scenario, &policy, ControllerKind::Catchup).expect("simulates");
+        let runbook = sim::simulate(&scenario, &policy, ControllerKind::Runbook).expect("simulates");
+        prop_assert!(
+            ours.summary.peak_disk_percent <= runbook.summary.peak_disk_percent + 1e-9,
+            "catchup peaked at {:.2}%, the runbook at {:.2}%\n{}",
+            ours.summary.peak_disk_percent,
+            runbook.summary.peak_disk_percent,
+            text
+        );
+        prop_assert_eq!(ours.summary.brokers_failed, 0);
+    }
+}
