@@ -673,7 +673,7 @@ impl Summary {
     pub fn render(&self) -> String {
         let opt = |v: Option<f64>| {
             v.map_or("never".to_string(), |s| {
-                Dur((s * 1000.0) as u64).to_string()
+                Dur::from_secs(s.round() as u64).to_string()
             })
         };
         let mut out = String::new();
@@ -697,7 +697,15 @@ impl Summary {
             "time above ceiling:  {}\n",
             Dur((self.seconds_above_ceiling * 1000.0) as u64)
         ));
-        out.push_str(&format!("brokers failed:      {}\n", self.brokers_failed));
+        out.push_str(&format!(
+            "brokers failed:      {}{}\n",
+            self.brokers_failed,
+            if self.brokers_failed > 0 {
+                " (a real cluster would have stopped serving: the catch-up below did not happen)"
+            } else {
+                ""
+            }
+        ));
         out.push_str(&format!(
             "catch-up duration:   {}\n",
             opt(self.catchup_seconds)
