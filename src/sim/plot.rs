@@ -79,42 +79,22 @@ pub fn draw(file: &Path, outcome: &Outcome, policy: &Policy) -> Result<(), PlotE
         .draw()
         .map_err(err)?;
 
-    // Lag.
-    let lag_max = s.lag.iter().copied().fold(1.0, f64::max) * 1.05;
-    let mut chart = ChartBuilder::on(&panels[1])
-        .margin(8)
-        .x_label_area_size(24)
-        .y_label_area_size(60)
-        .caption(
-            "lag of the catch-up groups (million records)",
-            ("sans-serif", 16),
-        )
-        .build_cartesian_2d(0.0..x_max, 0.0..lag_max / 1e6)
-        .map_err(err)?;
-    chart.configure_mesh().draw().map_err(err)?;
-    chart
-        .draw_series(LineSeries::new(
-            s.hours.iter().copied().zip(s.lag.iter().map(|l| l / 1e6)),
-            BLUE.stroke_width(2),
-        ))
-        .map_err(err)?;
-
-    // Rate.
-    let rate_max = s.rate.iter().copied().fold(1.0, f64::max) * 1.05;
-    let mut chart = ChartBuilder::on(&panels[2])
-        .margin(8)
-        .x_label_area_size(24)
-        .y_label_area_size(60)
-        .caption("consume rate (thousand records/s)", ("sans-serif", 16))
-        .build_cartesian_2d(0.0..x_max, 0.0..rate_max / 1e3)
-        .map_err(err)?;
-    chart.configure_mesh().draw().map_err(err)?;
-    chart
-        .draw_series(LineSeries::new(
-            s.hours.iter().copied().zip(s.rate.iter().map(|r| r / 1e3)),
-            GREEN.stroke_width(2),
-        ))
-        .map_err(err)?;
+    single_line(
+        &panels[1],
+        "lag of the catch-up groups (million records)",
+        &s.hours,
+        &s.lag,
+        1e6,
+        BLUE,
+    )?;
+    single_line(
+        &panels[2],
+        "consume rate (thousand records/s)",
+        &s.hours,
+        &s.rate,
+        1e3,
+        GREEN,
+    )?;
 
     // Retention.
     let ret_max = s
@@ -158,5 +138,33 @@ pub fn draw(file: &Path, outcome: &Outcome, policy: &Policy) -> Result<(), PlotE
         .draw()
         .map_err(err)?;
     root.present().map_err(err)?;
+    Ok(())
+}
+
+/// A panel with one curve, `values / scale` over `hours`.
+fn single_line(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    caption: &str,
+    hours: &[f64],
+    values: &[f64],
+    scale: f64,
+    color: RGBColor,
+) -> Result<(), PlotError> {
+    let x_max = hours.last().copied().unwrap_or(1.0).max(0.1);
+    let y_max = values.iter().copied().fold(1.0, f64::max) * 1.05 / scale;
+    let mut chart = ChartBuilder::on(area)
+        .margin(8)
+        .x_label_area_size(24)
+        .y_label_area_size(60)
+        .caption(caption, ("sans-serif", 16))
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+        .map_err(err)?;
+    chart.configure_mesh().draw().map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(
+            hours.iter().copied().zip(values.iter().map(|v| v / scale)),
+            color.stroke_width(2),
+        ))
+        .map_err(err)?;
     Ok(())
 }
