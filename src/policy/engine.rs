@@ -302,9 +302,9 @@ fn steer_throttle(
                     cut = Some((
                         factor,
                         format!(
-                            "broker {broker} at {level:.1}% rising {:.1}%/h, forecast {ahead:.1}% in {} (throttle starts at {}%): \
+                            "broker {broker} at {level:.1}% {}, forecast {ahead:.1}% in {} (throttle starts at {}%): \
                              growth must fall to {:.1}%/h to settle at the {}% target",
-                            g * 3600.0,
+                            trend(slope),
                             p.forecast.throttle_horizon,
                             d.throttle_start_percent,
                             wanted * 3600.0,
@@ -975,6 +975,15 @@ fn detect_drift(track: &TopicTrack, configs: &TopicConfigs) -> Option<String> {
         show(track.lowered_ms.or(original.effective_ms)),
         show(original.effective_ms)
     ))
+}
+
+/// A trend in words.
+fn trend(slope: Option<f64>) -> String {
+    match slope {
+        None => "with no trend yet (too few recent samples)".into(),
+        Some(s) if s >= 0.0 => format!("rising {:.1}%/h", s * 3600.0),
+        Some(s) => format!("falling {:.1}%/h", -s * 3600.0),
+    }
 }
 
 fn alert(severity: Severity, code: &str, message: impl Into<String>) -> Alert {
