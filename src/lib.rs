@@ -20,8 +20,11 @@
 #![warn(missing_docs)]
 
 pub mod actuators;
+pub mod config;
 pub mod config_file;
+pub mod gate;
 pub mod policy;
 pub mod sensors;
 pub mod sim;
+pub mod store;
 pub mod units;

@@ -1,0 +1,297 @@
+//! The controller's configuration file (`catchup run --config FILE`), with environment overrides.
+//!
+//! The `///` comments are the reference (`docs/config.md` follows them). Every environment variable
+//! overrides the file: `CATCHUP_MODE`, `CATCHUP_TICK`, `CATCHUP_POLICY`, `CATCHUP_STATE_DIR`,
+//! `CATCHUP_API_LISTEN`, `CATCHUP_API_TOKEN` (the token itself), `CATCHUP_API_TOKEN_FILE`,
+//! `CATCHUP_API_AUTH_READS`, `CATCHUP_GATE_INSTANCES`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config_file::{self, FileError, Problem, Problems};
+use crate::units::{Bytes, Dur};
+
+/// What the controller is allowed to do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Decide and act: gates and retention changes.
+    #[default]
+    Active,
+    /// Decide and record what would be done; change nothing (gates stay open).
+    DryRun,
+    /// Read sensors and report status only; no decisions are published.
+    Observe,
+}
+
+impl Mode {
+    /// The name as written in files and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Active => "active",
+            Mode::DryRun => "dry-run",
+            Mode::Observe => "observe",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "active" => Ok(Mode::Active),
+            "dry-run" => Ok(Mode::DryRun),
+            "observe" => Ok(Mode::Observe),
+            other => Err(format!("{other:?} is not a mode: use active, dry-run or observe")),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// `active`, `dry-run` or `observe`. Default `active`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Control tick. Default 30s.
+    #[serde(default = "default_tick")]
+    pub tick: Dur,
+    /// Each sensor read must answer within this (and within the tick), or it counts as failed for the
+    /// tick and its last reading ages. Default 10s.
+    #[serde(default = "default_sensor_timeout")]
+    pub sensor_timeout: Dur,
+    /// Policy file (relative paths are relative to this config file). Default: built-in defaults.
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
+    /// Where state, overrides and the audit log are kept. Required.
+    pub state_dir: PathBuf,
+    /// The HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// The consumer gate.
+    #[serde(default)]
+    pub gate: GateConfig,
+    /// Where observations come from and actions go.
+    pub cluster: ClusterConfig,
+}
+
+fn default_tick() -> Dur {
+    Dur::from_secs(30)
+}
+
+fn default_sensor_timeout() -> Dur {
+    Dur::from_secs(10)
+}
+
+/// HTTP API settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Listen address. Default 127.0.0.1:8080.
+    pub listen: SocketAddr,
+    /// File holding the bearer token that mutating endpoints require (`CATCHUP_API_TOKEN` wins).
+    /// Without a token, mutating endpoints are refused.
+    pub token_file: Option<PathBuf>,
+    /// Whether reads (status, audit, overrides list, metrics) need the token too. Default false.
+    /// Gate endpoints used by consumers never need it.
+    pub auth_reads: bool,
+    /// Largest accepted request body. Default 64KiB.
+    pub max_body: Bytes,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token_file: None,
+            auth_reads: false,
+            max_body: Bytes(64 * 1024),
+        }
+    }
+}
+
+/// How several controller instances share a group's rate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateConfig {
+    /// How many controller instances serve each group (one per consumer pod in sidecar mode); each
+    /// hands out `rate / instances`. Default 1 (a standalone controller serving every consumer).
+    pub instances: u32,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig { instances: 1 }
+    }
+}
+
+/// The cluster the controller reads and acts on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+pub enum ClusterConfig {
+    /// The built-in simulator running a scenario, at `speed` times real time.
+    Simulator {
+        /// Scenario file.
+        scenario: PathBuf,
+        /// Simulated seconds per wall-clock second. Default 1.
+        #[serde(default = "default_speed")]
+        speed: f64,
+    },
+}
+
+fn default_speed() -> f64 {
+    1.0
+}
+
+const SECTIONS: [&str; 8] = ["mode", "tick", "sensor_timeout", "policy", "state_dir", "api", "gate", "cluster"];
+
+impl RunConfig {
+    /// Loads a config file, applies the environment, resolves relative paths; reports every problem.
+    pub fn load(file: &Path) -> Result<RunConfig, FileError> {
+        let table = config_file::read_table(file)?;
+        RunConfig::from_table(file, table, &|k| std::env::var(k).ok())
+    }
+
+    /// Like [`RunConfig::load`] with `env` standing in for the process environment.
+    pub fn from_table(file: &Path, table: toml::Table, env: &dyn Fn(&str) -> Option<String>) -> Result<RunConfig, FileError> {
+        let mut problems = Problems::default();
+        let unknown: toml::Table =
+            table.iter().filter(|(k, _)| !SECTIONS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        config_file::reject_unknown(&unknown, &SECTIONS, &mut problems);
+        let known: toml::Table = table.into_iter().filter(|(k, _)| SECTIONS.contains(&k.as_str())).collect();
+        let mut config = config_file::deserialize_at::<RunConfig>(toml::Value::Table(known), "", &mut problems);
+        if let Some(c) = &mut config {
+            c.apply_env(env, &mut problems);
+            c.resolve(file.parent().unwrap_or(Path::new(".")));
+            c.validate(&mut problems);
+        }
+        problems.into_result(file)?;
+        config.ok_or_else(|| FileError { file: file.to_path_buf(), problems: vec![] })
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>, p: &mut Problems) {
+        let mut set = |name: &str, apply: &mut dyn FnMut(&str) -> Result<(), String>| {
+            if let Some(v) = env(name) {
+                if let Err(why) = apply(&v) {
+                    p.0.push(Problem::field(format!("${name}"), format!("{v:?}"), why));
+                }
+            }
+        };
+        set("CATCHUP_MODE", &mut |v| v.parse().map(|m| self.mode = m));
+        set("CATCHUP_TICK", &mut |v| Dur::parse(v).map(|d| self.tick = d));
+        set("CATCHUP_POLICY", &mut |v| {
+            self.policy = Some(v.into());
+            Ok(())
+        });
+        set("CATCHUP_STATE_DIR", &mut |v| {
+            self.state_dir = v.into();
+            Ok(())
+        });
+        set("CATCHUP_API_LISTEN", &mut |v| {
+            v.parse().map(|a| self.api.listen = a).map_err(|_| "not an address: write e.g. 0.0.0.0:8080".to_string())
+        });
+        set("CATCHUP_API_TOKEN_FILE", &mut |v| {
+            self.api.token_file = Some(v.into());
+            Ok(())
+        });
+        set("CATCHUP_API_AUTH_READS", &mut |v| {
+            v.parse().map(|b| self.api.auth_reads = b).map_err(|_| "write true or false".to_string())
+        });
+        set("CATCHUP_GATE_INSTANCES", &mut |v| {
+            v.parse().map(|n| self.gate.instances = n).map_err(|_| "write a positive whole number".to_string())
+        });
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(p) = &mut self.policy {
+            fix(p);
+        }
+        fix(&mut self.state_dir);
+        if let Some(p) = &mut self.api.token_file {
+            fix(p);
+        }
+        match &mut self.cluster {
+            ClusterConfig::Simulator { scenario, .. } => fix(scenario),
+        }
+    }
+
+    /// The time each sensor gets in a tick: `sensor_timeout`, but never more than the tick.
+    pub fn effective_sensor_timeout(&self) -> Dur {
+        self.sensor_timeout.min(self.tick)
+    }
+
+    fn validate(&self, p: &mut Problems) {
+        p.check(self.tick >= Dur::from_secs(1), "tick", self.tick, "must be at least 1s");
+        p.check(self.sensor_timeout >= Dur::from_millis(100), "sensor_timeout", self.sensor_timeout, "must be at least 100ms");
+        p.check(self.gate.instances >= 1, "gate.instances", self.gate.instances, "must be at least 1");
+        p.check(self.api.max_body.0 >= 1024, "api.max_body", self.api.max_body, "must be at least 1KiB");
+        match &self.cluster {
+            ClusterConfig::Simulator { speed, .. } => {
+                p.check(speed.is_finite() && *speed >= 0.1 && *speed <= 10_000.0, "cluster.speed", speed, "must be between 0.1 and 10000");
+            }
+        }
+    }
+
+    /// The API token: `CATCHUP_API_TOKEN`, else the token file's first line. `None` means mutating
+    /// endpoints are refused.
+    pub fn api_token(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, String> {
+        if let Some(t) = env("CATCHUP_API_TOKEN").filter(|t| !t.trim().is_empty()) {
+            return Ok(Some(t.trim().to_string()));
+        }
+        let Some(file) = &self.api.token_file else { return Ok(None) };
+        let text = std::fs::read_to_string(file).map_err(|e| format!("api.token_file {}: {e}", file.display()))?;
+        let token = text.lines().next().unwrap_or("").trim().to_string();
+        if token.len() < 16 {
+            return Err(format!("api.token_file {}: the token must be at least 16 characters", file.display()));
+        }
+        Ok(Some(token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<RunConfig, FileError> {
+        let table = config_file::parse_table(Path::new("/etc/catchup/c.toml"), text).unwrap();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        RunConfig::from_table(Path::new("/etc/catchup/c.toml"), table, &move |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    const MINIMAL: &str = "state_dir = \"state\"\n[cluster]\nkind = \"simulator\"\nscenario = \"s.toml\"\n";
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let c = parse(MINIMAL, &[]).unwrap();
+        assert_eq!(c.mode, Mode::Active);
+        assert_eq!(c.tick, Dur::from_secs(30));
+        assert_eq!(c.state_dir, PathBuf::from("/etc/catchup/state"));
+        assert_eq!(c.api.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.cluster, ClusterConfig::Simulator { scenario: "/etc/catchup/s.toml".into(), speed: 1.0 });
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_bad_values_are_named() {
+        let c = parse(MINIMAL, &[("CATCHUP_MODE", "dry-run"), ("CATCHUP_TICK", "5s"), ("CATCHUP_API_LISTEN", "0.0.0.0:9000")]).unwrap();
+        assert_eq!((c.mode, c.tick, c.api.listen.port()), (Mode::DryRun, Dur::from_secs(5), 9000));
+        let err = parse(MINIMAL, &[("CATCHUP_MODE", "yolo"), ("CATCHUP_GATE_INSTANCES", "many")]).unwrap_err().to_string();
+        assert!(err.contains("$CATCHUP_MODE = \"yolo\": \"yolo\" is not a mode"), "{err}");
+        assert!(err.contains("$CATCHUP_GATE_INSTANCES = \"many\""), "{err}");
+    }
+
+    #[test]
+    fn unknown_and_missing_fields_are_reported() {
+        let err = parse("colour = 1\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("colour: unknown field"), "{err}");
+        let err = parse("[cluster]\nkind = \"simulator\"\nscenario = \"s\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("state_dir"), "{err}");
+    }
+}

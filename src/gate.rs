@@ -1,0 +1,337 @@
+//! The consumer gate: one token bucket per catch-up group, which consumers obey.
+//!
+//! Consumers either take permits here (`POST /v1/gates/{group}/acquire`) or read the gate's state
+//! (`GET /v1/gates/{group}`, long-polled) and enforce the rate locally. The bucket is `governor`'s
+//! GCRA limiter, generic over its clock so tests run on a fake one.
+//!
+//! - **Rate changes without an extra burst.** A limiter's quota is fixed, so a new rate means a new
+//!   limiter; a fresh one would hold a full bucket, letting a burst through at every change. The new
+//!   limiter is therefore drained before it is published: after a change, permits accrue at the new
+//!   rate from zero.
+//! - **Sharing.** With `gate.instances = N` (one controller per consumer pod), each instance hands out
+//!   `rate / N` with a burst of `burst / N` (at least 1), so the group as a whole gets its rate.
+//! - **Versions.** Every change of state, rate or burst bumps the group's version; renewing the
+//!   decision only moves `expires_at`. Long-pollers wake on a version change.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::policy::{Gate, GroupDecision, RateUnit};
+use crate::units::Timestamp;
+
+/// What a consumer reads: the desired state of its group's gate, for this controller instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GateView {
+    /// Consumer group.
+    pub group: String,
+    /// `open`, `throttled` or `paused`.
+    pub state: String,
+    /// Rate for this instance, per second (throttled only).
+    pub rate: Option<f64>,
+    /// Burst for this instance (throttled only).
+    pub burst: Option<f64>,
+    /// `records` or `bytes` (throttled only).
+    #[schema(value_type = Option<String>)]
+    pub unit: Option<RateUnit>,
+    /// Bumped on every change of state, rate or burst.
+    pub version: u64,
+    /// After this, without a renewal, consumers fall back to their configured default. Milliseconds
+    /// since the Unix epoch.
+    #[schema(value_type = i64)]
+    pub expires_at: Timestamp,
+    /// Why the gate is as it is.
+    pub reasons: Vec<String>,
+}
+
+/// The answer to a permit request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Admission {
+    /// Take them.
+    Granted,
+    /// Not now: try again after this long.
+    Wait(Duration),
+    /// The group is paused: wait for a new version (long-poll the gate).
+    Paused,
+}
+
+/// Why a permit request is invalid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GateError {
+    /// No such catch-up group.
+    #[error("no catch-up group named {0:?}")]
+    UnknownGroup(String),
+    /// More permits than the bucket can ever hold.
+    #[error("{asked} permits exceed the gate's burst of {burst}: ask for at most {burst} at a time")]
+    TooMany {
+        /// Asked for.
+        asked: u32,
+        /// The bucket size.
+        burst: u32,
+    },
+}
+
+type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+struct GroupGate<C: Clock> {
+    view: RwLock<GateView>,
+    limiter: RwLock<Option<Arc<Limiter<C>>>>,
+    version: watch::Sender<u64>,
+    granted: AtomicU64,
+    denied: AtomicU64,
+}
+
+/// Every group's gate.
+pub struct GateBoard<C: Clock = DefaultClock> {
+    groups: RwLock<BTreeMap<String, Arc<GroupGate<C>>>>,
+    clock: C,
+    instances: u32,
+}
+
+impl GateBoard<DefaultClock> {
+    /// A board on the real clock shared by `instances` controller instances.
+    pub fn new(instances: u32) -> Self {
+        GateBoard::with_clock(DefaultClock::default(), instances)
+    }
+}
+
+impl<C: Clock + Clone> GateBoard<C> {
+    /// A board on `clock`.
+    pub fn with_clock(clock: C, instances: u32) -> Self {
+        GateBoard { groups: RwLock::new(BTreeMap::new()), clock, instances: instances.max(1) }
+    }
+
+    /// Registers `groups` (open until the first decision). Idempotent.
+    pub fn register(&self, groups: &[String], now: Timestamp) {
+        let mut map = self.groups.write().unwrap_or_else(|e| e.into_inner());
+        for g in groups {
+            map.entry(g.clone()).or_insert_with(|| {
+                Arc::new(GroupGate {
+                    view: RwLock::new(GateView {
+                        group: g.clone(),
+                        state: "open".into(),
+                        rate: None,
+                        burst: None,
+                        unit: None,
+                        version: 1,
+                        expires_at: now,
+                        reasons: vec!["no decision yet".into()],
+                    }),
+                    limiter: RwLock::new(None),
+                    version: watch::channel(1).0,
+                    granted: AtomicU64::new(0),
+                    denied: AtomicU64::new(0),
+                })
+            });
+        }
+    }
+
+    fn group(&self, group: &str) -> Result<Arc<GroupGate<C>>, GateError> {
+        self.groups.read().unwrap_or_else(|e| e.into_inner()).get(group).cloned().ok_or_else(|| GateError::UnknownGroup(group.to_string()))
+    }
+
+    /// Publishes a decision for `group`; returns whether the gate changed (its version was bumped).
+    pub fn publish(&self, group: &str, decision: &GroupDecision) -> Result<bool, GateError> {
+        self.publish_gate(group, &decision.gate, decision.expires_at, &decision.reasons)
+    }
+
+    /// Publishes `gate` for `group`, valid until `expires_at`.
+    pub fn publish_gate(&self, group: &str, gate: &Gate, expires_at: Timestamp, reasons: &[String]) -> Result<bool, GateError> {
+        let g = self.group(group)?;
+        let n = f64::from(self.instances);
+        let (state, rate, burst, unit) = match gate {
+            Gate::Open => ("open", None, None, None),
+            Gate::Paused => ("paused", None, None, None),
+            Gate::Throttled { rate, burst, unit } => ("throttled", Some(rate / n), Some((burst / n).max(1.0)), Some(*unit)),
+        };
+        let mut view = g.view.write().unwrap_or_else(|e| e.into_inner());
+        let changed = view.state != state || view.rate != rate || view.burst != burst || view.unit != unit;
+        view.expires_at = expires_at;
+        view.reasons = reasons.to_vec();
+        if changed {
+            let limiter = match (rate, burst) {
+                (Some(rate), Some(burst)) => Some(Arc::new(self.drained_limiter(rate, burst))),
+                _ => None,
+            };
+            *g.limiter.write().unwrap_or_else(|e| e.into_inner()) = limiter;
+            view.state = state.into();
+            view.rate = rate;
+            view.burst = burst;
+            view.unit = unit;
+            view.version += 1;
+            g.version.send_replace(view.version);
+        }
+        Ok(changed)
+    }
+
+    /// A limiter for `rate` per second with a bucket of `burst`, already empty.
+    fn drained_limiter(&self, rate: f64, burst: f64) -> Limiter<C> {
+        let burst = NonZeroU32::new(burst.round().clamp(1.0, f64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN);
+        let period = Duration::from_secs_f64((1.0 / rate.max(1e-3)).min(86_400.0)).max(Duration::from_nanos(1));
+        let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(burst);
+        let limiter = RateLimiter::direct_with_clock(quota, self.clock.clone());
+        let _ = limiter.check_n(burst);
+        limiter
+    }
+
+    /// Asks for `permits` from `group`'s bucket, without waiting.
+    pub fn try_acquire(&self, group: &str, permits: NonZeroU32) -> Result<Admission, GateError> {
+        let g = self.group(group)?;
+        let state = g.view.read().unwrap_or_else(|e| e.into_inner()).state.clone();
+        let admission = match state.as_str() {
+            "paused" => Admission::Paused,
+            "open" => Admission::Granted,
+            _ => {
+                let limiter = g.limiter.read().unwrap_or_else(|e| e.into_inner()).clone();
+                match limiter {
+                    None => Admission::Granted,
+                    Some(l) => match l.check_n(permits) {
+                        Ok(Ok(())) => Admission::Granted,
+                        Ok(Err(not_until)) => Admission::Wait(not_until.wait_time_from(self.clock.now())),
+                        Err(e) => {
+                            let burst = g.view.read().unwrap_or_else(|e| e.into_inner()).burst.unwrap_or(1.0) as u32;
+                            let _ = e;
+                            return Err(GateError::TooMany { asked: permits.get(), burst });
+                        }
+                    },
+                }
+            }
+        };
+        match admission {
+            Admission::Granted => g.granted.fetch_add(u64::from(permits.get()), Ordering::Relaxed),
+            _ => g.denied.fetch_add(u64::from(permits.get()), Ordering::Relaxed),
+        };
+        Ok(admission)
+    }
+
+    /// The gate of `group` as consumers see it.
+    pub fn view(&self, group: &str) -> Result<GateView, GateError> {
+        Ok(self.group(group)?.view.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// Every group's gate.
+    pub fn views(&self) -> Vec<GateView> {
+        let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
+        groups.values().map(|g| g.view.read().unwrap_or_else(|e| e.into_inner()).clone()).collect()
+    }
+
+    /// A receiver that changes when `group`'s version does (for long-polls).
+    pub fn subscribe(&self, group: &str) -> Result<watch::Receiver<u64>, GateError> {
+        Ok(self.group(group)?.version.subscribe())
+    }
+
+    /// Permits granted and denied so far, per group.
+    pub fn counters(&self) -> Vec<(String, u64, u64)> {
+        let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
+        groups.iter().map(|(name, g)| (name.clone(), g.granted.load(Ordering::Relaxed), g.denied.load(Ordering::Relaxed))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use governor::clock::FakeRelativeClock;
+
+    use super::*;
+
+    fn board(instances: u32) -> (GateBoard<FakeRelativeClock>, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        let b = GateBoard::with_clock(clock.clone(), instances);
+        b.register(&["g".to_string()], Timestamp(0));
+        (b, clock)
+    }
+
+    fn throttle(b: &GateBoard<FakeRelativeClock>, rate: f64, burst: f64) -> bool {
+        b.publish_gate("g", &Gate::Throttled { rate, burst, unit: RateUnit::Records }, Timestamp(60_000), &[]).unwrap()
+    }
+
+    fn n(k: u32) -> NonZeroU32 {
+        NonZeroU32::new(k).unwrap()
+    }
+
+    /// Permits granted one at a time over `secs` seconds, asking every millisecond.
+    fn drain(b: &GateBoard<FakeRelativeClock>, clock: &FakeRelativeClock, secs: u64) -> u64 {
+        let mut granted = 0;
+        for _ in 0..secs * 1000 {
+            while b.try_acquire("g", n(1)).unwrap() == Admission::Granted {
+                granted += 1;
+            }
+            clock.advance(Duration::from_millis(1));
+        }
+        granted
+    }
+
+    #[test]
+    fn open_grants_paused_refuses_unknown_is_an_error() {
+        let (b, _) = board(1);
+        assert_eq!(b.try_acquire("g", n(1_000_000)).unwrap(), Admission::Granted);
+        b.publish_gate("g", &Gate::Paused, Timestamp(1), &[]).unwrap();
+        assert_eq!(b.try_acquire("g", n(1)).unwrap(), Admission::Paused);
+        assert_eq!(b.try_acquire("nope", n(1)), Err(GateError::UnknownGroup("nope".into())));
+    }
+
+    #[test]
+    fn throttled_rate_and_burst_hold_on_a_fake_clock() {
+        let (b, clock) = board(1);
+        throttle(&b, 100.0, 10.0);
+        // The bucket starts empty: 100/s for 10 s is 1000 permits, no initial burst.
+        let granted = drain(&b, &clock, 10);
+        assert!((999..=1001).contains(&granted), "{granted}");
+        // After idling, at most the burst is available at once.
+        clock.advance(Duration::from_secs(5));
+        let mut burst = 0;
+        while b.try_acquire("g", n(1)).unwrap() == Admission::Granted {
+            burst += 1;
+        }
+        assert_eq!(burst, 10);
+        match b.try_acquire("g", n(1)).unwrap() {
+            Admission::Wait(d) => assert!(d <= Duration::from_millis(10), "{d:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(b.try_acquire("g", n(11)), Err(GateError::TooMany { asked: 11, burst: 10 }));
+    }
+
+    #[test]
+    fn a_rate_change_lets_no_extra_burst_through() {
+        let (b, clock) = board(1);
+        throttle(&b, 100.0, 100.0);
+        clock.advance(Duration::from_secs(10)); // bucket full: 100 permits waiting
+        assert!(throttle(&b, 200.0, 200.0), "a new rate is a change");
+        // Right after the swap nothing is available: the old bucket's 100 are gone, the new starts empty.
+        assert!(matches!(b.try_acquire("g", n(1)).unwrap(), Admission::Wait(_)));
+        let granted = drain(&b, &clock, 5);
+        assert!((999..=1001).contains(&granted), "200/s for 5 s: {granted}");
+        // Renewing the same decision is not a change and does not reset the bucket.
+        let version = b.view("g").unwrap().version;
+        assert!(!throttle(&b, 200.0, 200.0));
+        assert_eq!(b.view("g").unwrap().version, version);
+    }
+
+    #[test]
+    fn instances_share_the_rate() {
+        let (b, clock) = board(4);
+        throttle(&b, 400.0, 40.0);
+        let v = b.view("g").unwrap();
+        assert_eq!((v.rate, v.burst), (Some(100.0), Some(10.0)));
+        let granted = drain(&b, &clock, 10);
+        assert!((999..=1001).contains(&granted), "{granted}");
+    }
+
+    #[test]
+    fn versions_wake_long_pollers() {
+        let (b, _) = board(1);
+        let mut rx = b.subscribe("g").unwrap();
+        let before = *rx.borrow_and_update();
+        b.publish_gate("g", &Gate::Paused, Timestamp(1), &[]).unwrap();
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(*rx.borrow_and_update(), before + 1);
+    }
+}
