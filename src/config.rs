@@ -44,7 +44,9 @@ impl std::str::FromStr for Mode {
             "active" => Ok(Mode::Active),
             "dry-run" => Ok(Mode::DryRun),
             "observe" => Ok(Mode::Observe),
-            other => Err(format!("{other:?} is not a mode: use active, dry-run or observe")),
+            other => Err(format!(
+                "{other:?} is not a mode: use active, dry-run or observe"
+            )),
         }
     }
 }
@@ -146,7 +148,16 @@ fn default_speed() -> f64 {
     1.0
 }
 
-const SECTIONS: [&str; 8] = ["mode", "tick", "sensor_timeout", "policy", "state_dir", "api", "gate", "cluster"];
+const SECTIONS: [&str; 8] = [
+    "mode",
+    "tick",
+    "sensor_timeout",
+    "policy",
+    "state_dir",
+    "api",
+    "gate",
+    "cluster",
+];
 
 impl RunConfig {
     /// Loads a config file, applies the environment, resolves relative paths; reports every problem.
@@ -156,20 +167,34 @@ impl RunConfig {
     }
 
     /// Like [`RunConfig::load`] with `env` standing in for the process environment.
-    pub fn from_table(file: &Path, table: toml::Table, env: &dyn Fn(&str) -> Option<String>) -> Result<RunConfig, FileError> {
+    pub fn from_table(
+        file: &Path,
+        table: toml::Table,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<RunConfig, FileError> {
         let mut problems = Problems::default();
-        let unknown: toml::Table =
-            table.iter().filter(|(k, _)| !SECTIONS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let unknown: toml::Table = table
+            .iter()
+            .filter(|(k, _)| !SECTIONS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         config_file::reject_unknown(&unknown, &SECTIONS, &mut problems);
-        let known: toml::Table = table.into_iter().filter(|(k, _)| SECTIONS.contains(&k.as_str())).collect();
-        let mut config = config_file::deserialize_at::<RunConfig>(toml::Value::Table(known), "", &mut problems);
+        let known: toml::Table = table
+            .into_iter()
+            .filter(|(k, _)| SECTIONS.contains(&k.as_str()))
+            .collect();
+        let mut config =
+            config_file::deserialize_at::<RunConfig>(toml::Value::Table(known), "", &mut problems);
         if let Some(c) = &mut config {
             c.apply_env(env, &mut problems);
             c.resolve(file.parent().unwrap_or(Path::new(".")));
             c.validate(&mut problems);
         }
         problems.into_result(file)?;
-        config.ok_or_else(|| FileError { file: file.to_path_buf(), problems: vec![] })
+        config.ok_or_else(|| FileError {
+            file: file.to_path_buf(),
+            problems: vec![],
+        })
     }
 
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>, p: &mut Problems) {
@@ -181,7 +206,9 @@ impl RunConfig {
             }
         };
         set("CATCHUP_MODE", &mut |v| v.parse().map(|m| self.mode = m));
-        set("CATCHUP_TICK", &mut |v| Dur::parse(v).map(|d| self.tick = d));
+        set("CATCHUP_TICK", &mut |v| {
+            Dur::parse(v).map(|d| self.tick = d)
+        });
         set("CATCHUP_POLICY", &mut |v| {
             self.policy = Some(v.into());
             Ok(())
@@ -191,17 +218,23 @@ impl RunConfig {
             Ok(())
         });
         set("CATCHUP_API_LISTEN", &mut |v| {
-            v.parse().map(|a| self.api.listen = a).map_err(|_| "not an address: write e.g. 0.0.0.0:8080".to_string())
+            v.parse()
+                .map(|a| self.api.listen = a)
+                .map_err(|_| "not an address: write e.g. 0.0.0.0:8080".to_string())
         });
         set("CATCHUP_API_TOKEN_FILE", &mut |v| {
             self.api.token_file = Some(v.into());
             Ok(())
         });
         set("CATCHUP_API_AUTH_READS", &mut |v| {
-            v.parse().map(|b| self.api.auth_reads = b).map_err(|_| "write true or false".to_string())
+            v.parse()
+                .map(|b| self.api.auth_reads = b)
+                .map_err(|_| "write true or false".to_string())
         });
         set("CATCHUP_GATE_INSTANCES", &mut |v| {
-            v.parse().map(|n| self.gate.instances = n).map_err(|_| "write a positive whole number".to_string())
+            v.parse()
+                .map(|n| self.gate.instances = n)
+                .map_err(|_| "write a positive whole number".to_string())
         });
     }
 
@@ -229,28 +262,62 @@ impl RunConfig {
     }
 
     fn validate(&self, p: &mut Problems) {
-        p.check(self.tick >= Dur::from_secs(1), "tick", self.tick, "must be at least 1s");
-        p.check(self.sensor_timeout >= Dur::from_millis(100), "sensor_timeout", self.sensor_timeout, "must be at least 100ms");
-        p.check(self.gate.instances >= 1, "gate.instances", self.gate.instances, "must be at least 1");
-        p.check(self.api.max_body.0 >= 1024, "api.max_body", self.api.max_body, "must be at least 1KiB");
+        p.check(
+            self.tick >= Dur::from_secs(1),
+            "tick",
+            self.tick,
+            "must be at least 1s",
+        );
+        p.check(
+            self.sensor_timeout >= Dur::from_millis(100),
+            "sensor_timeout",
+            self.sensor_timeout,
+            "must be at least 100ms",
+        );
+        p.check(
+            self.gate.instances >= 1,
+            "gate.instances",
+            self.gate.instances,
+            "must be at least 1",
+        );
+        p.check(
+            self.api.max_body.0 >= 1024,
+            "api.max_body",
+            self.api.max_body,
+            "must be at least 1KiB",
+        );
         match &self.cluster {
             ClusterConfig::Simulator { speed, .. } => {
-                p.check(speed.is_finite() && *speed >= 0.1 && *speed <= 10_000.0, "cluster.speed", speed, "must be between 0.1 and 10000");
+                p.check(
+                    speed.is_finite() && *speed >= 0.1 && *speed <= 10_000.0,
+                    "cluster.speed",
+                    speed,
+                    "must be between 0.1 and 10000",
+                );
             }
         }
     }
 
     /// The API token: `CATCHUP_API_TOKEN`, else the token file's first line. `None` means mutating
     /// endpoints are refused.
-    pub fn api_token(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, String> {
+    pub fn api_token(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<String>, String> {
         if let Some(t) = env("CATCHUP_API_TOKEN").filter(|t| !t.trim().is_empty()) {
             return Ok(Some(t.trim().to_string()));
         }
-        let Some(file) = &self.api.token_file else { return Ok(None) };
-        let text = std::fs::read_to_string(file).map_err(|e| format!("api.token_file {}: {e}", file.display()))?;
+        let Some(file) = &self.api.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("api.token_file {}: {e}", file.display()))?;
         let token = text.lines().next().unwrap_or("").trim().to_string();
         if token.len() < 16 {
-            return Err(format!("api.token_file {}: the token must be at least 16 characters", file.display()));
+            return Err(format!(
+                "api.token_file {}: the token must be at least 16 characters",
+                file.display()
+            ));
         }
         Ok(Some(token))
     }
@@ -262,11 +329,17 @@ mod tests {
 
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<RunConfig, FileError> {
         let table = config_file::parse_table(Path::new("/etc/catchup/c.toml"), text).unwrap();
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        RunConfig::from_table(Path::new("/etc/catchup/c.toml"), table, &move |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        RunConfig::from_table(Path::new("/etc/catchup/c.toml"), table, &move |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
     }
 
-    const MINIMAL: &str = "state_dir = \"state\"\n[cluster]\nkind = \"simulator\"\nscenario = \"s.toml\"\n";
+    const MINIMAL: &str =
+        "state_dir = \"state\"\n[cluster]\nkind = \"simulator\"\nscenario = \"s.toml\"\n";
 
     #[test]
     fn defaults_and_relative_paths() {
@@ -275,15 +348,40 @@ mod tests {
         assert_eq!(c.tick, Dur::from_secs(30));
         assert_eq!(c.state_dir, PathBuf::from("/etc/catchup/state"));
         assert_eq!(c.api.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.cluster, ClusterConfig::Simulator { scenario: "/etc/catchup/s.toml".into(), speed: 1.0 });
+        assert_eq!(
+            c.cluster,
+            ClusterConfig::Simulator {
+                scenario: "/etc/catchup/s.toml".into(),
+                speed: 1.0
+            }
+        );
     }
 
     #[test]
     fn environment_overrides_the_file_and_bad_values_are_named() {
-        let c = parse(MINIMAL, &[("CATCHUP_MODE", "dry-run"), ("CATCHUP_TICK", "5s"), ("CATCHUP_API_LISTEN", "0.0.0.0:9000")]).unwrap();
-        assert_eq!((c.mode, c.tick, c.api.listen.port()), (Mode::DryRun, Dur::from_secs(5), 9000));
-        let err = parse(MINIMAL, &[("CATCHUP_MODE", "yolo"), ("CATCHUP_GATE_INSTANCES", "many")]).unwrap_err().to_string();
-        assert!(err.contains("$CATCHUP_MODE = \"yolo\": \"yolo\" is not a mode"), "{err}");
+        let c = parse(
+            MINIMAL,
+            &[
+                ("CATCHUP_MODE", "dry-run"),
+                ("CATCHUP_TICK", "5s"),
+                ("CATCHUP_API_LISTEN", "0.0.0.0:9000"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.mode, c.tick, c.api.listen.port()),
+            (Mode::DryRun, Dur::from_secs(5), 9000)
+        );
+        let err = parse(
+            MINIMAL,
+            &[("CATCHUP_MODE", "yolo"), ("CATCHUP_GATE_INSTANCES", "many")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("$CATCHUP_MODE = \"yolo\": \"yolo\" is not a mode"),
+            "{err}"
+        );
         assert!(err.contains("$CATCHUP_GATE_INSTANCES = \"many\""), "{err}");
     }
 
@@ -291,7 +389,9 @@ mod tests {
     fn unknown_and_missing_fields_are_reported() {
         let err = parse("colour = 1\n", &[]).unwrap_err().to_string();
         assert!(err.contains("colour: unknown field"), "{err}");
-        let err = parse("[cluster]\nkind = \"simulator\"\nscenario = \"s\"\n", &[]).unwrap_err().to_string();
+        let err = parse("[cluster]\nkind = \"simulator\"\nscenario = \"s\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("state_dir"), "{err}");
     }
 }

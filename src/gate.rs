@@ -71,7 +71,9 @@ pub enum GateError {
     #[error("no catch-up group named {0:?}")]
     UnknownGroup(String),
     /// More permits than the bucket can ever hold.
-    #[error("{asked} permits exceed the gate's burst of {burst}: ask for at most {burst} at a time")]
+    #[error(
+        "{asked} permits exceed the gate's burst of {burst}: ask for at most {burst} at a time"
+    )]
     TooMany {
         /// Asked for.
         asked: u32,
@@ -107,7 +109,11 @@ impl GateBoard<DefaultClock> {
 impl<C: Clock + Clone> GateBoard<C> {
     /// A board on `clock`.
     pub fn with_clock(clock: C, instances: u32) -> Self {
-        GateBoard { groups: RwLock::new(BTreeMap::new()), clock, instances: instances.max(1) }
+        GateBoard {
+            groups: RwLock::new(BTreeMap::new()),
+            clock,
+            instances: instances.max(1),
+        }
     }
 
     /// Registers `groups` (open until the first decision). Idempotent.
@@ -136,25 +142,47 @@ impl<C: Clock + Clone> GateBoard<C> {
     }
 
     fn group(&self, group: &str) -> Result<Arc<GroupGate<C>>, GateError> {
-        self.groups.read().unwrap_or_else(|e| e.into_inner()).get(group).cloned().ok_or_else(|| GateError::UnknownGroup(group.to_string()))
+        self.groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group)
+            .cloned()
+            .ok_or_else(|| GateError::UnknownGroup(group.to_string()))
     }
 
     /// Publishes a decision for `group`; returns whether the gate changed (its version was bumped).
     pub fn publish(&self, group: &str, decision: &GroupDecision) -> Result<bool, GateError> {
-        self.publish_gate(group, &decision.gate, decision.expires_at, &decision.reasons)
+        self.publish_gate(
+            group,
+            &decision.gate,
+            decision.expires_at,
+            &decision.reasons,
+        )
     }
 
     /// Publishes `gate` for `group`, valid until `expires_at`.
-    pub fn publish_gate(&self, group: &str, gate: &Gate, expires_at: Timestamp, reasons: &[String]) -> Result<bool, GateError> {
+    pub fn publish_gate(
+        &self,
+        group: &str,
+        gate: &Gate,
+        expires_at: Timestamp,
+        reasons: &[String],
+    ) -> Result<bool, GateError> {
         let g = self.group(group)?;
         let n = f64::from(self.instances);
         let (state, rate, burst, unit) = match gate {
             Gate::Open => ("open", None, None, None),
             Gate::Paused => ("paused", None, None, None),
-            Gate::Throttled { rate, burst, unit } => ("throttled", Some(rate / n), Some((burst / n).max(1.0)), Some(*unit)),
+            Gate::Throttled { rate, burst, unit } => (
+                "throttled",
+                Some(rate / n),
+                Some((burst / n).max(1.0)),
+                Some(*unit),
+            ),
         };
         let mut view = g.view.write().unwrap_or_else(|e| e.into_inner());
-        let changed = view.state != state || view.rate != rate || view.burst != burst || view.unit != unit;
+        let changed =
+            view.state != state || view.rate != rate || view.burst != burst || view.unit != unit;
         view.expires_at = expires_at;
         view.reasons = reasons.to_vec();
         if changed {
@@ -175,9 +203,13 @@ impl<C: Clock + Clone> GateBoard<C> {
 
     /// A limiter for `rate` per second with a bucket of `burst`, already empty.
     fn drained_limiter(&self, rate: f64, burst: f64) -> Limiter<C> {
-        let burst = NonZeroU32::new(burst.round().clamp(1.0, f64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN);
-        let period = Duration::from_secs_f64((1.0 / rate.max(1e-3)).min(86_400.0)).max(Duration::from_nanos(1));
-        let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(burst);
+        let burst = NonZeroU32::new(burst.round().clamp(1.0, f64::from(u32::MAX)) as u32)
+            .unwrap_or(NonZeroU32::MIN);
+        let period = Duration::from_secs_f64((1.0 / rate.max(1e-3)).min(86_400.0))
+            .max(Duration::from_nanos(1));
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
         let limiter = RateLimiter::direct_with_clock(quota, self.clock.clone());
         let _ = limiter.check_n(burst);
         limiter
@@ -186,7 +218,12 @@ impl<C: Clock + Clone> GateBoard<C> {
     /// Asks for `permits` from `group`'s bucket, without waiting.
     pub fn try_acquire(&self, group: &str, permits: NonZeroU32) -> Result<Admission, GateError> {
         let g = self.group(group)?;
-        let state = g.view.read().unwrap_or_else(|e| e.into_inner()).state.clone();
+        let state = g
+            .view
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .state
+            .clone();
         let admission = match state.as_str() {
             "paused" => Admission::Paused,
             "open" => Admission::Granted,
@@ -196,32 +233,54 @@ impl<C: Clock + Clone> GateBoard<C> {
                     None => Admission::Granted,
                     Some(l) => match l.check_n(permits) {
                         Ok(Ok(())) => Admission::Granted,
-                        Ok(Err(not_until)) => Admission::Wait(not_until.wait_time_from(self.clock.now())),
+                        Ok(Err(not_until)) => {
+                            Admission::Wait(not_until.wait_time_from(self.clock.now()))
+                        }
                         Err(e) => {
-                            let burst = g.view.read().unwrap_or_else(|e| e.into_inner()).burst.unwrap_or(1.0) as u32;
+                            let burst = g
+                                .view
+                                .read()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .burst
+                                .unwrap_or(1.0) as u32;
                             let _ = e;
-                            return Err(GateError::TooMany { asked: permits.get(), burst });
+                            return Err(GateError::TooMany {
+                                asked: permits.get(),
+                                burst,
+                            });
                         }
                     },
                 }
             }
         };
         match admission {
-            Admission::Granted => g.granted.fetch_add(u64::from(permits.get()), Ordering::Relaxed),
-            _ => g.denied.fetch_add(u64::from(permits.get()), Ordering::Relaxed),
+            Admission::Granted => g
+                .granted
+                .fetch_add(u64::from(permits.get()), Ordering::Relaxed),
+            _ => g
+                .denied
+                .fetch_add(u64::from(permits.get()), Ordering::Relaxed),
         };
         Ok(admission)
     }
 
     /// The gate of `group` as consumers see it.
     pub fn view(&self, group: &str) -> Result<GateView, GateError> {
-        Ok(self.group(group)?.view.read().unwrap_or_else(|e| e.into_inner()).clone())
+        Ok(self
+            .group(group)?
+            .view
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone())
     }
 
     /// Every group's gate.
     pub fn views(&self) -> Vec<GateView> {
         let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
-        groups.values().map(|g| g.view.read().unwrap_or_else(|e| e.into_inner()).clone()).collect()
+        groups
+            .values()
+            .map(|g| g.view.read().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect()
     }
 
     /// A receiver that changes when `group`'s version does (for long-polls).
@@ -232,7 +291,16 @@ impl<C: Clock + Clone> GateBoard<C> {
     /// Permits granted and denied so far, per group.
     pub fn counters(&self) -> Vec<(String, u64, u64)> {
         let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
-        groups.iter().map(|(name, g)| (name.clone(), g.granted.load(Ordering::Relaxed), g.denied.load(Ordering::Relaxed))).collect()
+        groups
+            .iter()
+            .map(|(name, g)| {
+                (
+                    name.clone(),
+                    g.granted.load(Ordering::Relaxed),
+                    g.denied.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
     }
 }
 
@@ -250,7 +318,17 @@ mod tests {
     }
 
     fn throttle(b: &GateBoard<FakeRelativeClock>, rate: f64, burst: f64) -> bool {
-        b.publish_gate("g", &Gate::Throttled { rate, burst, unit: RateUnit::Records }, Timestamp(60_000), &[]).unwrap()
+        b.publish_gate(
+            "g",
+            &Gate::Throttled {
+                rate,
+                burst,
+                unit: RateUnit::Records,
+            },
+            Timestamp(60_000),
+            &[],
+        )
+        .unwrap()
     }
 
     fn n(k: u32) -> NonZeroU32 {
@@ -272,10 +350,17 @@ mod tests {
     #[test]
     fn open_grants_paused_refuses_unknown_is_an_error() {
         let (b, _) = board(1);
-        assert_eq!(b.try_acquire("g", n(1_000_000)).unwrap(), Admission::Granted);
-        b.publish_gate("g", &Gate::Paused, Timestamp(1), &[]).unwrap();
+        assert_eq!(
+            b.try_acquire("g", n(1_000_000)).unwrap(),
+            Admission::Granted
+        );
+        b.publish_gate("g", &Gate::Paused, Timestamp(1), &[])
+            .unwrap();
         assert_eq!(b.try_acquire("g", n(1)).unwrap(), Admission::Paused);
-        assert_eq!(b.try_acquire("nope", n(1)), Err(GateError::UnknownGroup("nope".into())));
+        assert_eq!(
+            b.try_acquire("nope", n(1)),
+            Err(GateError::UnknownGroup("nope".into()))
+        );
     }
 
     #[test]
@@ -296,7 +381,13 @@ mod tests {
             Admission::Wait(d) => assert!(d <= Duration::from_millis(10), "{d:?}"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(b.try_acquire("g", n(11)), Err(GateError::TooMany { asked: 11, burst: 10 }));
+        assert_eq!(
+            b.try_acquire("g", n(11)),
+            Err(GateError::TooMany {
+                asked: 11,
+                burst: 10
+            })
+        );
     }
 
     #[test]
@@ -306,7 +397,10 @@ mod tests {
         clock.advance(Duration::from_secs(10)); // bucket full: 100 permits waiting
         assert!(throttle(&b, 200.0, 200.0), "a new rate is a change");
         // Right after the swap nothing is available: the old bucket's 100 are gone, the new starts empty.
-        assert!(matches!(b.try_acquire("g", n(1)).unwrap(), Admission::Wait(_)));
+        assert!(matches!(
+            b.try_acquire("g", n(1)).unwrap(),
+            Admission::Wait(_)
+        ));
         let granted = drain(&b, &clock, 5);
         assert!((999..=1001).contains(&granted), "200/s for 5 s: {granted}");
         // Renewing the same decision is not a change and does not reset the bucket.
@@ -330,7 +424,8 @@ mod tests {
         let (b, _) = board(1);
         let mut rx = b.subscribe("g").unwrap();
         let before = *rx.borrow_and_update();
-        b.publish_gate("g", &Gate::Paused, Timestamp(1), &[]).unwrap();
+        b.publish_gate("g", &Gate::Paused, Timestamp(1), &[])
+            .unwrap();
         assert!(rx.has_changed().unwrap());
         assert_eq!(*rx.borrow_and_update(), before + 1);
     }

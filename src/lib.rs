@@ -20,11 +20,16 @@
 #![warn(missing_docs)]
 
 pub mod actuators;
+pub mod api;
 pub mod config;
 pub mod config_file;
+pub mod ctl;
 pub mod gate;
+pub mod metrics;
 pub mod policy;
+pub mod runtime;
 pub mod sensors;
+pub mod service;
 pub mod sim;
 pub mod store;
 pub mod units;

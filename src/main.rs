@@ -4,8 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use catchup::policy::Policy;
+use catchup::config::{ApiConfig, ClusterConfig, GateConfig, Mode, RunConfig};
+use catchup::ctl::{Connection, CtlCommand};
+use catchup::policy::{ControllerState, Policy, decide};
 use catchup::sim::{self, ControllerKind, Scenario};
+use catchup::units::Dur;
 use clap::{Parser, Subcommand};
 
 /// Kafka backlog catch-up controller for tiered-storage clusters.
@@ -18,6 +21,55 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller: control loop, consumer gate and HTTP API.
+    Run {
+        /// Configuration file (see docs/config.md).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The controller on the built-in simulated cluster, accelerated, with its HTTP API up.
+    Demo {
+        /// Scenario to run (default: the 2025-11 replay).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Policy (default: the built-in defaults).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// API listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Simulated seconds per wall-clock second.
+        #[arg(long, default_value_t = 60.0)]
+        speed: f64,
+        /// State directory (default: a fresh one under the temp directory).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Talk to a running controller's API.
+    Ctl {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        command: CtlCommand,
+    },
+    /// Print one snapshot of what the sensors see.
+    Observe {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print what the engine would decide right now, and why (changes nothing).
+    Plan {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Policy files.
     Policy {
         #[command(subcommand)]
@@ -57,7 +109,16 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Run { .. } | Command::Demo { .. }) {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("CATCHUP_LOG")
+            .unwrap_or_else(|_| "info".into());
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -66,8 +127,136 @@ fn main() -> ExitCode {
     }
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run { config } => {
+            let config = RunConfig::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (policy, scenario) = catchup::service::load(&config)?;
+            let token = config
+                .api_token(&|k| std::env::var(k).ok())
+                .map_err(|e| anyhow::anyhow!(e))?;
+            if token.is_none() {
+                eprintln!(
+                    "warning: no API token (api.token_file or CATCHUP_API_TOKEN): mutating endpoints are disabled"
+                );
+            }
+            let scenario = scenario.context("no cluster to control")?;
+            runtime()?.block_on(catchup::service::run(
+                config,
+                policy,
+                scenario,
+                token,
+                Box::new(|_| {}),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            scenario,
+            policy,
+            listen,
+            speed,
+            state_dir,
+        } => {
+            let scenario_file =
+                scenario.unwrap_or_else(|| PathBuf::from("scenarios/2025-11-replay.toml"));
+            let config = RunConfig {
+                mode: Mode::Active,
+                tick: Dur::from_secs(30),
+                sensor_timeout: Dur::from_secs(10),
+                policy,
+                state_dir: state_dir.unwrap_or_else(catchup::service::demo_state_dir),
+                api: ApiConfig {
+                    listen,
+                    ..ApiConfig::default()
+                },
+                gate: GateConfig::default(),
+                cluster: ClusterConfig::Simulator {
+                    scenario: scenario_file.clone(),
+                    speed,
+                },
+            };
+            let (policy, scenario) = catchup::service::load(&config)?;
+            let scenario = scenario.context("no scenario")?;
+            let token = catchup::service::random_token();
+            let api_token = token.clone();
+            let groups = policy.group_names();
+            let group = groups.first().cloned().unwrap_or_default();
+            let state_dir = config.state_dir.clone();
+            let name = scenario.name.clone();
+            let banner: catchup::service::Banner = Box::new(move |addr: &str| {
+                println!(
+                    "catchup demo: the controller on the simulated cluster \"{name}\" at {speed}x real time"
+                );
+                println!("  API:       http://{addr}   (OpenAPI: http://{addr}/openapi.json)");
+                println!("  state dir: {}", state_dir.display());
+                println!("  token:     {token}");
+                println!();
+                println!("Try, in another terminal:");
+                println!("  export CATCHUP_URL=http://{addr} CATCHUP_API_TOKEN={token}");
+                println!("  catchup ctl status");
+                println!(
+                    "  catchup ctl pause --group {group} --reason \"trying the demo\" --ttl 10m"
+                );
+                println!("  catchup ctl resume --group {group} --reason \"done trying\"");
+                println!("  catchup ctl audit");
+                println!("  catchup ctl restore --reason \"undo everything\"");
+                println!("  curl -s http://{addr}/v1/gates/{group}");
+                println!(
+                    "  curl -s -XPOST http://{addr}/v1/gates/{group}/acquire -H 'content-type: application/json' -d '{{\"permits\":1000,\"max_wait\":\"100ms\"}}'"
+                );
+                println!("  curl -s http://{addr}/metrics | grep catchup_broker_disk");
+                println!("Ctrl-C stops the demo.");
+            });
+            runtime()?.block_on(catchup::service::run(
+                config,
+                policy,
+                scenario,
+                Some(api_token),
+                banner,
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ctl { conn, command } => {
+            let out = runtime()?.block_on(catchup::ctl::run(&conn, &command))?;
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Observe { config, json } => {
+            let (obs, _, _) = snapshot(&config)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&obs)?);
+            } else {
+                print!("{}", render_observation(&obs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { config, json } => {
+            let (obs, policy, state_dir) = snapshot(&config)?;
+            let store = catchup::store::StateDir::open(&state_dir)?;
+            let state: ControllerState = store.load("state.json")?.unwrap_or_default();
+            let overrides: Vec<catchup::policy::Override> =
+                store.load("overrides.json")?.unwrap_or_default();
+            let now = obs
+                .groups
+                .first()
+                .map(|g| g.sampled_at)
+                .unwrap_or_else(catchup::runtime::wall_now);
+            let (decision, _) = decide(&obs, &policy, &state, &overrides, now);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&decision)?);
+            } else {
+                print!("{}", render_decision(&decision));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Policy {
             command: PolicyCommand::Check { files },
         } => {
@@ -139,4 +328,93 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One observation of the cluster a config names, with its policy and state directory.
+fn snapshot(
+    config: &std::path::Path,
+) -> anyhow::Result<(catchup::sensors::Observation, Policy, PathBuf)> {
+    let config = RunConfig::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (policy, scenario) = catchup::service::load(&config)?;
+    let ClusterConfig::Simulator { speed, .. } = &config.cluster;
+    let scenario = scenario.context("no scenario")?;
+    let live = catchup::sim::live::LiveSim::start(&scenario, *speed);
+    let obs = catchup::sim::run::observe(&live.cluster, &policy)?;
+    Ok((obs, policy, config.state_dir))
+}
+
+fn render_observation(obs: &catchup::sensors::Observation) -> String {
+    let mut out = String::from("disks:\n");
+    for d in &obs.disks {
+        out.push_str(&format!(
+            "  broker {:>3}: {:5.1}% of {} (sampled {} ms, {:?})\n",
+            d.broker,
+            d.used_percent(),
+            catchup::units::Bytes(d.capacity_bytes),
+            d.sampled_at.0,
+            d.source
+        ));
+    }
+    out.push_str("tiered-storage copy lag:\n");
+    for c in &obs.copy_lag {
+        out.push_str(&format!(
+            "  broker {:>3}: {}\n",
+            c.broker,
+            catchup::units::human_bytes(c.bytes as f64)
+        ));
+    }
+    out.push_str("catch-up groups:\n");
+    for g in &obs.groups {
+        let lag = g.total_lag().map_or(
+            "unknown (a partition has no committed offset)".to_string(),
+            |l| format!("{l} records"),
+        );
+        out.push_str(&format!(
+            "  {}: lag {lag} over {} partitions\n",
+            g.group,
+            g.partitions.len()
+        ));
+    }
+    out.push_str("managed topics:\n");
+    for t in &obs.topics {
+        let local = t.configs.get("local.retention.ms");
+        out.push_str(&format!(
+            "  {}: local.retention.ms = {} ({:?}), effective {}, remote.storage.enable = {}\n",
+            t.topic,
+            local
+                .and_then(|c| c.value.clone())
+                .unwrap_or_else(|| "-".into()),
+            local.map(|c| c.source),
+            t.effective_local_retention_ms()
+                .map_or("unlimited".into(), |ms| Dur(ms.max(0) as u64).to_string()),
+            t.remote_storage_enabled()
+        ));
+    }
+    for f in &obs.sensor_errors {
+        out.push_str(&format!("sensor {} failed: {}\n", f.sensor, f.reason));
+    }
+    out
+}
+
+fn render_decision(d: &catchup::policy::Decision) -> String {
+    let mut out = String::new();
+    for (group, g) in &d.groups {
+        out.push_str(&format!("group {group}: {}\n", g.gate.name()));
+        for r in &g.reasons {
+            out.push_str(&format!("  - {r}\n"));
+        }
+    }
+    for (topic, t) in &d.topics {
+        out.push_str(&format!("topic {topic}: {:?}\n", t.target));
+        for r in &t.reasons {
+            out.push_str(&format!("  - {r}\n"));
+        }
+    }
+    for a in &d.alerts {
+        out.push_str(&format!(
+            "alert [{:?}] {}: {}\n",
+            a.severity, a.code, a.message
+        ));
+    }
+    out
 }

@@ -42,7 +42,10 @@ pub enum StoreError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The state directory.
@@ -92,7 +95,10 @@ impl StateDir {
         let audit_path = dir.join("audit.jsonl");
         repair_torn_tail(&audit_path)?;
         let last = read_audit(&audit_path)?.last().map_or(0, |r| r.id);
-        Ok(StateDir { dir: dir.to_path_buf(), audit: Mutex::new(AuditFile { next_id: last + 1 }) })
+        Ok(StateDir {
+            dir: dir.to_path_buf(),
+            audit: Mutex::new(AuditFile { next_id: last + 1 }),
+        })
     }
 
     /// The directory.
@@ -104,12 +110,17 @@ impl StateDir {
     pub fn save<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!("{name}.tmp"));
-        let bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let mut f = File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(&bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
         fs::rename(&tmp, &path).map_err(io(&path))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
         Ok(())
     }
 
@@ -117,7 +128,14 @@ impl StateDir {
     pub fn load<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
         let path = self.dir.join(name);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Corrupt { path, reason: e.to_string() }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        path,
+                        reason: e.to_string(),
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::Io { path, source: e }),
         }
@@ -128,9 +146,16 @@ impl StateDir {
         let path = self.dir.join("audit.jsonl");
         let mut guard = self.audit.lock().unwrap_or_else(|e| e.into_inner());
         record.id = guard.next_id;
-        let mut line = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let mut line = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         line.push(b'\n');
-        let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
         f.write_all(&line).map_err(io(&path))?;
         f.sync_data().map_err(io(&path))?;
         guard.next_id += 1;
@@ -138,10 +163,19 @@ impl StateDir {
     }
 
     /// Audit records newest first: at most `limit`, with ids below `before` when given.
-    pub fn audit_page(&self, limit: usize, before: Option<u64>) -> Result<Vec<AuditRecord>, StoreError> {
+    pub fn audit_page(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
         let _guard = self.audit.lock().unwrap_or_else(|e| e.into_inner());
         let all = read_audit(&self.dir.join("audit.jsonl"))?;
-        Ok(all.into_iter().rev().filter(|r| before.is_none_or(|b| r.id < b)).take(limit).collect())
+        Ok(all
+            .into_iter()
+            .rev()
+            .filter(|r| before.is_none_or(|b| r.id < b))
+            .take(limit)
+            .collect())
     }
 }
 
@@ -150,13 +184,21 @@ fn repair_torn_tail(path: &Path) -> Result<(), StoreError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(StoreError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
     };
     if bytes.is_empty() || bytes.ends_with(b"\n") {
         return Ok(());
     }
     let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let f = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
     f.set_len(keep as u64).map_err(io(path))?;
     f.sync_all().map_err(io(path))
 }
@@ -166,9 +208,17 @@ fn read_audit(path: &Path) -> Result<Vec<AuditRecord>, StoreError> {
     let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(StoreError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
     };
-    let lines: Vec<String> = BufReader::new(f).lines().collect::<Result<_, _>>().map_err(io(path))?;
+    let lines: Vec<String> = BufReader::new(f)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(io(path))?;
     let mut out = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
@@ -177,7 +227,12 @@ fn read_audit(path: &Path) -> Result<Vec<AuditRecord>, StoreError> {
         match serde_json::from_str(line) {
             Ok(r) => out.push(r),
             Err(_) if i + 1 == lines.len() => break,
-            Err(e) => return Err(StoreError::Corrupt { path: path.to_path_buf(), reason: format!("line {}: {e}", i + 1) }),
+            Err(e) => {
+                return Err(StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: format!("line {}: {e}", i + 1),
+                });
+            }
         }
     }
     Ok(out)
@@ -216,7 +271,10 @@ mod tests {
         assert_eq!(s.load::<Vec<u32>>("x.json").unwrap(), Some(vec![1, 2]));
         assert!(!d.join("x.json.tmp").exists());
         fs::write(d.join("bad.json"), b"{").unwrap();
-        assert!(matches!(s.load::<Vec<u32>>("bad.json"), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            s.load::<Vec<u32>>("bad.json"),
+            Err(StoreError::Corrupt { .. })
+        ));
         let _ = fs::remove_dir_all(&d);
     }
 
@@ -229,14 +287,24 @@ mod tests {
                 s.audit(record(&format!("r{i}"))).unwrap();
             }
         }
-        let mut f = OpenOptions::new().append(true).open(d.join("audit.jsonl")).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(d.join("audit.jsonl"))
+            .unwrap();
         f.write_all(b"{\"id\":6,\"at").unwrap();
         let s = StateDir::open(&d).unwrap();
         assert_eq!(s.audit(record("after the crash")).unwrap().id, 6);
         let page = s.audit_page(2, None).unwrap();
         assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), vec![6, 5]);
         let next = s.audit_page(10, Some(4)).unwrap();
-        assert_eq!(StateDir::open(&d).unwrap().audit_page(100, None).unwrap().len(), 6);
+        assert_eq!(
+            StateDir::open(&d)
+                .unwrap()
+                .audit_page(100, None)
+                .unwrap()
+                .len(),
+            6
+        );
         assert_eq!(next.iter().map(|r| r.id).collect::<Vec<_>>(), vec![3, 2, 1]);
         let _ = fs::remove_dir_all(&d);
     }

@@ -11,7 +11,18 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 /// A point in time: milliseconds since the Unix epoch (or since the start of a simulation).
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
@@ -195,7 +206,9 @@ impl utoipa::PartialSchema for Dur {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .description(Some("a duration such as \"30s\", \"5m\", \"4h\" or \"1h30m\""))
+            .description(Some(
+                "a duration such as \"30s\", \"5m\", \"4h\" or \"1h30m\"",
+            ))
             .into()
     }
 }

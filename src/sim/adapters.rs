@@ -15,14 +15,24 @@ use crate::sensors::{
     GroupOffsets, LOCAL_RETENTION_INHERIT, LagSensor, SensorError, TopicConfigSensor, TopicConfigs,
 };
 
-/// A shared handle on a simulated cluster.
+/// A shared handle on a simulated cluster. Readings are stamped with simulated time plus `epoch`
+/// (0 for `catchup simulate`; the wall-clock start for the live demo, so times look real).
 #[derive(Clone, Debug)]
-pub struct SimCluster(Arc<Mutex<Cluster>>);
+pub struct SimCluster(Arc<Mutex<Cluster>>, i64);
 
 impl SimCluster {
-    /// Wraps `cluster`.
+    /// Wraps `cluster`, with simulated time as is.
     pub fn new(cluster: Cluster) -> SimCluster {
-        SimCluster(Arc::new(Mutex::new(cluster)))
+        SimCluster(Arc::new(Mutex::new(cluster)), 0)
+    }
+
+    /// Wraps `cluster`, stamping readings with simulated time plus `epoch` milliseconds.
+    pub fn with_epoch(cluster: Cluster, epoch: i64) -> SimCluster {
+        SimCluster(Arc::new(Mutex::new(cluster)), epoch)
+    }
+
+    fn at(&self, t: crate::units::Timestamp) -> crate::units::Timestamp {
+        crate::units::Timestamp(t.0 + self.1)
     }
 
     /// Locks the cluster (a poisoned lock is recovered: the cluster has no invariants a panic could break
@@ -55,7 +65,7 @@ impl DiskSensor for SimCluster {
                     broker: b as i32 + 1,
                     used_bytes: (point.value / 100.0 * capacity) as u64,
                     capacity_bytes: capacity as u64,
-                    sampled_at: point.at,
+                    sampled_at: self.at(point.at),
                     source: DiskSource::Simulator,
                 })
             })
@@ -89,7 +99,7 @@ impl CopyLagSensor for SimCluster {
 impl LagSensor for SimCluster {
     async fn read_offsets(&self, groups: &[String]) -> Result<Vec<GroupOffsets>, SensorError> {
         let c = self.lock();
-        let now = c.now();
+        let now = self.at(c.now());
         Ok(groups
             .iter()
             .filter_map(|g| {
@@ -109,7 +119,7 @@ impl TopicConfigSensor for SimCluster {
         topics: &[String],
     ) -> Result<Vec<TopicConfigs>, SensorError> {
         let c = self.lock();
-        let now = c.now();
+        let now = self.at(c.now());
         Ok(topics
             .iter()
             .filter_map(|t| {

@@ -11,6 +11,7 @@
 
 pub mod adapters;
 pub mod cluster;
+pub mod live;
 pub mod optimal;
 pub mod plot;
 pub mod run;
