@@ -2,6 +2,7 @@
 //!
 //! One test binary (`cargo test --test integration`); modules by subject.
 
+mod api;
 mod cli;
 mod simulation;
 

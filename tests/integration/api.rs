@@ -1,0 +1,557 @@
+//! The HTTP API over real HTTP on 127.0.0.1:0, with a fixed cluster behind the real runtime.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use catchup::actuators::{ActuatorError, GateActuator, RetentionActuator, RetentionChange};
+use catchup::config::{ApiConfig, ClusterConfig, GateConfig, Mode, RunConfig};
+use catchup::policy::{GroupDecision, GroupPolicy, Policy, RateUnit, TopicPolicy};
+use catchup::runtime::{Clock, Controller, Runtime};
+use catchup::sensors::{
+    BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, GroupOffsets, LagSensor,
+    Observation, PartitionOffsets, SensorError, TopicConfigSensor, TopicConfigs,
+};
+use catchup::units::{Dur, Timestamp};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token-0123456789";
+
+/// Time that follows tokio's clock, so `tokio::time::pause` and `advance` move it.
+struct TokioClock(tokio::time::Instant);
+
+impl Clock for TokioClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(1_800_000_000_000 + self.0.elapsed().as_millis() as i64)
+    }
+}
+
+/// A cluster that always reports the same healthy picture, stamped with the current time.
+struct SteadyCluster(Arc<TokioClock>);
+
+impl DiskSensor for SteadyCluster {
+    async fn read_disks(&self) -> Result<Vec<BrokerDisk>, SensorError> {
+        let at = self.0.now();
+        Ok((1..=3)
+            .map(|broker| BrokerDisk {
+                broker,
+                used_bytes: 500,
+                capacity_bytes: 1000,
+                sampled_at: at,
+                source: DiskSource::Static,
+            })
+            .collect())
+    }
+}
+
+impl CopyLagSensor for SteadyCluster {
+    async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
+        let at = self.0.now();
+        Ok((1..=3)
+            .map(|broker| BrokerCopyLag {
+                broker,
+                bytes: 0,
+                sampled_at: at,
+            })
+            .collect())
+    }
+}
+
+impl LagSensor for SteadyCluster {
+    async fn read_offsets(&self, groups: &[String]) -> Result<Vec<GroupOffsets>, SensorError> {
+        let at = self.0.now();
+        Ok(groups
+            .iter()
+            .map(|g| GroupOffsets {
+                group: g.clone(),
+                partitions: vec![PartitionOffsets {
+                    topic: "in".into(),
+                    partition: 0,
+                    committed: Some(100),
+                    log_end: 150,
+                }],
+                sampled_at: at,
+            })
+            .collect())
+    }
+}
+
+impl TopicConfigSensor for SteadyCluster {
+    async fn read_topic_configs(
+        &self,
+        topics: &[String],
+    ) -> Result<Vec<TopicConfigs>, SensorError> {
+        let at = self.0.now();
+        let mut obs = Observation::test();
+        for t in topics {
+            obs = obs.with_topic(t, Some(4 * 3_600_000), 7 * 86_400_000, at);
+        }
+        Ok(obs.topics)
+    }
+}
+
+impl GateActuator for SteadyCluster {
+    async fn set_gate(&self, _: &str, _: &GroupDecision) -> Result<(), ActuatorError> {
+        Ok(())
+    }
+}
+
+impl RetentionActuator for SteadyCluster {
+    async fn apply_retention(&self, topic: &str, _: &RetentionChange) -> Result<(), ActuatorError> {
+        Err(ActuatorError::Failed {
+            target: topic.into(),
+            reason: "read-only test cluster".into(),
+        })
+    }
+}
+
+struct Server {
+    base: String,
+    ctl: Arc<Controller>,
+    http: reqwest::Client,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn state_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("catchup-api-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+async fn start(dir: &std::path::Path, auth_reads: bool) -> Server {
+    let mut policy = Policy::default();
+    policy.groups.push(GroupPolicy {
+        name: "ingest".into(),
+        unit: RateUnit::Records,
+        max_rate: Some(1000.0),
+        min_rate: None,
+        lag_threshold: None,
+    });
+    policy.retention.topics.push(TopicPolicy {
+        name: "out".into(),
+        floor: None,
+    });
+    let config = RunConfig {
+        mode: Mode::Active,
+        tick: Dur::from_secs(1),
+        sensor_timeout: Dur::from_secs(1),
+        policy: None,
+        state_dir: dir.to_path_buf(),
+        api: ApiConfig {
+            auth_reads,
+            max_body: catchup::units::Bytes(4096),
+            ..ApiConfig::default()
+        },
+        gate: GateConfig::default(),
+        cluster: ClusterConfig::Simulator {
+            scenario: "unused".into(),
+            speed: 1.0,
+        },
+    };
+    let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
+    let (ctl, commands) =
+        Controller::new(config, policy, Some(TOKEN.into()), clock.clone()).expect("controller");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let api = tokio::spawn({
+        let ctl = ctl.clone();
+        let rx = rx.clone();
+        async move {
+            let _ = catchup::api::serve(listener, ctl, stopped(rx)).await;
+        }
+    });
+    let runtime = Runtime::new(ctl.clone(), SteadyCluster(clock)).expect("runtime");
+    let loop_task = tokio::spawn(runtime.run(Duration::from_secs(1), commands, stopped(rx)));
+    Server {
+        base,
+        ctl,
+        http: reqwest::Client::new(),
+        stop,
+        tasks: vec![api, loop_task],
+    }
+}
+
+impl Server {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", self.base),
+        );
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{path}", self.base),
+            )
+            .bearer_auth(TOKEN)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+async fn eventually<F: AsyncFnMut() -> bool>(mut check: F) {
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("condition not met in time");
+}
+
+#[tokio::test]
+async fn mutations_need_the_token_and_change_nothing_without_it() {
+    let dir = state_dir("auth");
+    let s = start(&dir, false).await;
+    let pause = json!({"group": "ingest", "reason": "test"});
+    for token in [None, Some("wrong-token-wrong-token")] {
+        let (status, body) = s
+            .call("POST", "/v1/pause", token, Some(pause.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["code"], "unauthorized");
+    }
+    let (status, list) = s.call("GET", "/v1/overrides", None, None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "reads are open when auth_reads is off"
+    );
+    assert_eq!(list, json!([]));
+    let (_, audit) = s.call("GET", "/v1/audit", None, None).await;
+    assert!(
+        audit["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["action"] != "override.create")
+    );
+    let (status, o) = s.call("POST", "/v1/pause", Some(TOKEN), Some(pause)).await;
+    assert_eq!(status, StatusCode::OK, "{o}");
+    assert_eq!(o["action"]["action"], "pause");
+    s.stop().await;
+
+    let s = start(&state_dir("auth-reads"), true).await;
+    let (status, _) = s.call("GET", "/v1/status", None, None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "auth_reads protects reads"
+    );
+    let (status, _) = s.call("GET", "/v1/gates/ingest", None, None).await;
+    assert_eq!(status, StatusCode::OK, "consumers never need the token");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_4xx_json_with_a_stable_code() {
+    let s = start(&state_dir("bad"), false).await;
+    let cases: Vec<(&str, &str, &str, Vec<u8>, StatusCode, &str)> = vec![
+        ("POST", "/v1/pause", "application/json", b"{not json".to_vec(), StatusCode::BAD_REQUEST, "bad_json"),
+        ("POST", "/v1/pause", "text/plain", b"{}".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_content_type"),
+        ("POST", "/v1/pause", "application/json", br#"{"reason":"x","colour":1}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        ("POST", "/v1/pause", "application/json", br#"{"reason":"  "}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        ("POST", "/v1/pause", "application/json", br#"{"reason":"x","ttl":"forever"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        ("POST", "/v1/pause", "application/json", br#"{"reason":"x","group":"nope"}"#.to_vec(), StatusCode::NOT_FOUND, "unknown_group"),
+        ("POST", "/v1/pause", "application/json", vec![b' '; 10_000], StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+        ("POST", "/v1/gates/nope/acquire", "application/json", br#"{"permits":1}"#.to_vec(), StatusCode::NOT_FOUND, "unknown_group"),
+        ("POST", "/v1/gates/ingest/acquire", "application/json", br#"{"permits":0}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        ("PUT", "/v1/mode", "application/json", br#"{"mode":"yolo","reason":"x"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        ("POST", "/v1/overrides", "application/json", br#"{"scope":{"kind":"topic","name":"out"},"action":{"action":"pause"},"reason":"x","ttl":"1h"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        ("POST", "/v1/overrides", "application/json", br#"{"scope":{"kind":"topic","name":"other"},"action":{"action":"hold_retention"},"reason":"x","ttl":"1h"}"#.to_vec(), StatusCode::NOT_FOUND, "unknown_topic"),
+        ("DELETE", "/v1/overrides/ovr-999?reason=x", "application/json", vec![], StatusCode::NOT_FOUND, "unknown_override"),
+        ("GET", "/v1/audit?limit=0", "application/json", vec![], StatusCode::BAD_REQUEST, "invalid_request"),
+        ("GET", "/v1/gates/ingest?after_version=abc", "application/json", vec![], StatusCode::BAD_REQUEST, "invalid_request"),
+        ("GET", "/v1/nothing-here", "application/json", vec![], StatusCode::NOT_FOUND, "not_found"),
+        ("DELETE", "/v1/status", "application/json", vec![], StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+    ];
+    for (method, path, ct, body, status, code) in cases {
+        let (got, json) = s.raw(method, path, ct, body).await;
+        assert_eq!(
+            (got, json["code"].as_str()),
+            (status, Some(code)),
+            "{method} {path}: {json}"
+        );
+        assert!(
+            json["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{method} {path}: {json}"
+        );
+    }
+    // Garbage at every endpoint never yields a 5xx.
+    let garbage: [&[u8]; 5] = [
+        b"",
+        b"null",
+        b"[]",
+        b"\xff\xfe",
+        br#"{"permits":4294967296,"reason":[1],"mode":{}}"#,
+    ];
+    for (method, path) in [
+        ("POST", "/v1/pause"),
+        ("POST", "/v1/resume"),
+        ("POST", "/v1/overrides"),
+        ("PUT", "/v1/mode"),
+        ("POST", "/v1/restore"),
+        ("POST", "/v1/gates/ingest/acquire"),
+    ] {
+        for body in garbage {
+            let (status, _) = s.raw(method, path, "application/json", body.to_vec()).await;
+            assert!(
+                status.is_client_error(),
+                "{method} {path} {body:?}: {status}"
+            );
+        }
+    }
+    s.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn overrides_expire_on_time() {
+    let s = start(&state_dir("ttl"), false).await;
+    let (status, o) = s
+        .call(
+            "POST",
+            "/v1/pause",
+            Some(TOKEN),
+            Some(json!({"group": "ingest", "reason": "maintenance", "ttl": "10s"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{o}");
+    eventually(async || {
+        s.ctl
+            .status
+            .read()
+            .unwrap()
+            .decision
+            .as_ref()
+            .is_some_and(|d| d.groups["ingest"].gate.name() == "paused")
+    })
+    .await;
+    tokio::time::advance(Duration::from_secs(11)).await;
+    eventually(async || s.call("GET", "/v1/overrides", None, None).await.1 == json!([])).await;
+    eventually(async || {
+        s.ctl
+            .status
+            .read()
+            .unwrap()
+            .decision
+            .as_ref()
+            .is_some_and(|d| d.groups["ingest"].gate.name() == "open")
+    })
+    .await;
+    let (_, audit) = s.call("GET", "/v1/audit?limit=100", None, None).await;
+    assert!(
+        audit["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "override.expire"),
+        "{audit}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_overrides_and_the_audit_log() {
+    let dir = state_dir("restart");
+    let s = start(&dir, false).await;
+    let (_, o) = s.call("POST", "/v1/overrides", Some(TOKEN), Some(json!({"scope": {"kind": "topic", "name": "out"}, "action": {"action": "hold_retention"}, "reason": "audit", "ttl": "2h", "actor": "alice"}))).await;
+    let (_, mode) = s
+        .call(
+            "PUT",
+            "/v1/mode",
+            Some(TOKEN),
+            Some(json!({"mode": "dry-run", "reason": "testing"})),
+        )
+        .await;
+    assert_eq!(mode["mode"], "dry-run");
+    let (_, before) = s.call("GET", "/v1/audit?limit=1000", None, None).await;
+    s.stop().await;
+
+    let s = start(&dir, false).await;
+    let (_, list) = s.call("GET", "/v1/overrides", None, None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], o["id"]);
+    assert_eq!(list[0]["actor"], "alice");
+    let (_, after) = s.call("GET", "/v1/audit?limit=1000", None, None).await;
+    let ids = |v: &Value| {
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(ids(&after).ends_with(&ids(&before)), "old records are kept");
+    assert!(
+        after["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "override.create" && r["actor"] == "alice")
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_gate_long_polls_and_admits_at_its_rate() {
+    let s = start(&state_dir("gate"), false).await;
+    let (_, gate) = s.call("GET", "/v1/gates/ingest", None, None).await;
+    let version = gate["version"].as_u64().unwrap();
+    let poll = {
+        let http = s.http.clone();
+        let url = format!(
+            "{}/v1/gates/ingest?after_version={version}&wait=20s",
+            s.base
+        );
+        tokio::spawn(async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fixed = json!({"scope": {"kind": "group", "name": "ingest"}, "action": {"action": "fixed_rate", "rate": 10.0}, "reason": "slow down", "ttl": "1h"});
+    let (status, _) = s
+        .call("POST", "/v1/overrides", Some(TOKEN), Some(fixed))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let woke = tokio::time::timeout(Duration::from_secs(10), poll)
+        .await
+        .expect("long-poll answered")
+        .unwrap();
+    assert_eq!(woke["state"], "throttled");
+    assert_eq!(woke["rate"], 10.0);
+    assert!(woke["version"].as_u64().unwrap() > version);
+
+    // 10/s from an empty bucket: one permit now is denied with a retry-after, and waiting is allowed.
+    let (status, denied) = s
+        .call(
+            "POST",
+            "/v1/gates/ingest/acquire",
+            None,
+            Some(json!({"permits": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{denied}");
+    assert!(denied["retry_after_ms"].as_u64().unwrap() > 0);
+    let (status, granted) = s
+        .call(
+            "POST",
+            "/v1/gates/ingest/acquire",
+            None,
+            Some(json!({"permits": 5, "max_wait": "2s"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{granted}");
+    assert_eq!(granted["granted"], true);
+    let (status, _) = s
+        .call(
+            "POST",
+            "/v1/gates/ingest/acquire",
+            None,
+            Some(json!({"permits": 50})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "more than the burst can ever hold"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn openapi_describes_every_endpoint_and_metrics_are_exported() {
+    let s = start(&state_dir("openapi"), false).await;
+    let (status, doc) = s.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/status",
+        "/v1/pause",
+        "/v1/resume",
+        "/v1/overrides",
+        "/v1/overrides/{id}",
+        "/v1/audit",
+        "/v1/mode",
+        "/v1/restore",
+        "/v1/gates/{group}",
+        "/v1/gates/{group}/acquire",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from /openapi.json"
+        );
+    }
+    eventually(async || s.call("GET", "/readyz", None, None).await.0 == StatusCode::OK).await;
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for metric in [
+        "catchup_group_lag_records",
+        "catchup_broker_disk_used_percent",
+        "catchup_gate_state",
+        "catchup_topic_local_retention_ms",
+        "catchup_tick_duration_seconds",
+        "catchup_ready",
+    ] {
+        assert!(text.contains(metric), "{metric} missing from /metrics");
+    }
+    s.stop().await;
+}
