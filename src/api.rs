@@ -632,7 +632,7 @@ async fn acquire(
     let deadline = Instant::now() + Duration::from_millis(max_wait.0);
     loop {
         let admission = ctl.gates.try_acquire(&group, permits)?;
-        let view = ctl.gates.view(&group)?;
+        let (state, version) = ctl.gates.state(&group)?;
         let (granted, retry) = match admission {
             Admission::Granted => (true, None),
             Admission::Wait(d) => {
@@ -648,8 +648,8 @@ async fn acquire(
         let body = AcquireResponse {
             granted,
             retry_after_ms: retry.map(|d| d.as_millis().max(1) as u64),
-            state: view.state,
-            version: view.version,
+            state: state.to_string(),
+            version,
         };
         if granted {
             return Ok(Json(body).into_response());

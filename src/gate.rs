@@ -84,8 +84,15 @@ pub enum GateError {
 
 type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
+/// Gate states on the hot path.
+const OPEN: u8 = 0;
+const THROTTLED: u8 = 1;
+const PAUSED: u8 = 2;
+
 struct GroupGate<C: Clock> {
     view: RwLock<GateView>,
+    /// `OPEN`, `THROTTLED` or `PAUSED`, mirrored from `view` so a permit check takes no view lock.
+    kind: std::sync::atomic::AtomicU8,
     limiter: RwLock<Option<Arc<Limiter<C>>>>,
     version: watch::Sender<u64>,
     granted: AtomicU64,
@@ -133,6 +140,7 @@ impl<C: Clock + Clone> GateBoard<C> {
                         reasons: vec!["no decision yet".into()],
                     }),
                     limiter: RwLock::new(None),
+                    kind: std::sync::atomic::AtomicU8::new(OPEN),
                     version: watch::channel(1).0,
                     granted: AtomicU64::new(0),
                     denied: AtomicU64::new(0),
@@ -191,6 +199,12 @@ impl<C: Clock + Clone> GateBoard<C> {
                 _ => None,
             };
             *g.limiter.write().unwrap_or_else(|e| e.into_inner()) = limiter;
+            let kind = match state {
+                "open" => OPEN,
+                "paused" => PAUSED,
+                _ => THROTTLED,
+            };
+            g.kind.store(kind, Ordering::Release);
             view.state = state.into();
             view.rate = rate;
             view.burst = burst;
@@ -262,6 +276,17 @@ impl<C: Clock + Clone> GateBoard<C> {
                 .fetch_add(u64::from(permits.get()), Ordering::Relaxed),
         };
         Ok(admission)
+    }
+
+    /// The state name (`open`, `throttled`, `paused`) and version of `group`'s gate, cheaply.
+    pub fn state(&self, group: &str) -> Result<(&'static str, u64), GateError> {
+        let g = self.group(group)?;
+        let name = match g.kind.load(Ordering::Acquire) {
+            OPEN => "open",
+            PAUSED => "paused",
+            _ => "throttled",
+        };
+        Ok((name, *g.version.borrow()))
     }
 
     /// The gate of `group` as consumers see it.

@@ -291,7 +291,14 @@ async fn mutations_need_the_token_and_change_nothing_without_it() {
 async fn bad_requests_get_4xx_json_with_a_stable_code() {
     let s = start(&state_dir("bad"), false).await;
     // method, path, content type, body, expected status, expected code
-    type Case = (&'static str, &'static str, &'static str, Vec<u8>, StatusCode, &'static str);
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Vec<u8>,
+        StatusCode,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
         ("POST", "/v1/pause", "application/json", b"{not json".to_vec(), StatusCode::BAD_REQUEST, "bad_json"),
         ("POST", "/v1/pause", "text/plain", b"{}".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_content_type"),
