@@ -306,6 +306,10 @@ fn str_of(v: &Value) -> String {
     }
 }
 
+fn time(v: &Value) -> String {
+    v.as_i64().map_or("-".into(), |t| crate::units::Timestamp(t).rfc3339())
+}
+
 fn ms(v: &Value) -> String {
     v.as_i64().map_or("-".into(), |ms| {
         if ms < 0 {
@@ -491,14 +495,14 @@ fn render_overrides(v: &Value) -> String {
         return "no overrides in force\n".into();
     }
     table(
-        &["id", "scope", "action", "by", "expires (ms)", "reason"],
+        &["id", "scope", "action", "by", "expires", "reason"],
         &rows,
     )
 }
 
 fn render_override(v: &Value) -> String {
     table(
-        &["id", "scope", "action", "by", "expires (ms)", "reason"],
+        &["id", "scope", "action", "by", "expires", "reason"],
         &[override_row(v)],
     )
 }

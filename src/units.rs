@@ -38,6 +38,23 @@ impl Timestamp {
         self.0 as f64 / 1000.0
     }
 
+    /// The time as UTC in RFC 3339 (`2025-11-14T15:02:00Z`), for people.
+    pub fn rfc3339(self) -> String {
+        let secs = self.0.div_euclid(1000);
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    }
+
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
     pub fn since(self, earlier: Timestamp) -> Dur {
         Dur(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
@@ -65,13 +82,13 @@ impl Sub<Dur> for Timestamp {
 }
 
 impl fmt::Display for Timestamp {
-    /// Simulated times are shown as an offset (`+5h02m`); epoch times as milliseconds.
+    /// Simulated times are shown as an offset from the start (`T+5h2m`); wall-clock times in UTC.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.unsigned_abs() < 10 * 365 * 86_400_000 {
             let sign = if self.0 < 0 { "-" } else { "+" };
             write!(f, "T{sign}{}", Dur(self.0.unsigned_abs()))
         } else {
-            write!(f, "{}ms", self.0)
+            f.write_str(&self.rfc3339())
         }
     }
 }
@@ -398,6 +415,13 @@ mod tests {
         assert!(Dur::parse("5w").unwrap_err().contains("unknown unit"));
         assert!(Dur::parse("h").unwrap_err().contains("expected a number"));
         assert!(Dur::parse("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn timestamps_print_as_utc() {
+        assert_eq!(Timestamp(0).rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(Timestamp(1_763_132_520_000).rfc3339(), "2025-11-14T15:02:00Z");
+        assert_eq!(Timestamp(951_782_400_000).rfc3339(), "2000-02-29T00:00:00Z");
     }
 
     #[test]
