@@ -481,7 +481,7 @@ fn override_row(o: &Value) -> Vec<String> {
         scope,
         action,
         str_of(&o["actor"]),
-        o["expires_at"].to_string(),
+        time(&o["expires_at"]),
         str_of(&o["reason"]),
     ]
 }
@@ -531,7 +531,7 @@ fn render_audit(v: &Value) -> String {
                     }
                     vec![
                         r["id"].to_string(),
-                        r["at"].to_string(),
+                        time(&r["at"]),
                         str_of(&r["actor"]),
                         str_of(&r["action"]),
                         str_of(&r["target"]),
