@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 log() { printf '== %s\n' "$*"; }
 
 # --- what the tests need -------------------------------------------------------------------------
-# The control core needs only the Rust toolchain. Later components add their installs here
-# (the Kafka-compatible broker, Python cross-check clients, Prometheus), each skipped when present.
+# The Rust toolchain (with rustfmt and clippy), a C toolchain and make for librdkafka (built by
+# rdkafka-sys), and tansu 0.6.0, the Kafka-compatible broker the client tests start. Each is skipped
+# when present.
 need_rust() {
   if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust (https://rustup.rs), then rerun" >&2
@@ -22,14 +23,42 @@ need_rust() {
   done
 }
 
+need_tansu() {
+  local bin="${TANSU:-$HOME/.cargo/bin/tansu}"
+  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q '0\.6\.0'; then
+    export TANSU="$bin"
+    return
+  fi
+  if command -v tansu >/dev/null 2>&1 && tansu --version 2>/dev/null | grep -q '0\.6\.0'; then
+    TANSU=$(command -v tansu)
+    export TANSU
+    return
+  fi
+  log "installing tansu 0.6.0 (a Kafka-compatible broker; about 20 minutes to build)"
+  cargo install tansu --version 0.6.0 --locked --features libsql
+  export TANSU="$HOME/.cargo/bin/tansu"
+}
+
+need_c_toolchain() {
+  for tool in cc make perl; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+      log "installing build-essential and perl (librdkafka is built from source)"
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential perl
+      break
+    fi
+  done
+}
+
 need_rust
+need_c_toolchain
+need_tansu
 
 # --- checks --------------------------------------------------------------------------------------
 log "cargo fmt --check"
 cargo fmt --all -- --check
-log "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --quiet -- -D warnings
+log "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 log "policy check on the shipped policies"
 cargo run --quiet -- policy check policies/*.toml
-log "cargo test (unit, property and integration tests)"
-cargo test --quiet --lib --bins --tests
+log "cargo test (unit, property, integration and real-broker tests)"
+cargo test --workspace --quiet --lib --bins --tests

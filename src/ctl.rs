@@ -307,7 +307,8 @@ fn str_of(v: &Value) -> String {
 }
 
 fn time(v: &Value) -> String {
-    v.as_i64().map_or("-".into(), |t| crate::units::Timestamp(t).rfc3339())
+    v.as_i64()
+        .map_or("-".into(), |t| crate::units::Timestamp(t).rfc3339())
 }
 
 fn ms(v: &Value) -> String {
@@ -494,10 +495,7 @@ fn render_overrides(v: &Value) -> String {
     if rows.is_empty() {
         return "no overrides in force\n".into();
     }
-    table(
-        &["id", "scope", "action", "by", "expires", "reason"],
-        &rows,
-    )
+    table(&["id", "scope", "action", "by", "expires", "reason"], &rows)
 }
 
 fn render_override(v: &Value) -> String {

@@ -51,6 +51,20 @@ pub struct GateView {
     pub expires_at: Timestamp,
     /// Why the gate is as it is.
     pub reasons: Vec<String>,
+    /// What consumers do once `expires_at` has passed without a renewal.
+    pub fallback: FallbackHint,
+}
+
+/// The policy's fallback, as consumers apply it (see `throttle.fallback_hold` in docs/policy.md).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FallbackHint {
+    /// Keep the last decision this long after it expired, seconds.
+    pub hold_secs: f64,
+    /// Then double the rate every this many seconds until open.
+    pub ramp_secs: f64,
+    /// The rate to resume at after a pause (this instance's share), per second; `None` when not known
+    /// yet (consumers then use their own configured minimum).
+    pub min_rate: Option<f64>,
 }
 
 /// The answer to a permit request.
@@ -138,6 +152,7 @@ impl<C: Clock + Clone> GateBoard<C> {
                         version: 1,
                         expires_at: now,
                         reasons: vec!["no decision yet".into()],
+                        fallback: FallbackHint::default(),
                     }),
                     limiter: RwLock::new(None),
                     kind: std::sync::atomic::AtomicU8::new(OPEN),
@@ -227,6 +242,15 @@ impl<C: Clock + Clone> GateBoard<C> {
         let limiter = RateLimiter::direct_with_clock(quota, self.clock.clone());
         let _ = limiter.check_n(burst);
         limiter
+    }
+
+    /// Sets what consumers of `group` do when their decision expires (`min_rate` is for the whole
+    /// group; each instance's share is published).
+    pub fn set_fallback(&self, group: &str, mut hint: FallbackHint) -> Result<(), GateError> {
+        let g = self.group(group)?;
+        hint.min_rate = hint.min_rate.map(|r| r / f64::from(self.instances));
+        g.view.write().unwrap_or_else(|e| e.into_inner()).fallback = hint;
+        Ok(())
     }
 
     /// Asks for `permits` from `group`'s bucket, without waiting.

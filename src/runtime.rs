@@ -591,6 +591,7 @@ impl<K: ClusterIo> Runtime<K> {
             {
                 warn!(group, error = %e, "gate not registered");
             }
+            let _ = self.ctl.gates.set_fallback(group, self.fallback(group));
             let mut local = d.clone();
             local.gate = gate.clone();
             if let Err(e) = self.cluster.set_gate(group, &local).await {
@@ -623,6 +624,23 @@ impl<K: ClusterIo> Runtime<K> {
                     outcome,
                 });
             }
+        }
+    }
+
+    /// The policy's fallback for `group`, with its minimum rate when known.
+    fn fallback(&self, group: &str) -> crate::gate::FallbackHint {
+        let p = &self.ctl.policy;
+        let g = p.groups.iter().find(|g| g.name == group);
+        let reference = g
+            .and_then(|g| g.max_rate)
+            .or_else(|| self.state.groups.get(group).and_then(|t| t.reference_rate));
+        let min_rate = g
+            .and_then(|g| g.min_rate)
+            .or_else(|| reference.map(|r| r * p.throttle.min_fraction));
+        crate::gate::FallbackHint {
+            hold_secs: p.throttle.fallback_hold.secs_f64(),
+            ramp_secs: p.throttle.fallback_ramp.secs_f64(),
+            min_rate,
         }
     }
 

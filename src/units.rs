@@ -52,7 +52,12 @@ impl Timestamp {
         let day = doy - (153 * mp + 2) / 5 + 1;
         let month = if mp < 10 { mp + 3 } else { mp - 9 };
         let year = yoe + era * 400 + i64::from(month <= 2);
-        format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
     }
 
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
@@ -420,7 +425,10 @@ mod tests {
     #[test]
     fn timestamps_print_as_utc() {
         assert_eq!(Timestamp(0).rfc3339(), "1970-01-01T00:00:00Z");
-        assert_eq!(Timestamp(1_763_132_520_000).rfc3339(), "2025-11-14T15:02:00Z");
+        assert_eq!(
+            Timestamp(1_763_132_520_000).rfc3339(),
+            "2025-11-14T15:02:00Z"
+        );
         assert_eq!(Timestamp(951_782_400_000).rfc3339(), "2000-02-29T00:00:00Z");
     }
 

@@ -132,6 +132,15 @@ pub struct ThrottlePolicy {
     pub decision_ttl: Dur,
     /// What to do with the throttle while disk data is stale: `hold`, `min_rate` or `pause`. Default `hold`.
     pub stale_mode: StaleMode,
+    /// Consumers whose decision expired while the controller is unreachable keep the last decision
+    /// this long: a paused group stays paused, a throttled one keeps its rate. Long enough to ride out
+    /// a controller restart; short enough that a crash-looping controller cannot halt ingestion for
+    /// good. Default 15m.
+    pub fallback_hold: Dur,
+    /// After `fallback_hold`, consumers resume at the group's minimum rate (or keep their throttled
+    /// rate, if higher) and double it every `fallback_ramp` until they run open: never full speed at
+    /// once onto a disk the controller last saw near its ceiling. Default 5m.
+    pub fallback_ramp: Dur,
 }
 
 impl Default for ThrottlePolicy {
@@ -142,6 +151,8 @@ impl Default for ThrottlePolicy {
             burst: Dur::from_secs(1),
             decision_ttl: Dur::from_mins(2),
             stale_mode: StaleMode::Hold,
+            fallback_hold: Dur::from_mins(15),
+            fallback_ramp: Dur::from_mins(5),
         }
     }
 }
@@ -409,6 +420,12 @@ impl Policy {
             "throttle.burst",
             t.burst,
             "must be positive, e.g. \"1s\"",
+        );
+        p.check(
+            t.fallback_ramp >= Dur::from_secs(10),
+            "throttle.fallback_ramp",
+            t.fallback_ramp,
+            "must be at least 10s",
         );
         p.check(
             t.decision_ttl >= Dur::from_secs(10),
