@@ -89,7 +89,7 @@ impl CopyLagSensor for SimCluster {
                 Some(BrokerCopyLag {
                     broker: b as i32 + 1,
                     bytes: point.value as u64,
-                    sampled_at: point.at,
+                    sampled_at: self.at(point.at),
                 })
             })
             .collect())

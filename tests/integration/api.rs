@@ -564,3 +564,151 @@ async fn openapi_describes_every_endpoint_and_metrics_are_exported() {
     }
     s.stop().await;
 }
+
+/// The whole service on the live simulator (the `demo` code path), fast: the controller lowers
+/// retention by itself, `restore` brings it back and holds it, dry-run stops gating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_lowers_restores_on_request_and_records_everything() {
+    let dir = state_dir("service");
+    let config = RunConfig {
+        mode: Mode::Active,
+        tick: Dur::from_secs(30),
+        sensor_timeout: Dur::from_secs(10),
+        policy: None,
+        state_dir: dir.clone(),
+        api: ApiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..ApiConfig::default()
+        },
+        gate: GateConfig::default(),
+        cluster: ClusterConfig::Simulator {
+            scenario: super::root().join("scenarios/2025-11-replay.toml"),
+            speed: 1200.0,
+        },
+    };
+    let (policy, scenario) = catchup::service::load(&config).expect("loads");
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let service = tokio::spawn(catchup::service::run(
+        config,
+        policy,
+        scenario.expect("simulator"),
+        Some(TOKEN.into()),
+        Box::new(move |addr: &str| {
+            let _ = addr_tx.send(addr.to_string());
+        }),
+    ));
+    let base = format!("http://{}", addr_rx.await.expect("listening"));
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // 20 simulated minutes per wall second: retention is lowered within the first simulated hour.
+    let mut lowered = false;
+    for _ in 0..150 {
+        let status = get("/v1/status").await;
+        if status["topics"].as_array().is_some_and(|ts| {
+            ts.iter().any(|t| {
+                t["target"]["target"] == "lowered"
+                    && t["current_ms"].as_i64() < t["original_ms"].as_i64()
+            })
+        }) {
+            lowered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        lowered,
+        "the controller lowered retention by itself: {}",
+        get("/v1/status").await
+    );
+
+    let resp = http
+        .post(format!("{base}/v1/restore"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"reason": "undo everything", "actor": "oncall"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let restored: Value = resp.json().await.unwrap();
+    assert_eq!(
+        restored["topics"]["events_enriched"], "restored",
+        "{restored}"
+    );
+    assert_eq!(
+        restored["topics"]["person_updates"], "restored",
+        "{restored}"
+    );
+    for _ in 0..50 {
+        let status = get("/v1/status").await;
+        if status["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["current_ms"] == json!(4 * 3_600_000))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = get("/v1/status").await;
+    assert!(
+        status["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["current_ms"] == json!(4 * 3_600_000)),
+        "{}",
+        status["topics"]
+    );
+    assert!(
+        status["overrides"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["action"]["action"] == "hold_retention")
+            .count()
+            == 2,
+        "held after the restore"
+    );
+
+    let audit = get("/v1/audit?limit=1000").await;
+    let records = audit["records"].as_array().unwrap();
+    assert!(
+        records.iter().any(|r| r["action"] == "retention"
+            && r["actor"] == "controller"
+            && r["outcome"] == "applied"),
+        "automatic change recorded"
+    );
+    assert!(
+        records.iter().any(|r| r["action"] == "restore"
+            && r["actor"] == "oncall"
+            && r["outcome"] == "applied"),
+        "manual restore recorded"
+    );
+
+    let resp = http
+        .put(format!("{base}/v1/mode"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"mode": "dry-run", "reason": "test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let gate = get("/v1/gates/ingestion").await;
+    assert_eq!(gate["state"], "open", "dry-run never gates");
+    service.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
