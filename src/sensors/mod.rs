@@ -5,6 +5,7 @@
 //! own sample time; a sensor that fails returns a [`SensorError`] and the loop keeps the last reading,
 //! which then ages into staleness instead of being mistaken for a fresh zero.
 
+pub mod config_source;
 mod observation;
 
 use std::future::Future;

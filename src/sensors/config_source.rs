@@ -1,0 +1,176 @@
+//! Deciding whether a topic config value is set on the topic or inherited, from a DescribeConfigs
+//! answer, so that a restore brings back exactly what was there (SET the value, or DELETE the key).
+//!
+//! Apache Kafka reports every key of a topic with its source: `DYNAMIC_TOPIC_CONFIG` for values set on
+//! the topic, and the real source (`STATIC_BROKER_CONFIG`, `DYNAMIC_DEFAULT_BROKER_CONFIG`,
+//! `DEFAULT_CONFIG`, ...) for inherited ones. Some Kafka-compatible brokers misreport: tansu 0.6.0
+//! returns only the keys set on the topic, each with source `DEFAULT_CONFIG`. A value wrongly taken
+//! as inherited would be lost on restore (the key would be DELETEd), so the rule here never loses a
+//! value: a `DEFAULT_CONFIG` entry whose value is not Kafka's documented default is treated as set on
+//! the topic. For Apache Kafka this changes nothing (its `DEFAULT_CONFIG` entries carry the defaults).
+
+use super::observation::ConfigSource;
+
+/// Kafka's `DescribeConfigsResponse` config source codes (KIP-226).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KafkaConfigSource {
+    /// 0: the broker could not tell.
+    Unknown,
+    /// 1: set on the topic.
+    DynamicTopic,
+    /// 2: set dynamically on this broker.
+    DynamicBroker,
+    /// 3: set dynamically as the cluster-wide broker default.
+    DynamicDefaultBroker,
+    /// 4: set in the broker's `server.properties`.
+    StaticBroker,
+    /// 5: Kafka's built-in default.
+    Default,
+    /// 6 and above: sources that do not apply to topics.
+    Other(i8),
+}
+
+impl KafkaConfigSource {
+    /// From the protocol's code.
+    pub fn from_code(code: i8) -> KafkaConfigSource {
+        match code {
+            0 => KafkaConfigSource::Unknown,
+            1 => KafkaConfigSource::DynamicTopic,
+            2 => KafkaConfigSource::DynamicBroker,
+            3 => KafkaConfigSource::DynamicDefaultBroker,
+            4 => KafkaConfigSource::StaticBroker,
+            5 => KafkaConfigSource::Default,
+            other => KafkaConfigSource::Other(other),
+        }
+    }
+}
+
+/// Kafka's documented defaults of the topic configs the controller reads or must preserve
+/// (Apache Kafka 3.x/4.x topic configuration reference).
+pub const KAFKA_TOPIC_DEFAULTS: [(&str, &str); 14] = [
+    ("cleanup.policy", "delete"),
+    ("local.retention.bytes", "-2"),
+    ("local.retention.ms", "-2"),
+    ("max.message.bytes", "1048588"),
+    ("min.insync.replicas", "1"),
+    ("remote.storage.enable", "false"),
+    ("retention.bytes", "-1"),
+    ("retention.ms", "604800000"),
+    ("segment.bytes", "1073741824"),
+    ("segment.index.bytes", "10485760"),
+    ("segment.jitter.ms", "0"),
+    ("segment.ms", "604800000"),
+    ("compression.type", "producer"),
+    ("message.timestamp.type", "CreateTime"),
+];
+
+/// Kafka's documented default of `key`, if it is one we know.
+pub fn kafka_default(key: &str) -> Option<&'static str> {
+    KAFKA_TOPIC_DEFAULTS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
+}
+
+/// Whether a DescribeConfigs entry is set on the topic or inherited.
+///
+/// - `DYNAMIC_TOPIC_CONFIG`: set on the topic.
+/// - Any broker-level source: inherited.
+/// - `DEFAULT_CONFIG`: inherited when the value is Kafka's documented default; otherwise (another
+///   value, or a key whose default we do not know) the broker misreports, and the value is preserved
+///   as set on the topic.
+/// - `UNKNOWN` or anything else: set on the topic (preserving is the safe side).
+pub fn classify(key: &str, value: Option<&str>, source: KafkaConfigSource) -> ConfigSource {
+    match source {
+        KafkaConfigSource::DynamicTopic => ConfigSource::Topic,
+        KafkaConfigSource::DynamicBroker
+        | KafkaConfigSource::DynamicDefaultBroker
+        | KafkaConfigSource::StaticBroker => ConfigSource::Inherited,
+        KafkaConfigSource::Default => match (kafka_default(key), value) {
+            (Some(default), Some(v)) if v.trim() == default => ConfigSource::Inherited,
+            (Some(_), None) => ConfigSource::Inherited,
+            _ => ConfigSource::Topic,
+        },
+        KafkaConfigSource::Unknown | KafkaConfigSource::Other(_) => ConfigSource::Topic,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KafkaConfigSource as S;
+    use super::*;
+
+    /// A DescribeConfigs answer as Apache Kafka gives it for a tiered topic with
+    /// `local.retention.ms` set on the topic and `retention.ms` inherited from the broker.
+    const KAFKA_EXPLICIT: [(&str, &str, i8); 6] = [
+        ("local.retention.ms", "14400000", 1),
+        ("remote.storage.enable", "true", 1),
+        ("retention.ms", "259200000", 4),
+        ("cleanup.policy", "delete", 5),
+        ("max.message.bytes", "1048588", 5),
+        ("local.retention.bytes", "-2", 5),
+    ];
+
+    #[test]
+    fn apache_kafka_sources_map_directly() {
+        let got: Vec<ConfigSource> = KAFKA_EXPLICIT
+            .iter()
+            .map(|(k, v, s)| classify(k, Some(v), S::from_code(*s)))
+            .collect();
+        use ConfigSource::{Inherited as I, Topic as T};
+        assert_eq!(got, vec![T, T, I, I, I, I]);
+    }
+
+    #[test]
+    fn an_inherited_local_retention_is_deleted_on_restore_not_set() {
+        // Kafka reports the default -2 with DEFAULT_CONFIG when nothing is set anywhere.
+        assert_eq!(
+            classify("local.retention.ms", Some("-2"), S::Default),
+            ConfigSource::Inherited
+        );
+        // ...and the broker-wide value with its broker source when set in server.properties.
+        assert_eq!(
+            classify("local.retention.ms", Some("3600000"), S::StaticBroker),
+            ConfigSource::Inherited
+        );
+        assert_eq!(
+            classify(
+                "local.retention.ms",
+                Some("3600000"),
+                S::DynamicDefaultBroker
+            ),
+            ConfigSource::Inherited
+        );
+    }
+
+    #[test]
+    fn a_misreported_default_is_preserved_as_set_on_the_topic() {
+        // tansu 0.6.0: keys set on the topic come back as DEFAULT_CONFIG.
+        assert_eq!(
+            classify("local.retention.ms", Some("14400000"), S::Default),
+            ConfigSource::Topic
+        );
+        assert_eq!(
+            classify("retention.ms", Some("259200000"), S::Default),
+            ConfigSource::Topic
+        );
+        assert_eq!(
+            classify("remote.storage.enable", Some("true"), S::Default),
+            ConfigSource::Topic
+        );
+        // A key whose default we do not know: keep it.
+        assert_eq!(
+            classify("some.future.config", Some("x"), S::Default),
+            ConfigSource::Topic
+        );
+        // Unknown source: keep it.
+        assert_eq!(
+            classify("local.retention.ms", Some("-2"), S::Unknown),
+            ConfigSource::Topic
+        );
+        assert_eq!(
+            classify("local.retention.ms", Some("1"), S::from_code(9)),
+            ConfigSource::Topic
+        );
+    }
+}
