@@ -173,16 +173,7 @@ impl RunConfig {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<RunConfig, FileError> {
         let mut problems = Problems::default();
-        let unknown: toml::Table = table
-            .iter()
-            .filter(|(k, _)| !SECTIONS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        config_file::reject_unknown(&unknown, &SECTIONS, &mut problems);
-        let known: toml::Table = table
-            .into_iter()
-            .filter(|(k, _)| SECTIONS.contains(&k.as_str()))
-            .collect();
+        let known = config_file::known_keys(table, &SECTIONS, &mut problems);
         let mut config =
             config_file::deserialize_at::<RunConfig>(toml::Value::Table(known), "", &mut problems);
         if let Some(c) = &mut config {

@@ -219,6 +219,15 @@ pub fn deserialize_at<T: DeserializeOwned>(
     }
 }
 
+/// Splits `table` into its `known` top-level keys, recording every other key as unknown.
+pub fn known_keys(table: toml::Table, known: &[&str], problems: &mut Problems) -> toml::Table {
+    let (keep, unknown): (toml::Table, toml::Table) = table
+        .into_iter()
+        .partition(|(k, _)| known.contains(&k.as_str()));
+    reject_unknown(&unknown, known, problems);
+    keep
+}
+
 /// Records every key left in `table` (after the known sections were taken) as unknown.
 pub fn reject_unknown(table: &toml::Table, known: &[&str], problems: &mut Problems) {
     for key in table.keys() {

@@ -658,49 +658,36 @@ impl<K: ClusterIo> Runtime<K> {
             let original = state.topics.get(topic).and_then(|t| t.original.as_ref());
             let new_target = self.audited_targets.get(topic) != Some(&d.target);
             let reason = d.reasons.join("; ");
-            match retention::plan(topic, &d.target, original, configs, &self.ctl.policy) {
-                Ok(None) => {}
-                Ok(Some(change)) if mode == Mode::DryRun => {
-                    if new_target {
-                        let _ = self.ctl.audit(Entry {
-                            actor: "controller",
-                            action: "retention",
-                            target: topic,
-                            reason: &reason,
-                            before: json(&d.current_ms),
-                            after: json(&change),
-                            outcome: "dry-run",
-                        });
+            // (after, outcome, record it) for each way the plan can go.
+            let (after, outcome, record) =
+                match retention::plan(topic, &d.target, original, configs, &self.ctl.policy) {
+                    Ok(None) => (serde_json::Value::Null, String::new(), false),
+                    Ok(Some(change)) if mode == Mode::DryRun => {
+                        (json(&change), "dry-run".to_string(), new_target)
                     }
-                }
-                Ok(Some(change)) => {
-                    let outcome = match self.cluster.apply_retention(topic, &change).await {
-                        Ok(()) => "applied".to_string(),
-                        Err(e) => format!("failed: {e}"),
-                    };
-                    let _ = self.ctl.audit(Entry {
-                        actor: "controller",
-                        action: "retention",
-                        target: topic,
-                        reason: &reason,
-                        before: json(&d.current_ms),
-                        after: json(&change),
-                        outcome: &outcome,
-                    });
-                }
-                Err(refusal) => {
-                    if new_target {
-                        let _ = self.ctl.audit(Entry {
-                            actor: "controller",
-                            action: "retention",
-                            target: topic,
-                            reason: &reason,
-                            before: json(&d.current_ms),
-                            after: json(&d.target),
-                            outcome: &format!("refused: {}", refusal.reason),
-                        });
+                    Ok(Some(change)) => {
+                        let outcome = match self.cluster.apply_retention(topic, &change).await {
+                            Ok(()) => "applied".to_string(),
+                            Err(e) => format!("failed: {e}"),
+                        };
+                        (json(&change), outcome, true)
                     }
-                }
+                    Err(refusal) => (
+                        json(&d.target),
+                        format!("refused: {}", refusal.reason),
+                        new_target,
+                    ),
+                };
+            if record {
+                let _ = self.ctl.audit(Entry {
+                    actor: "controller",
+                    action: "retention",
+                    target: topic,
+                    reason: &reason,
+                    before: json(&d.current_ms),
+                    after,
+                    outcome: &outcome,
+                });
             }
             self.audited_targets.insert(topic.clone(), d.target.clone());
         }

@@ -295,7 +295,7 @@ impl Scenario {
         Scenario::from_table(file, config_file::parse_table(file, text)?)
     }
 
-    fn from_table(file: &Path, mut table: toml::Table) -> Result<Scenario, FileError> {
+    fn from_table(file: &Path, table: toml::Table) -> Result<Scenario, FileError> {
         let mut problems = Problems::default();
         for key in SECTIONS {
             if !table.contains_key(key)
@@ -308,13 +308,7 @@ impl Scenario {
                 });
             }
         }
-        let unknown: toml::Table = table
-            .iter()
-            .filter(|(k, _)| !SECTIONS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        config_file::reject_unknown(&unknown, &SECTIONS, &mut problems);
-        table.retain(|k, _| SECTIONS.contains(&k));
+        let table = config_file::known_keys(table, &SECTIONS, &mut problems);
         if !problems.0.is_empty() {
             return Err(FileError {
                 file: file.to_path_buf(),
