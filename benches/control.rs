@@ -142,9 +142,11 @@ fn decide_speed() {
                     partition: p,
                     committed: Some(1_000_000),
                     log_end: 1_000_000 + i64::from(p),
+                    log_start: None,
                 })
                 .collect(),
             sampled_at: now,
+            unavailable: Vec::new(),
         });
     }
     for t in 0..4 {

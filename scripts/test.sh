@@ -8,8 +8,8 @@ log() { printf '== %s\n' "$*"; }
 
 # --- what the tests need -------------------------------------------------------------------------
 # The Rust toolchain (with rustfmt and clippy), a C toolchain and make for librdkafka (built by
-# rdkafka-sys), and tansu 0.6.0, the Kafka-compatible broker the client tests start. Each is skipped
-# when present.
+# rdkafka-sys), tansu 0.6.0 (the Kafka-compatible broker the tests start) and kafka-python (an
+# independent client to cross-check lag). Each is skipped when present.
 need_rust() {
   if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust (https://rustup.rs), then rerun" >&2
@@ -49,9 +49,17 @@ need_c_toolchain() {
   done
 }
 
+need_python_clients() {
+  if ! python3 -c 'import kafka' >/dev/null 2>&1; then
+    log "installing kafka-python (the independent lag cross-check)"
+    python3 -m pip install --quiet kafka-python
+  fi
+}
+
 need_rust
 need_c_toolchain
 need_tansu
+need_python_clients
 
 # --- checks --------------------------------------------------------------------------------------
 log "cargo fmt --check"

@@ -70,6 +70,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read consumer-group lag once (batched: a constant number of Kafka requests per group).
+    Lag {
+        /// Kafka bootstrap servers, host:port[,host:port...].
+        #[arg(long)]
+        bootstrap_server: String,
+        /// Consumer group (repeat for several).
+        #[arg(long = "group", required = true)]
+        groups: Vec<String>,
+        /// PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL.
+        #[arg(long)]
+        security_protocol: Option<String>,
+        /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+        #[arg(long)]
+        sasl_mechanism: Option<String>,
+        /// SASL user name.
+        #[arg(long)]
+        sasl_username: Option<String>,
+        /// SASL password.
+        #[arg(long, env = "CATCHUP_KAFKA_SASL_PASSWORD", hide_env_values = true)]
+        sasl_password: Option<String>,
+        /// CA bundle for TLS.
+        #[arg(long)]
+        ssl_ca_location: Option<String>,
+        /// How long each request may take.
+        #[arg(long, default_value = "10s")]
+        timeout: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Policy files.
     Policy {
         #[command(subcommand)]
@@ -222,6 +252,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(api_token),
                 banner,
             ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lag {
+            bootstrap_server,
+            groups,
+            security_protocol,
+            sasl_mechanism,
+            sasl_username,
+            sasl_password,
+            ssl_ca_location,
+            timeout,
+            json,
+        } => {
+            let timeout = Dur::parse(&timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
+            let conn = catchup::kafka::Connection {
+                bootstrap_servers: bootstrap_server,
+                security_protocol,
+                sasl_mechanism,
+                sasl_username,
+                sasl_password,
+                ssl_ca_location,
+            };
+            let reader =
+                catchup::kafka::LagReader::new(&conn, std::time::Duration::from_millis(timeout.0))?;
+            let now = catchup::runtime::wall_now();
+            let mut out = Vec::new();
+            for g in &groups {
+                out.push(reader.read_group(g, now).with_context(|| {
+                    format!(
+                        "reading the lag of group {g:?} from {}",
+                        conn.bootstrap_servers
+                    )
+                })?);
+            }
+            print!("{}", render_lag(&out, json)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Ctl { conn, command } => {
@@ -417,4 +482,50 @@ fn render_decision(d: &catchup::policy::Decision) -> String {
         ));
     }
     out
+}
+
+fn render_lag(groups: &[catchup::sensors::GroupOffsets], json: bool) -> anyhow::Result<String> {
+    if json {
+        let groups: Vec<serde_json::Value> = groups
+            .iter()
+            .map(|g| {
+                let partitions: Vec<serde_json::Value> = g
+                    .partitions
+                    .iter()
+                    .map(|p| serde_json::json!({"topic": p.topic, "partition": p.partition, "committed": p.committed, "log_end": p.log_end, "lag": p.lag()}))
+                    .collect();
+                let mut v = serde_json::json!({"group": g.group, "total_lag": g.total_lag(), "partitions": partitions});
+                if !g.unavailable.is_empty() {
+                    v["unavailable"] = serde_json::json!(g.unavailable);
+                }
+                v
+            })
+            .collect();
+        return Ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&serde_json::json!({"groups": groups}))?
+        ));
+    }
+    let mut out = String::new();
+    for g in groups {
+        let total = g
+            .total_lag()
+            .map_or("unknown".to_string(), |l| l.to_string());
+        out.push_str(&format!("group {}: total lag {total}\n", g.group));
+        if g.partitions.is_empty() {
+            out.push_str("  no committed offsets\n");
+        }
+        for p in &g.partitions {
+            let committed = p.committed.map_or("-".to_string(), |c| c.to_string());
+            let lag = p.lag().map_or("-".to_string(), |l| l.to_string());
+            out.push_str(&format!(
+                "  {}-{}: committed {committed}, log end {}, lag {lag}\n",
+                p.topic, p.partition, p.log_end
+            ));
+        }
+        for u in &g.unavailable {
+            out.push_str(&format!("  unavailable: {u}\n"));
+        }
+    }
+    Ok(out)
 }

@@ -74,13 +74,19 @@ pub struct PartitionOffsets {
     pub committed: Option<i64>,
     /// The partition's log-end offset (high watermark).
     pub log_end: i64,
+    /// The partition's log-start offset, when read.
+    #[serde(default)]
+    pub log_start: Option<i64>,
 }
 
 impl PartitionOffsets {
     /// Records between the committed offset and the log end; `None` when nothing is committed.
-    /// A committed offset past the log end (a truncated or recreated partition) counts as zero lag.
+    /// A committed offset past the log end (a truncated or recreated partition) counts as zero lag;
+    /// one before the log start (the data was deleted) counts from the log start, where the consumer
+    /// will resume.
     pub fn lag(&self) -> Option<i64> {
-        self.committed.map(|c| (self.log_end - c).max(0))
+        self.committed
+            .map(|c| (self.log_end - c.max(self.log_start.unwrap_or(c))).max(0))
     }
 }
 
@@ -93,12 +99,18 @@ pub struct GroupOffsets {
     pub partitions: Vec<PartitionOffsets>,
     /// When the offsets were read.
     pub sampled_at: Timestamp,
+    /// Partitions whose offsets could not be read (`topic-partition: reason`); their lag is unknown.
+    #[serde(default)]
+    pub unavailable: Vec<String>,
 }
 
 impl GroupOffsets {
     /// Total lag in records, or `None` if any partition has no committed offset (the lag is then unknown:
-    /// it depends on the consumer's `auto.offset.reset`).
+    /// it depends on the consumer's `auto.offset.reset`) or could not be read.
     pub fn total_lag(&self) -> Option<i64> {
+        if !self.unavailable.is_empty() {
+            return None;
+        }
         self.partitions.iter().map(PartitionOffsets::lag).sum()
     }
 
@@ -240,8 +252,10 @@ impl Observation {
                 partition: 0,
                 committed: Some(committed),
                 log_end: committed + lag,
+                log_start: None,
             }],
             sampled_at: at,
+            unavailable: Vec::new(),
         });
         self
     }

@@ -107,6 +107,7 @@ impl LagSensor for SimCluster {
                     group: g.clone(),
                     partitions: c.group_offsets(g)?,
                     sampled_at: now,
+                    unavailable: Vec::new(),
                 })
             })
             .collect())

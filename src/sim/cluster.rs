@@ -420,6 +420,7 @@ impl Cluster {
                 partition: i as i32,
                 committed: Some(offset(g.committed[i])),
                 log_end: offset(self.parts[p].log_end),
+                log_start: None,
             })
             .collect();
         Some(parts)

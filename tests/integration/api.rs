@@ -70,8 +70,10 @@ impl LagSensor for SteadyCluster {
                     partition: 0,
                     committed: Some(100),
                     log_end: 150,
+                    log_start: None,
                 }],
                 sampled_at: at,
+                unavailable: Vec::new(),
             })
             .collect())
     }

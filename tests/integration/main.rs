@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod kafka;
 mod simulation;
 
 use std::path::PathBuf;

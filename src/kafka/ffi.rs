@@ -1,0 +1,391 @@
+//! The only unsafe code of catchup: librdkafka admin calls that rust-rdkafka's safe API lacks,
+//! behind a small safe wrapper.
+//!
+//! Why FFI: lag must be read in batches — one `ListConsumerGroupOffsets` (OffsetFetch) per group and
+//! one `ListOffsets` per leader broker — and rust-rdkafka exposes neither admin call. Its consumer-side
+//! alternatives need one client instance per group (`committed_offsets`) or one request per partition
+//! (`fetch_watermarks`). librdkafka has both admin calls; rdkafka-sys binds them; this module wraps
+//! them with owned inputs and outputs so no raw pointer escapes.
+//!
+//! Every call: build the request, submit it on a private queue, block on that queue for the result
+//! event (callers run this off the async executor), copy the result into Rust values, and free
+//! everything librdkafka allocated on every path.
+
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString, c_char};
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka_sys as rd;
+
+/// One partition's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionAnswer {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset (librdkafka's -1001 "invalid" when none).
+    pub offset: i64,
+    /// librdkafka's error for this partition, if any.
+    pub error: Option<String>,
+}
+
+/// An admin call that failed as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{call}: {reason}")]
+pub struct AdminError {
+    /// Which call.
+    pub call: &'static str,
+    /// What librdkafka said.
+    pub reason: String,
+}
+
+fn cstr(p: *const c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: librdkafka returns NUL-terminated strings that live at least as long as the object they
+    // were read from; we copy them before that object is freed.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+fn err_string(err: rd::rd_kafka_resp_err_t) -> Option<String> {
+    if err as i32 == 0 {
+        return None;
+    }
+    // SAFETY: rd_kafka_err2str returns a static string for every error code.
+    Some(cstr(unsafe { rd::rd_kafka_err2str(err) }))
+}
+
+/// Frees the queue, options and event of one call on every path.
+struct CallGuard {
+    queue: *mut rd::rd_kafka_queue_t,
+    options: *mut rd::rd_kafka_AdminOptions_t,
+    event: *mut rd::rd_kafka_event_t,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        // SAFETY: each pointer was returned by the matching librdkafka constructor (or is null) and is
+        // destroyed exactly once, here.
+        unsafe {
+            if !self.event.is_null() {
+                rd::rd_kafka_event_destroy(self.event);
+            }
+            if !self.options.is_null() {
+                rd::rd_kafka_AdminOptions_destroy(self.options);
+            }
+            if !self.queue.is_null() {
+                rd::rd_kafka_queue_destroy(self.queue);
+            }
+        }
+    }
+}
+
+fn begin(
+    admin: &AdminClient<DefaultClientContext>,
+    op: rd::rd_kafka_admin_op_t,
+    timeout: Duration,
+) -> Result<CallGuard, AdminError> {
+    let rk = admin.inner().native_ptr();
+    // SAFETY: `rk` is the live handle owned by `admin`, which outlives this call.
+    let queue = unsafe { rd::rd_kafka_queue_new(rk) };
+    // SAFETY: as above; the options are destroyed by the guard.
+    let options = unsafe { rd::rd_kafka_AdminOptions_new(rk, op) };
+    let guard = CallGuard {
+        queue,
+        options,
+        event: std::ptr::null_mut(),
+    };
+    if queue.is_null() || options.is_null() {
+        return Err(AdminError {
+            call: "admin",
+            reason: "librdkafka could not allocate a queue or options".into(),
+        });
+    }
+    let mut errstr = [0 as c_char; 256];
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `options` is valid; `errstr` is a writable buffer of the size passed.
+    let err = unsafe {
+        rd::rd_kafka_AdminOptions_set_request_timeout(
+            options,
+            ms,
+            errstr.as_mut_ptr(),
+            errstr.len(),
+        )
+    };
+    if let Some(e) = err_string(err) {
+        return Err(AdminError {
+            call: "admin options",
+            reason: format!("{e}: {}", cstr(errstr.as_ptr())),
+        });
+    }
+    Ok(guard)
+}
+
+fn wait(
+    guard: &mut CallGuard,
+    call: &'static str,
+    expected: i32,
+    timeout: Duration,
+) -> Result<(), AdminError> {
+    let ms = i32::try_from(timeout.as_millis() + 1000).unwrap_or(i32::MAX);
+    // SAFETY: the queue is valid until the guard drops; the event is owned by the guard from here on.
+    guard.event = unsafe { rd::rd_kafka_queue_poll(guard.queue, ms) };
+    if guard.event.is_null() {
+        return Err(AdminError {
+            call,
+            reason: format!("no answer within {} ms", ms),
+        });
+    }
+    // SAFETY: the event is valid.
+    let kind = unsafe { rd::rd_kafka_event_type(guard.event) };
+    if kind != expected {
+        return Err(AdminError {
+            call,
+            reason: format!("unexpected event type {kind}"),
+        });
+    }
+    // SAFETY: the event is valid.
+    let err = unsafe { rd::rd_kafka_event_error(guard.event) };
+    if let Some(e) = err_string(err) {
+        // SAFETY: the event is valid; the string lives as long as the event.
+        let detail = cstr(unsafe { rd::rd_kafka_event_error_string(guard.event) });
+        return Err(AdminError {
+            call,
+            reason: format!("{e}: {detail}"),
+        });
+    }
+    Ok(())
+}
+
+/// Copies a librdkafka topic-partition list.
+///
+/// # Safety
+/// `list` must point to a valid list that stays alive for the duration of the call.
+unsafe fn copy_list(list: *const rd::rd_kafka_topic_partition_list_t) -> Vec<PartitionAnswer> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the caller guarantees `list` is valid; `elems` holds `cnt` initialized entries.
+    let (elems, cnt) = unsafe { ((*list).elems, (*list).cnt) };
+    (0..usize::try_from(cnt).unwrap_or(0))
+        .map(|i| {
+            // SAFETY: `i < cnt`, so the entry is within the array.
+            let p = unsafe { &*elems.add(i) };
+            PartitionAnswer {
+                topic: cstr(p.topic),
+                partition: p.partition,
+                offset: p.offset,
+                error: err_string(p.err),
+            }
+        })
+        .collect()
+}
+
+/// The committed offsets of `group` on every partition it has committed on (one OffsetFetch).
+pub fn committed_offsets(
+    admin: &AdminClient<DefaultClientContext>,
+    group: &str,
+    timeout: Duration,
+) -> Result<Vec<PartitionAnswer>, AdminError> {
+    const CALL: &str = "ListConsumerGroupOffsets";
+    let mut guard = begin(
+        admin,
+        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
+        timeout,
+    )?;
+    let group_c = CString::new(group).map_err(|_| AdminError {
+        call: CALL,
+        reason: "group id contains a NUL byte".into(),
+    })?;
+    // SAFETY: `group_c` is a valid C string; a null partition list asks for every committed partition.
+    let mut request =
+        unsafe { rd::rd_kafka_ListConsumerGroupOffsets_new(group_c.as_ptr(), std::ptr::null()) };
+    if request.is_null() {
+        return Err(AdminError {
+            call: CALL,
+            reason: "librdkafka could not allocate the request".into(),
+        });
+    }
+    // SAFETY: one valid request; librdkafka copies what it needs, so the request is destroyed right
+    // after submission; options and queue are valid.
+    unsafe {
+        rd::rd_kafka_ListConsumerGroupOffsets(
+            admin.inner().native_ptr(),
+            &mut request,
+            1,
+            guard.options,
+            guard.queue,
+        );
+        rd::rd_kafka_ListConsumerGroupOffsets_destroy(request);
+    }
+    wait(
+        &mut guard,
+        CALL,
+        rd::RD_KAFKA_EVENT_LISTCONSUMERGROUPOFFSETS_RESULT,
+        timeout,
+    )?;
+    // SAFETY: the event is a ListConsumerGroupOffsets result (checked in `wait`).
+    let result = unsafe { rd::rd_kafka_event_ListConsumerGroupOffsets_result(guard.event) };
+    let mut n = 0usize;
+    // SAFETY: `result` is valid while the event lives; `n` receives the array length.
+    let groups = unsafe { rd::rd_kafka_ListConsumerGroupOffsets_result_groups(result, &mut n) };
+    let mut out = Vec::new();
+    for i in 0..n {
+        // SAFETY: `i < n` entries of a valid array of group results.
+        let g = unsafe { *groups.add(i) };
+        // SAFETY: `g` is a valid group result.
+        let error = unsafe { rd::rd_kafka_group_result_error(g) };
+        if !error.is_null() {
+            // SAFETY: `error` is a valid error object owned by the result.
+            let reason = cstr(unsafe { rd::rd_kafka_error_string(error) });
+            return Err(AdminError { call: CALL, reason });
+        }
+        // SAFETY: `g` is valid; its partition list lives as long as the event.
+        out.extend(unsafe { copy_list(rd::rd_kafka_group_result_partitions(g)) });
+    }
+    Ok(out)
+}
+
+/// Which end of each partition to ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The log-start offset.
+    Earliest,
+    /// The log-end offset (high watermark).
+    Latest,
+}
+
+/// The log-start or log-end offsets of `partitions`, in one ListOffsets request per leader broker.
+pub fn list_offsets(
+    admin: &AdminClient<DefaultClientContext>,
+    partitions: &[(String, i32)],
+    end: End,
+    timeout: Duration,
+) -> Result<Vec<PartitionAnswer>, AdminError> {
+    const CALL: &str = "ListOffsets";
+    if partitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut guard = begin(
+        admin,
+        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTOFFSETS,
+        timeout,
+    )?;
+    let spec = match end {
+        End::Earliest => rd::rd_kafka_OffsetSpec_t::RD_KAFKA_OFFSET_SPEC_EARLIEST as i64,
+        End::Latest => rd::rd_kafka_OffsetSpec_t::RD_KAFKA_OFFSET_SPEC_LATEST as i64,
+    };
+    // SAFETY: a new list, destroyed below on every path.
+    let list = unsafe {
+        rd::rd_kafka_topic_partition_list_new(i32::try_from(partitions.len()).unwrap_or(i32::MAX))
+    };
+    if list.is_null() {
+        return Err(AdminError {
+            call: CALL,
+            reason: "librdkafka could not allocate the partition list".into(),
+        });
+    }
+    struct ListGuard(*mut rd::rd_kafka_topic_partition_list_t);
+    impl Drop for ListGuard {
+        fn drop(&mut self) {
+            // SAFETY: created by rd_kafka_topic_partition_list_new, destroyed once.
+            unsafe { rd::rd_kafka_topic_partition_list_destroy(self.0) };
+        }
+    }
+    let list = ListGuard(list);
+    for (topic, partition) in partitions {
+        let topic_c = CString::new(topic.as_str()).map_err(|_| AdminError {
+            call: CALL,
+            reason: format!("topic {topic:?} contains a NUL byte"),
+        })?;
+        // SAFETY: the list is valid; librdkafka copies the topic name; the returned entry is owned by
+        // the list and stays valid until the next add.
+        let entry =
+            unsafe { rd::rd_kafka_topic_partition_list_add(list.0, topic_c.as_ptr(), *partition) };
+        if entry.is_null() {
+            return Err(AdminError {
+                call: CALL,
+                reason: "librdkafka could not add a partition".into(),
+            });
+        }
+        // SAFETY: `entry` points to the element just added.
+        unsafe { (*entry).offset = spec };
+    }
+    // SAFETY: all arguments valid; librdkafka copies the list.
+    unsafe {
+        rd::rd_kafka_ListOffsets(
+            admin.inner().native_ptr(),
+            list.0,
+            guard.options,
+            guard.queue,
+        )
+    };
+    wait(
+        &mut guard,
+        CALL,
+        rd::RD_KAFKA_EVENT_LISTOFFSETS_RESULT,
+        timeout,
+    )?;
+    // SAFETY: the event is a ListOffsets result (checked in `wait`).
+    let result = unsafe { rd::rd_kafka_event_ListOffsets_result(guard.event) };
+    let mut n = 0usize;
+    // SAFETY: `result` is valid while the event lives.
+    let infos = unsafe { rd::rd_kafka_ListOffsets_result_infos(result, &mut n) };
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        // SAFETY: `i < n` entries of a valid array; each info's partition lives as long as the event.
+        let p = unsafe { &*rd::rd_kafka_ListOffsetsResultInfo_topic_partition(*infos.add(i)) };
+        out.push(PartitionAnswer {
+            topic: cstr(p.topic),
+            partition: p.partition,
+            offset: p.offset,
+            error: err_string(p.err),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_become_text_and_success_is_none() {
+        assert_eq!(
+            err_string(rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR),
+            None
+        );
+        let text =
+            err_string(rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART).unwrap();
+        assert!(text.to_lowercase().contains("unknown topic"), "{text}");
+        assert_eq!(cstr(std::ptr::null()), "");
+    }
+
+    #[test]
+    fn an_unreachable_cluster_is_an_error_not_a_hang_or_a_crash() {
+        let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .create()
+            .expect("client");
+        let err = list_offsets(
+            &admin,
+            &[("t".into(), 0)],
+            End::Latest,
+            Duration::from_millis(500),
+        )
+        .unwrap_err();
+        assert_eq!(err.call, "ListOffsets");
+        let err = committed_offsets(&admin, "g", Duration::from_millis(500)).unwrap_err();
+        assert_eq!(err.call, "ListConsumerGroupOffsets");
+        assert!(
+            list_offsets(&admin, &[], End::Latest, Duration::from_millis(10))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
