@@ -278,8 +278,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 catchup::kafka::LagReader::new(&conn, std::time::Duration::from_millis(timeout.0))?;
             let now = catchup::runtime::wall_now();
             let mut out = Vec::new();
-            for g in &groups {
-                out.push(reader.read_group(g, now).with_context(|| {
+            for (g, result) in groups.iter().zip(reader.read_groups(&groups, now)) {
+                out.push(result.with_context(|| {
                     format!(
                         "reading the lag of group {g:?} from {}",
                         conn.bootstrap_servers

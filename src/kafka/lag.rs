@@ -1,6 +1,6 @@
-//! Consumer-group lag in batches: per group one `ListConsumerGroupOffsets` (OffsetFetch), one
-//! metadata request for the partition list, and two `ListOffsets` (earliest and latest, one request
-//! per leader broker each) — never one request per partition.
+//! Consumer-group lag in batches: one `ListConsumerGroupOffsets` (OffsetFetch) per group, all in
+//! flight at once, then for all groups together one metadata request and two `ListOffsets` (earliest
+//! and latest, one request per leader broker each) — never one request per partition.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -79,89 +79,181 @@ impl LagReader {
         Ok(LagReader { admin, timeout })
     }
 
-    /// Offsets of every partition of every topic `group` has committed on. Blocking: call it off the
-    /// async executor. Partitions without a commit have `committed: None`; topics that no longer
-    /// exist and partitions whose offsets could not be read are listed in `unavailable`.
+    /// Offsets of every partition of every topic `group` has committed on; see [`LagReader::read_groups`].
     pub fn read_group(&self, group: &str, now: Timestamp) -> Result<GroupOffsets, SensorError> {
-        let committed = ffi::committed_offsets(&self.admin, group, self.timeout)
-            .map_err(|e| unavailable("lag", e))?;
-        let topics: BTreeSet<String> = committed.iter().map(|p| p.topic.clone()).collect();
-        let mut unavailable_parts = Vec::new();
-        for p in committed.iter().filter(|p| p.error.is_some()) {
-            unavailable_parts.push(format!(
-                "{}-{}: {}",
-                p.topic,
-                p.partition,
-                p.error.clone().unwrap_or_default()
-            ));
+        self.read_groups(&[group.to_string()], now)
+            .pop()
+            .unwrap_or_else(|| Err(unavailable("lag", "no answer")))
+    }
+
+    /// Offsets of every partition of every topic each group has committed on, one result per group.
+    /// Blocking: call it off the async executor.
+    ///
+    /// Requests: one `ListConsumerGroupOffsets` per group (all in flight at once), then for all groups
+    /// together one metadata request and two `ListOffsets` (earliest and latest, one request per leader
+    /// broker each). Partitions without a commit have `committed: None`; topics that no longer exist
+    /// and partitions whose offsets could not be read are listed in `unavailable`.
+    pub fn read_groups(
+        &self,
+        groups: &[String],
+        now: Timestamp,
+    ) -> Vec<Result<GroupOffsets, SensorError>> {
+        let committed: Vec<Result<Vec<ffi::PartitionAnswer>, ffi::AdminError>> =
+            std::thread::scope(|s| {
+                let handles: Vec<_> = groups
+                    .iter()
+                    .map(|g| s.spawn(move || ffi::committed_offsets(&self.admin, g, self.timeout)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(ffi::AdminError {
+                                call: "ListConsumerGroupOffsets",
+                                reason: "reader thread failed".into(),
+                            })
+                        })
+                    })
+                    .collect()
+            });
+        let topics: BTreeSet<String> = committed
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|p| p.topic.clone())
+            .collect();
+        let shared = self.partitions_and_offsets(&topics);
+        groups
+            .iter()
+            .zip(committed)
+            .map(|(group, committed)| {
+                let committed = committed.map_err(|e| unavailable("lag", e))?;
+                let shared = shared.as_ref().map_err(|e| unavailable("lag", e))?;
+                Ok(assemble(group, committed, shared, now))
+            })
+            .collect()
+    }
+
+    /// Every partition of `topics` with its log-end and log-start offsets (both asked at once), and
+    /// the topics that no longer exist.
+    fn partitions_and_offsets(&self, topics: &BTreeSet<String>) -> Result<Shared, SensorError> {
+        let mut shared = Shared::default();
+        if topics.is_empty() {
+            return Ok(shared);
         }
         let metadata = self
             .admin
             .inner()
             .fetch_metadata(None, self.timeout)
             .map_err(|e| unavailable("lag", e))?;
-        let mut partitions = Vec::new();
-        for topic in &topics {
+        for topic in topics {
             match metadata.topics().iter().find(|t| t.name() == topic) {
-                Some(t) if t.error().is_none() => {
-                    partitions.extend(t.partitions().iter().map(|p| (topic.clone(), p.id())))
-                }
-                _ => {
-                    unavailable_parts.push(format!("{topic}: the topic does not exist (deleted?)"))
-                }
-            }
-        }
-        partitions.sort();
-        let ends = self.offsets(&partitions, End::Latest, &mut unavailable_parts)?;
-        let starts = self.offsets(&partitions, End::Earliest, &mut unavailable_parts)?;
-        let committed: BTreeMap<(String, i32), i64> = committed
-            .into_iter()
-            .filter(|p| p.error.is_none() && p.offset >= 0)
-            .map(|p| ((p.topic, p.partition), p.offset))
-            .collect();
-        let partitions = partitions
-            .into_iter()
-            .filter_map(|key| {
-                let log_end = *ends.get(&key)?;
-                Some(PartitionOffsets {
-                    committed: committed.get(&key).copied(),
-                    log_end,
-                    log_start: starts.get(&key).copied(),
-                    topic: key.0,
-                    partition: key.1,
-                })
-            })
-            .collect();
-        Ok(GroupOffsets {
-            group: group.to_string(),
-            partitions,
-            sampled_at: now,
-            unavailable: unavailable_parts,
-        })
-    }
-
-    fn offsets(
-        &self,
-        partitions: &[(String, i32)],
-        end: End,
-        unavailable_parts: &mut Vec<String>,
-    ) -> Result<BTreeMap<(String, i32), i64>, SensorError> {
-        let answers = ffi::list_offsets(&self.admin, partitions, end, self.timeout)
-            .map_err(|e| unavailable("lag", e))?;
-        let mut out = BTreeMap::new();
-        for a in answers {
-            match a.error {
-                None if a.offset >= 0 => {
-                    out.insert((a.topic, a.partition), a.offset);
-                }
-                err => unavailable_parts.push(format!(
-                    "{}-{}: {}",
-                    a.topic,
-                    a.partition,
-                    err.unwrap_or_else(|| format!("offset {}", a.offset))
+                Some(t) if t.error().is_none() => shared
+                    .partitions
+                    .extend(t.partitions().iter().map(|p| (topic.clone(), p.id()))),
+                _ => shared.missing.push((
+                    topic.clone(),
+                    format!("{topic}: the topic does not exist (deleted?)"),
                 )),
             }
         }
-        Ok(out)
+        shared.partitions.sort();
+        let partitions = &shared.partitions;
+        let (ends, starts) = std::thread::scope(|s| {
+            let ends = s.spawn(|| self.offsets(partitions, End::Latest));
+            let starts = self.offsets(partitions, End::Earliest);
+            (
+                ends.join()
+                    .unwrap_or_else(|_| Err(unavailable("lag", "reader thread failed"))),
+                starts,
+            )
+        });
+        shared.ends = ends?;
+        shared.starts = starts?;
+        Ok(shared)
+    }
+
+    fn offsets(&self, partitions: &[(String, i32)], end: End) -> Result<Offsets, SensorError> {
+        let answers = ffi::list_offsets(&self.admin, partitions, end, self.timeout)
+            .map_err(|e| unavailable("lag", e))?;
+        Ok(answers
+            .into_iter()
+            .map(|a| {
+                let value = match a.error {
+                    None if a.offset >= 0 => Ok(a.offset),
+                    err => Err(err.unwrap_or_else(|| format!("offset {}", a.offset))),
+                };
+                ((a.topic, a.partition), value)
+            })
+            .collect())
+    }
+}
+
+/// Offsets per partition, or why one could not be read.
+type Offsets = BTreeMap<(String, i32), Result<i64, String>>;
+
+/// What every group of one read shares.
+#[derive(Default)]
+struct Shared {
+    partitions: Vec<(String, i32)>,
+    ends: Offsets,
+    starts: Offsets,
+    missing: Vec<(String, String)>,
+}
+
+/// One group's offsets from its commits and the shared partition offsets.
+fn assemble(
+    group: &str,
+    committed: Vec<ffi::PartitionAnswer>,
+    shared: &Shared,
+    now: Timestamp,
+) -> GroupOffsets {
+    let mine: BTreeSet<String> = committed.iter().map(|p| p.topic.clone()).collect();
+    let mut unavailable_parts: Vec<String> = committed
+        .iter()
+        .filter_map(|p| {
+            p.error
+                .as_ref()
+                .map(|e| format!("{}-{}: {e}", p.topic, p.partition))
+        })
+        .collect();
+    unavailable_parts.extend(
+        shared
+            .missing
+            .iter()
+            .filter(|(t, _)| mine.contains(t))
+            .map(|(_, why)| why.clone()),
+    );
+    let committed: BTreeMap<(String, i32), i64> = committed
+        .into_iter()
+        .filter(|p| p.error.is_none() && p.offset >= 0)
+        .map(|p| ((p.topic, p.partition), p.offset))
+        .collect();
+    let mut partitions = Vec::new();
+    for key in shared.partitions.iter().filter(|(t, _)| mine.contains(t)) {
+        match shared.ends.get(key) {
+            Some(Ok(log_end)) => partitions.push(PartitionOffsets {
+                committed: committed.get(key).copied(),
+                log_end: *log_end,
+                log_start: shared
+                    .starts
+                    .get(key)
+                    .and_then(|s| s.as_ref().ok())
+                    .copied(),
+                topic: key.0.clone(),
+                partition: key.1,
+            }),
+            Some(Err(why)) => unavailable_parts.push(format!("{}-{}: {why}", key.0, key.1)),
+            None => unavailable_parts.push(format!(
+                "{}-{}: no log-end offset in the answer",
+                key.0, key.1
+            )),
+        }
+    }
+    GroupOffsets {
+        group: group.to_string(),
+        partitions,
+        sampled_at: now,
+        unavailable: unavailable_parts,
     }
 }
