@@ -1,7 +1,8 @@
 //! The only unsafe code of catchup: librdkafka admin calls that rust-rdkafka's safe API lacks,
 //! behind a small safe wrapper.
 //!
-//! Why FFI: lag must be read in batches — one `ListConsumerGroupOffsets` (OffsetFetch) per group and
+//! Why FFI: config changes must be IncrementalAlterConfigs of one key — rust-rdkafka only offers the
+//! legacy AlterConfigs, which resets every other dynamic config of the topic — and lag must be read in batches — one `ListConsumerGroupOffsets` (OffsetFetch) per group and
 //! one `ListOffsets` per leader broker — and rust-rdkafka exposes neither admin call. Its consumer-side
 //! alternatives need one client instance per group (`committed_offsets`) or one request per partition
 //! (`fetch_watermarks`). librdkafka has both admin calls; rdkafka-sys binds them; this module wraps
@@ -348,6 +349,122 @@ pub fn list_offsets(
         });
     }
     Ok(out)
+}
+
+/// One incremental config operation on one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AlterOp {
+    /// SET the key to this value on the resource.
+    Set(String),
+    /// DELETE the key from the resource (it inherits again).
+    Delete,
+}
+
+/// IncrementalAlterConfigs of one key of one topic: every other config of the topic is left exactly
+/// as it is (unlike the legacy AlterConfigs, which resets what it is not given).
+pub fn incremental_alter_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    key: &str,
+    op: &AlterOp,
+    timeout: Duration,
+) -> Result<(), AdminError> {
+    const CALL: &str = "IncrementalAlterConfigs";
+    let mut guard = begin(
+        admin,
+        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
+        timeout,
+    )?;
+    let nul = |what: &str| AdminError {
+        call: CALL,
+        reason: format!("{what} contains a NUL byte"),
+    };
+    let topic_c = CString::new(topic).map_err(|_| nul("topic"))?;
+    let key_c = CString::new(key).map_err(|_| nul("key"))?;
+    let (op_type, value_c) = match op {
+        AlterOp::Set(v) => (
+            rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET,
+            Some(CString::new(v.as_str()).map_err(|_| nul("value"))?),
+        ),
+        AlterOp::Delete => (
+            rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE,
+            None,
+        ),
+    };
+    // SAFETY: a valid C string; the resource is destroyed below on every path.
+    let mut resource = unsafe {
+        rd::rd_kafka_ConfigResource_new(
+            rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
+            topic_c.as_ptr(),
+        )
+    };
+    if resource.is_null() {
+        return Err(AdminError {
+            call: CALL,
+            reason: "librdkafka could not allocate the resource".into(),
+        });
+    }
+    struct ResourceGuard(*mut rd::rd_kafka_ConfigResource_t);
+    impl Drop for ResourceGuard {
+        fn drop(&mut self) {
+            // SAFETY: created by rd_kafka_ConfigResource_new, destroyed once.
+            unsafe { rd::rd_kafka_ConfigResource_destroy(self.0) };
+        }
+    }
+    let _resource_guard = ResourceGuard(resource);
+    let value_ptr = value_c.as_ref().map_or(std::ptr::null(), |v| v.as_ptr());
+    // SAFETY: valid resource and C strings (a null value is allowed for DELETE); librdkafka copies them.
+    let error = unsafe {
+        rd::rd_kafka_ConfigResource_add_incremental_config(
+            resource,
+            key_c.as_ptr(),
+            op_type,
+            value_ptr,
+        )
+    };
+    if !error.is_null() {
+        // SAFETY: a valid error object we own; read, then destroy it once.
+        let reason = cstr(unsafe { rd::rd_kafka_error_string(error) });
+        unsafe { rd::rd_kafka_error_destroy(error) };
+        return Err(AdminError { call: CALL, reason });
+    }
+    // SAFETY: one valid resource; librdkafka copies what it needs; options and queue are valid.
+    unsafe {
+        rd::rd_kafka_IncrementalAlterConfigs(
+            admin.inner().native_ptr(),
+            &mut resource,
+            1,
+            guard.options,
+            guard.queue,
+        )
+    };
+    wait(
+        &mut guard,
+        CALL,
+        rd::RD_KAFKA_EVENT_INCREMENTALALTERCONFIGS_RESULT,
+        timeout,
+    )?;
+    // SAFETY: the event is an IncrementalAlterConfigs result (checked in `wait`).
+    let result = unsafe { rd::rd_kafka_event_IncrementalAlterConfigs_result(guard.event) };
+    let mut n = 0usize;
+    // SAFETY: `result` is valid while the event lives.
+    let resources =
+        unsafe { rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut n) };
+    for i in 0..n {
+        // SAFETY: `i < n` entries of a valid array.
+        let r = unsafe { *resources.add(i) };
+        // SAFETY: `r` is a valid resource result.
+        let err = unsafe { rd::rd_kafka_ConfigResource_error(r) };
+        if let Some(e) = err_string(err) {
+            // SAFETY: as above; the string lives as long as the event.
+            let detail = cstr(unsafe { rd::rd_kafka_ConfigResource_error_string(r) });
+            return Err(AdminError {
+                call: CALL,
+                reason: format!("{e}: {detail}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

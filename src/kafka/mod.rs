@@ -3,5 +3,7 @@
 
 pub mod ffi;
 mod lag;
+mod topics;
 
 pub use lag::{Connection, LagReader};
+pub use topics::TopicAdmin;
