@@ -72,33 +72,20 @@ enum Command {
     },
     /// Read consumer-group lag once (batched: a constant number of Kafka requests per group).
     Lag {
-        /// Kafka bootstrap servers, host:port[,host:port...].
-        #[arg(long)]
-        bootstrap_server: String,
+        #[command(flatten)]
+        kafka: KafkaArgs,
         /// Consumer group (repeat for several).
         #[arg(long = "group", required = true)]
         groups: Vec<String>,
-        /// PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL.
-        #[arg(long)]
-        security_protocol: Option<String>,
-        /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
-        #[arg(long)]
-        sasl_mechanism: Option<String>,
-        /// SASL user name.
-        #[arg(long)]
-        sasl_username: Option<String>,
-        /// SASL password.
-        #[arg(long, env = "CATCHUP_KAFKA_SASL_PASSWORD", hide_env_values = true)]
-        sasl_password: Option<String>,
-        /// CA bundle for TLS.
-        #[arg(long)]
-        ssl_ca_location: Option<String>,
-        /// How long each request may take.
-        #[arg(long, default_value = "10s")]
-        timeout: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Local retention of managed topics on a real cluster, through the same guarded, journaled path
+    /// as the controller.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
     },
     /// Policy files.
     Policy {
@@ -125,6 +112,105 @@ enum Command {
         /// Also print every action the controller took, with its reasons (to stderr).
         #[arg(long)]
         timeline: bool,
+    },
+}
+
+/// How to reach a Kafka cluster.
+#[derive(clap::Args, Clone, Debug)]
+struct KafkaArgs {
+    /// Kafka bootstrap servers, host:port[,host:port...].
+    #[arg(long)]
+    bootstrap_server: String,
+    /// PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL.
+    #[arg(long)]
+    security_protocol: Option<String>,
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long)]
+    sasl_mechanism: Option<String>,
+    /// SASL user name.
+    #[arg(long)]
+    sasl_username: Option<String>,
+    /// SASL password.
+    #[arg(long, env = "CATCHUP_KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    sasl_password: Option<String>,
+    /// CA bundle for TLS.
+    #[arg(long)]
+    ssl_ca_location: Option<String>,
+    /// How long each request may take.
+    #[arg(long, default_value = "10s")]
+    timeout: String,
+}
+
+impl KafkaArgs {
+    fn connection(&self) -> anyhow::Result<(catchup::kafka::Connection, std::time::Duration)> {
+        let timeout = Dur::parse(&self.timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
+        let conn = catchup::kafka::Connection {
+            bootstrap_servers: self.bootstrap_server.clone(),
+            security_protocol: self.security_protocol.clone(),
+            sasl_mechanism: self.sasl_mechanism.clone(),
+            sasl_username: self.sasl_username.clone(),
+            sasl_password: self.sasl_password.clone(),
+            ssl_ca_location: self.ssl_ca_location.clone(),
+        };
+        Ok((conn, std::time::Duration::from_millis(timeout.0)))
+    }
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Managed topics: original and current local retention, and the journal's state.
+    Status {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        /// State directory holding the journal.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lower a topic's local.retention.ms (guarded: tiered storage on, within [floor, retention.ms]).
+    Lower {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        /// The topic (it must have remote.storage.enable=true).
+        #[arg(long)]
+        topic: String,
+        /// New local retention, e.g. 30m.
+        #[arg(long)]
+        to: String,
+        /// State directory holding the journal.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Why (goes into the journal and the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Policy whose floor and managed topics apply (default: this topic, floor 1h).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Your name, for the audit log.
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+    },
+    /// Bring a topic (or every topic in the journal) back to its exact original.
+    Restore {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        /// One topic.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        topic: Option<String>,
+        /// Every topic the journal has changed, whether or not a policy still names it.
+        #[arg(long)]
+        all: bool,
+        /// State directory holding the journal.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// Your name, for the audit log.
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
     },
 }
 
@@ -255,27 +341,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Lag {
-            bootstrap_server,
+            kafka,
             groups,
-            security_protocol,
-            sasl_mechanism,
-            sasl_username,
-            sasl_password,
-            ssl_ca_location,
-            timeout,
             json,
         } => {
-            let timeout = Dur::parse(&timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
-            let conn = catchup::kafka::Connection {
-                bootstrap_servers: bootstrap_server,
-                security_protocol,
-                sasl_mechanism,
-                sasl_username,
-                sasl_password,
-                ssl_ca_location,
-            };
-            let reader =
-                catchup::kafka::LagReader::new(&conn, std::time::Duration::from_millis(timeout.0))?;
+            let (conn, timeout) = kafka.connection()?;
+            let reader = catchup::kafka::LagReader::new(&conn, timeout)?;
             let now = catchup::runtime::wall_now();
             let mut out = Vec::new();
             for (g, result) in groups.iter().zip(reader.read_groups(&groups, now)) {
@@ -289,6 +360,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", render_lag(&out, json)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Retention { command } => runtime()?.block_on(retention_command(command)),
         Command::Ctl { conn, command } => {
             let out = runtime()?.block_on(catchup::ctl::run(&conn, &command))?;
             print!("{out}");
@@ -528,4 +600,178 @@ fn render_lag(groups: &[catchup::sensors::GroupOffsets], json: bool) -> anyhow::
         }
     }
     Ok(out)
+}
+
+async fn retention_command(command: RetentionCommand) -> anyhow::Result<ExitCode> {
+    use catchup::kafka::retention::{KafkaRetention, Phase};
+    use catchup::policy::{RetentionTarget, TopicPolicy};
+    let (kafka, state_dir) = match &command {
+        RetentionCommand::Status {
+            kafka, state_dir, ..
+        }
+        | RetentionCommand::Lower {
+            kafka, state_dir, ..
+        }
+        | RetentionCommand::Restore {
+            kafka, state_dir, ..
+        } => (kafka, state_dir),
+    };
+    let (conn, timeout) = kafka.connection()?;
+    let admin = catchup::kafka::TopicAdmin::new(&conn, timeout)?;
+    let store = catchup::store::StateDir::open(state_dir)?;
+    let now = catchup::runtime::wall_now();
+    // The policy: the one given, else exactly the topics named here or in the journal.
+    let mut policy = match &command {
+        RetentionCommand::Lower {
+            policy: Some(file), ..
+        } => Policy::load(file).map_err(|e| anyhow::anyhow!("{e}"))?,
+        _ => Policy::default(),
+    };
+    let journal = KafkaRetention::new(&admin, &store, &policy).journal()?;
+    if policy.retention.topics.is_empty() {
+        let mut names: Vec<String> = journal.topics.keys().cloned().collect();
+        if let RetentionCommand::Lower { topic, .. }
+        | RetentionCommand::Restore {
+            topic: Some(topic), ..
+        } = &command
+        {
+            names.push(topic.clone());
+        }
+        names.sort();
+        names.dedup();
+        policy.retention.topics = names
+            .into_iter()
+            .map(|name| TopicPolicy { name, floor: None })
+            .collect();
+    }
+    let actuator = KafkaRetention::new(&admin, &store, &policy);
+    for (topic, phase) in actuator.reconcile(now).await? {
+        eprintln!("reconciled {topic}: a change left half-done by a crash is now {phase:?}");
+    }
+    let audit =
+        |actor: &str, topic: &str, reason: &str, outcome: &str, change: &serde_json::Value| {
+            let _ = store.audit(catchup::store::AuditRecord {
+                id: 0,
+                at: now,
+                actor: actor.into(),
+                action: "retention".into(),
+                target: topic.into(),
+                reason: reason.into(),
+                before: serde_json::Value::Null,
+                after: change.clone(),
+                outcome: outcome.into(),
+            });
+        };
+    match command {
+        RetentionCommand::Status { json, .. } => {
+            let journal = actuator.journal()?;
+            let topics: Vec<String> = journal.topics.keys().cloned().collect();
+            let configs = admin.describe(&topics, now).await?;
+            let mut rows = Vec::new();
+            for t in &configs {
+                let e = &journal.topics[&t.topic];
+                rows.push(serde_json::json!({
+                    "topic": t.topic,
+                    "current_ms": t.effective_local_retention_ms(),
+                    "current_value": t.configs.get("local.retention.ms").and_then(|c| c.value.clone()),
+                    "original_value": e.original.value,
+                    "original_source": e.original.source,
+                    "original_ms": e.original.effective_ms,
+                    "phase": e.phase,
+                    "reason": e.reason,
+                }));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if rows.is_empty() {
+                println!("the journal has no topic: nothing was changed");
+            } else {
+                for r in &rows {
+                    println!(
+                        "{}: local.retention.ms {} (original {} from {}), {}",
+                        r["topic"].as_str().unwrap_or(""),
+                        r["current_value"],
+                        r["original_value"],
+                        r["original_source"],
+                        r["phase"]
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RetentionCommand::Lower {
+            topic,
+            to,
+            reason,
+            actor,
+            ..
+        } => {
+            let ms = Dur::parse(&to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+            let target = RetentionTarget::Lowered { ms: ms.0 as i64 };
+            match actuator.apply(&topic, &target, &reason, now).await {
+                Ok(change) => {
+                    let change = serde_json::to_value(&change)?;
+                    audit(&actor, &topic, &reason, "applied", &change);
+                    println!("{topic}: local.retention.ms lowered to {ms} ({change})");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    audit(
+                        &actor,
+                        &topic,
+                        &reason,
+                        &format!("refused: {e}"),
+                        &serde_json::Value::Null,
+                    );
+                    Err(e.into())
+                }
+            }
+        }
+        RetentionCommand::Restore {
+            topic,
+            reason,
+            actor,
+            ..
+        } => {
+            let journal = actuator.journal()?;
+            let topics: Vec<String> = match topic {
+                Some(t) => vec![t],
+                None => journal
+                    .topics
+                    .iter()
+                    .filter(|(_, e)| e.phase != Phase::Restored)
+                    .map(|(t, _)| t.clone())
+                    .collect(),
+            };
+            let mut failed = false;
+            for t in topics {
+                match actuator
+                    .apply(&t, &RetentionTarget::Original, &reason, now)
+                    .await
+                {
+                    Ok(change) => {
+                        let change = serde_json::to_value(&change)?;
+                        audit(&actor, &t, &reason, "applied", &change);
+                        println!("{t}: back at its original");
+                    }
+                    Err(e) => {
+                        audit(
+                            &actor,
+                            &t,
+                            &reason,
+                            &format!("refused: {e}"),
+                            &serde_json::Value::Null,
+                        );
+                        eprintln!("{e}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod ffi;
 mod lag;
+pub mod retention;
 mod topics;
 
 pub use lag::{Connection, LagReader};

@@ -293,3 +293,325 @@ async fn create_topic_with(bootstrap: &str, topic: &str, configs: &[(&str, &str)
         r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
     }
 }
+
+async fn describe(bootstrap: &str, topic: &str) -> BTreeMap<String, (Option<String>, String)> {
+    use rdkafka::admin::ResourceSpecifier;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin");
+    let r = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await
+        .expect("describe")
+        .pop()
+        .unwrap()
+        .expect("resource");
+    r.entries
+        .into_iter()
+        .map(|e| (e.name, (e.value, format!("{:?}", e.source))))
+        .collect()
+}
+
+fn retention(args: &[&str]) -> std::process::Output {
+    let mut full = vec!["retention"];
+    full.extend_from_slice(args);
+    catchup(&full)
+}
+
+fn state_dir(name: &str) -> String {
+    let d = std::env::temp_dir().join(format!("catchup-retention-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d.to_string_lossy().into_owned()
+}
+
+const TIERED: [(&str, &str); 4] = [
+    ("remote.storage.enable", "true"),
+    ("retention.ms", "259200000"),
+    ("cleanup.policy", "delete"),
+    ("max.message.bytes", "2000000"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lower_and_restore_bring_back_exactly_the_original_configs() {
+    let broker = start_broker("retention");
+    let b = broker.bootstrap.as_str();
+    let mut explicit = TIERED.to_vec();
+    explicit.push(("local.retention.ms", "14400000"));
+    create_topic_with(b, "explicit", &explicit).await;
+    create_topic_with(b, "inherited", &TIERED).await;
+    let dir = state_dir("lower");
+    for topic in ["explicit", "inherited"] {
+        let before = describe(b, topic).await;
+        let out = retention(&[
+            "lower",
+            "--bootstrap-server",
+            b,
+            "--topic",
+            topic,
+            "--to",
+            "2h",
+            "--state-dir",
+            &dir,
+            "--reason",
+            "test",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let lowered = describe(b, topic).await;
+        assert_eq!(lowered["local.retention.ms"].0.as_deref(), Some("7200000"));
+        let strip = |m: &BTreeMap<String, (Option<String>, String)>| {
+            m.iter()
+                .filter(|(k, _)| *k != "local.retention.ms")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(
+            strip(&lowered),
+            strip(&before),
+            "{topic}: nothing but local.retention.ms changed"
+        );
+
+        let status = retention(&[
+            "status",
+            "--bootstrap-server",
+            b,
+            "--state-dir",
+            &dir,
+            "--json",
+        ]);
+        assert!(
+            stdout(&status).contains("\"verified\""),
+            "{}",
+            stdout(&status)
+        );
+
+        let out = retention(&[
+            "restore",
+            "--bootstrap-server",
+            b,
+            "--topic",
+            topic,
+            "--state-dir",
+            &dir,
+            "--reason",
+            "test done",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            describe(b, topic).await,
+            before,
+            "{topic}: every key, value and source as before"
+        );
+    }
+    let journal = std::fs::read_to_string(format!("{dir}/retention-journal.json")).unwrap();
+    assert!(
+        journal.contains("\"version\": 1") && journal.contains("\"restored\""),
+        "{journal}"
+    );
+    let audit = std::fs::read_to_string(format!("{dir}/audit.jsonl")).unwrap();
+    assert_eq!(
+        audit.lines().count(),
+        4,
+        "two lowerings and two restores are audited:\n{audit}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_untiered_below_the_floor_and_after_an_outside_change() {
+    let broker = start_broker("refusals");
+    let b = broker.bootstrap.as_str();
+    create_topic_with(b, "plain", &[("local.retention.ms", "14400000")]).await;
+    let mut tiered = TIERED.to_vec();
+    tiered.push(("local.retention.ms", "14400000"));
+    create_topic_with(b, "tiered", &tiered).await;
+    let dir = state_dir("refusals");
+
+    let out = retention(&[
+        "lower",
+        "--bootstrap-server",
+        b,
+        "--topic",
+        "plain",
+        "--to",
+        "2h",
+        "--state-dir",
+        &dir,
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("remote.storage.enable is not true"),
+        "{}",
+        stderr(&out)
+    );
+    let out = retention(&[
+        "lower",
+        "--bootstrap-server",
+        b,
+        "--topic",
+        "tiered",
+        "--to",
+        "10m",
+        "--state-dir",
+        &dir,
+        "--reason",
+        "x",
+    ]);
+    assert!(
+        stderr(&out).contains("below the floor of 1h"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        describe(b, "tiered").await["local.retention.ms"]
+            .0
+            .as_deref(),
+        Some("14400000")
+    );
+
+    // We lower; a person sets another value; we must never overwrite them.
+    let out = retention(&[
+        "lower",
+        "--bootstrap-server",
+        b,
+        "--topic",
+        "tiered",
+        "--to",
+        "2h",
+        "--state-dir",
+        &dir,
+        "--reason",
+        "x",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let admin = catchup::kafka::TopicAdmin::new(
+        &catchup::kafka::Connection {
+            bootstrap_servers: b.into(),
+            ..Default::default()
+        },
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    admin
+        .alter(
+            "tiered",
+            "local.retention.ms",
+            &catchup::kafka::ffi::AlterOp::Set("10800000".into()),
+        )
+        .unwrap();
+    let out = retention(&[
+        "lower",
+        "--bootstrap-server",
+        b,
+        "--topic",
+        "tiered",
+        "--to",
+        "1h",
+        "--state-dir",
+        &dir,
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("changed by someone else"),
+        "{}",
+        stderr(&out)
+    );
+    let out = retention(&[
+        "restore",
+        "--bootstrap-server",
+        b,
+        "--all",
+        "--state-dir",
+        &dir,
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "restore refuses too: hands off");
+    assert_eq!(
+        describe(b, "tiered").await["local.retention.ms"]
+            .0
+            .as_deref(),
+        Some("10800000"),
+        "the person's value stands"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_journal_and_alter_or_alter_and_verify_is_finished_on_the_next_start() {
+    let broker = start_broker("crash");
+    let b = broker.bootstrap.as_str();
+    let mut tiered = TIERED.to_vec();
+    tiered.push(("local.retention.ms", "14400000"));
+    create_topic_with(b, "t", &tiered).await;
+    let original = describe(b, "t").await;
+    for (point, expect_value) in [("after-intent", "14400000"), ("after-alter", "7200000")] {
+        let dir = state_dir(point);
+        let out = Command::new(env!("CARGO_BIN_EXE_catchup"))
+            .args([
+                "retention",
+                "lower",
+                "--bootstrap-server",
+                b,
+                "--topic",
+                "t",
+                "--to",
+                "2h",
+                "--state-dir",
+                &dir,
+                "--reason",
+                "crash test",
+            ])
+            .env("CATCHUP_CRASH_AT", point)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}: the process died");
+        assert_eq!(
+            describe(b, "t").await["local.retention.ms"].0.as_deref(),
+            Some(expect_value),
+            "{point}"
+        );
+        let status = retention(&[
+            "status",
+            "--bootstrap-server",
+            b,
+            "--state-dir",
+            &dir,
+            "--json",
+        ]);
+        assert!(status.status.success(), "{}", stderr(&status));
+        assert!(
+            stderr(&status).contains("reconciled t"),
+            "{point}: {}",
+            stderr(&status)
+        );
+        let expected_phase = if point == "after-intent" {
+            "\"restored\""
+        } else {
+            "\"verified\""
+        };
+        assert!(
+            stdout(&status).contains(expected_phase),
+            "{point}: {}",
+            stdout(&status)
+        );
+        let out = retention(&[
+            "restore",
+            "--bootstrap-server",
+            b,
+            "--all",
+            "--state-dir",
+            &dir,
+            "--reason",
+            "clean up",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            describe(b, "t").await,
+            original,
+            "{point}: back to the original"
+        );
+    }
+}
