@@ -142,6 +142,26 @@ pub enum ClusterConfig {
         #[serde(default = "default_speed")]
         speed: f64,
     },
+    /// A real Kafka cluster (`[cluster.kafka]`) with a disk source (`[cluster.disk]`).
+    Kafka {
+        /// Connection: `bootstrap_servers`, `security_protocol`, `sasl_mechanism`, `sasl_username`,
+        /// `sasl_password` (or `CATCHUP_KAFKA_SASL_PASSWORD`), `ssl_ca_location`.
+        kafka: crate::kafka::Connection,
+        /// Where broker disk use and tiered-storage copy lag come from.
+        disk: DiskConfig,
+    },
+}
+
+/// Disk and copy-lag sources.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+pub enum DiskConfig {
+    /// A JSON file (see `catchup::sensors::file`); its modification time is the sample time unless
+    /// it says otherwise.
+    File {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 fn default_speed() -> f64 {
@@ -222,6 +242,12 @@ impl RunConfig {
                 .map(|b| self.api.auth_reads = b)
                 .map_err(|_| "write true or false".to_string())
         });
+        set("CATCHUP_KAFKA_SASL_PASSWORD", &mut |v| {
+            if let ClusterConfig::Kafka { kafka, .. } = &mut self.cluster {
+                kafka.sasl_password = Some(v.to_string());
+            }
+            Ok(())
+        });
         set("CATCHUP_GATE_INSTANCES", &mut |v| {
             v.parse()
                 .map(|n| self.gate.instances = n)
@@ -244,6 +270,10 @@ impl RunConfig {
         }
         match &mut self.cluster {
             ClusterConfig::Simulator { scenario, .. } => fix(scenario),
+            ClusterConfig::Kafka {
+                disk: DiskConfig::File { path },
+                ..
+            } => fix(path),
         }
     }
 
@@ -284,6 +314,14 @@ impl RunConfig {
                     "cluster.speed",
                     speed,
                     "must be between 0.1 and 10000",
+                );
+            }
+            ClusterConfig::Kafka { kafka, .. } => {
+                p.check(
+                    !kafka.bootstrap_servers.trim().is_empty(),
+                    "cluster.kafka.bootstrap_servers",
+                    "\"\"",
+                    "required: host:port[,host:port...]",
                 );
             }
         }

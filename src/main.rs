@@ -264,7 +264,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "warning: no API token (api.token_file or CATCHUP_API_TOKEN): mutating endpoints are disabled"
                 );
             }
-            let scenario = scenario.context("no cluster to control")?;
             runtime()?.block_on(catchup::service::run(
                 config,
                 policy,
@@ -334,7 +333,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(catchup::service::run(
                 config,
                 policy,
-                scenario,
+                Some(scenario),
                 Some(api_token),
                 banner,
             ))?;
@@ -473,10 +472,25 @@ fn snapshot(
 ) -> anyhow::Result<(catchup::sensors::Observation, Policy, PathBuf)> {
     let config = RunConfig::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (policy, scenario) = catchup::service::load(&config)?;
-    let ClusterConfig::Simulator { speed, .. } = &config.cluster;
-    let scenario = scenario.context("no scenario")?;
-    let live = catchup::sim::live::LiveSim::start(&scenario, *speed);
-    let obs = catchup::sim::run::observe(&live.cluster, &policy)?;
+    let obs = match &config.cluster {
+        ClusterConfig::Simulator { speed, .. } => {
+            let scenario = scenario.context("no scenario")?;
+            let live = catchup::sim::live::LiveSim::start(&scenario, *speed);
+            catchup::sim::run::observe(&live.cluster, &policy)?
+        }
+        ClusterConfig::Kafka { kafka, disk } => {
+            let catchup::config::DiskConfig::File { path } = disk;
+            let timeout = std::time::Duration::from_millis(config.effective_sensor_timeout().0);
+            let cluster = catchup::kafka::cluster::KafkaCluster::new(
+                kafka,
+                timeout,
+                &config.state_dir,
+                policy.clone(),
+                catchup::sensors::file::FileDiskSource::new(path.clone()),
+            )?;
+            runtime()?.block_on(catchup::runtime::observe_once(&cluster, &policy, timeout))
+        }
+    };
     Ok((obs, policy, config.state_dir))
 }
 

@@ -25,7 +25,7 @@ use crate::policy::{
     RetentionTarget, decide,
 };
 use crate::sensors::{
-    CopyLagSensor, DiskSensor, LagSensor, Observation, SensorError, SensorFault, TopicConfigSensor,
+    CopyLagSensor, DiskSensor, LagSensor, Observation, SensorFault, TopicConfigSensor,
 };
 use crate::store::{AuditRecord, StateDir, StoreError};
 use crate::units::{Dur, Timestamp};
@@ -81,6 +81,52 @@ pub fn wall_now() -> Timestamp {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     Timestamp(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Reads every sensor of `cluster` once, concurrently, each within `timeout` (for `observe` and
+/// `plan`); failures are reported in `sensor_errors`.
+pub async fn observe_once<K: ClusterIo>(
+    cluster: &K,
+    policy: &Policy,
+    timeout: Duration,
+) -> Observation {
+    let groups = policy.group_names();
+    let topics = policy.managed_topics();
+    let (disks, copy, lag, configs) = tokio::join!(
+        tokio::time::timeout(timeout, cluster.read_disks()),
+        tokio::time::timeout(timeout, cluster.read_copy_lag()),
+        tokio::time::timeout(timeout, cluster.read_offsets(&groups)),
+        tokio::time::timeout(timeout, cluster.read_topic_configs(&topics)),
+    );
+    let mut obs = Observation::default();
+    let fault = |sensor: &str, reason: String| SensorFault {
+        sensor: sensor.into(),
+        reason,
+    };
+    let late = || format!("no answer within {}", Dur(timeout.as_millis() as u64));
+    match disks {
+        Ok(Ok(v)) => obs.disks = v,
+        Ok(Err(e)) => obs.sensor_errors.push(fault("disk", e.to_string())),
+        Err(_) => obs.sensor_errors.push(fault("disk", late())),
+    }
+    match copy {
+        Ok(Ok(v)) => obs.copy_lag = v,
+        Ok(Err(e)) => obs.sensor_errors.push(fault("copy_lag", e.to_string())),
+        Err(_) => obs.sensor_errors.push(fault("copy_lag", late())),
+    }
+    match lag {
+        Ok(Ok(v)) => obs.groups = v,
+        Ok(Err(e)) => obs.sensor_errors.push(fault("lag", e.to_string())),
+        Err(_) => obs.sensor_errors.push(fault("lag", late())),
+    }
+    match configs {
+        Ok(Ok(v)) => obs.topics = v,
+        Ok(Err(e)) => obs
+            .sensor_errors
+            .push(fault("topic_configs", e.to_string())),
+        Err(_) => obs.sensor_errors.push(fault("topic_configs", late())),
+    }
+    obs
 }
 
 /// A managed topic as status shows it.
@@ -471,35 +517,9 @@ impl<K: ClusterIo> Runtime<K> {
     /// keeps its last readings (which then age) and is reported.
     pub async fn observe(&self) -> Observation {
         let timeout = Duration::from_millis(self.ctl.config.effective_sensor_timeout().0);
-        let groups = self.ctl.policy.group_names();
-        let topics = self.ctl.policy.managed_topics();
-        let c = &self.cluster;
-        let (disks, copy, lag, configs) = tokio::join!(
-            tokio::time::timeout(timeout, c.read_disks()),
-            tokio::time::timeout(timeout, c.read_copy_lag()),
-            tokio::time::timeout(timeout, c.read_offsets(&groups)),
-            tokio::time::timeout(timeout, c.read_topic_configs(&topics)),
-        );
-        let mut obs = Observation::default();
-        let mut faults = Vec::new();
-        let mut take =
-            |sensor: &str, r: Result<Result<(), SensorError>, tokio::time::error::Elapsed>| match r
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => faults.push(SensorFault {
-                    sensor: sensor.into(),
-                    reason: e.to_string(),
-                }),
-                Err(_) => faults.push(SensorFault {
-                    sensor: sensor.into(),
-                    reason: format!("no answer within {}", Dur(timeout.as_millis() as u64)),
-                }),
-            };
+        let mut obs = observe_once(&self.cluster, &self.ctl.policy, timeout).await;
         let last = &self.last_obs;
-        take("disk", disks.map(|r| r.map(|v| obs.disks = v)));
-        take("copy_lag", copy.map(|r| r.map(|v| obs.copy_lag = v)));
-        take("lag", lag.map(|r| r.map(|v| obs.groups = v)));
-        take("topic_configs", configs.map(|r| r.map(|v| obs.topics = v)));
+        let faults = obs.sensor_errors.clone();
         for f in &faults {
             match f.sensor.as_str() {
                 "disk" => obs.disks = last.disks.clone(),
@@ -516,7 +536,6 @@ impl<K: ClusterIo> Runtime<K> {
                 .inc();
             warn!(sensor = %f.sensor, reason = %f.reason, "sensor read failed");
         }
-        obs.sensor_errors = faults;
         obs
     }
 

@@ -13,7 +13,11 @@ use tracing::info;
 use crate::config::{ClusterConfig, RunConfig};
 use crate::config_file::FileError;
 use crate::policy::Policy;
-use crate::runtime::{Controller, Runtime, RuntimeError};
+use std::sync::Arc;
+
+use crate::kafka::cluster::KafkaCluster;
+use crate::runtime::{Clock, ClusterIo, Controller, Runtime, RuntimeError, WallClock};
+use crate::sensors::file::FileDiskSource;
 use crate::sim::Scenario;
 use crate::sim::live::LiveSim;
 
@@ -26,7 +30,7 @@ pub enum ServiceError {
     /// The policy does not fit the simulated scenario.
     #[error("the policy does not fit the scenario:\n{0}")]
     Mismatch(String),
-    /// The API token could not be read.
+    /// The API token could not be read, or the cluster adapters could not be set up.
     #[error("{0}")]
     Token(String),
     /// The state directory.
@@ -60,33 +64,106 @@ pub fn load(config: &RunConfig) -> Result<(Policy, Option<Scenario>), ServiceErr
                 .map_err(|e| ServiceError::Mismatch(e.to_string()))?;
             Ok((policy, Some(scenario)))
         }
+        ClusterConfig::Kafka { .. } => {
+            if policy.groups.is_empty() || policy.retention.topics.is_empty() {
+                return Err(ServiceError::Mismatch(
+                    "against a real cluster the policy must name its catch-up groups ([[groups]]) and managed topics ([[retention.topics]]) explicitly".into(),
+                ));
+            }
+            Ok((policy, None))
+        }
     }
 }
 
 /// Runs the controller until SIGTERM or SIGINT. `banner` is called with the API's address once it
-/// listens.
+/// listens. `scenario` is the one [`load`] returned for a simulated cluster.
 pub async fn run(
     config: RunConfig,
     policy: Policy,
-    scenario: Scenario,
+    scenario: Option<Scenario>,
     token: Option<String>,
     banner: Banner,
 ) -> Result<(), ServiceError> {
-    let ClusterConfig::Simulator { speed, .. } = &config.cluster;
-    let speed = *speed;
-    let live = LiveSim::start(&scenario, speed);
-    let wall_tick = Duration::from_secs_f64((config.tick.secs_f64() / speed).max(0.01));
-    let (ctl, commands) = Controller::new(config.clone(), policy, token, live.clock.clone())?;
-    let listener = tokio::net::TcpListener::bind(config.api.listen)
+    match (&config.cluster, scenario) {
+        (ClusterConfig::Simulator { speed, .. }, Some(scenario)) => {
+            let speed = *speed;
+            let live = LiveSim::start(&scenario, speed);
+            let wall_tick = Duration::from_secs_f64((config.tick.secs_f64() / speed).max(0.01));
+            let driver = tokio::spawn(live.driver());
+            let result = serve(
+                config,
+                policy,
+                token,
+                banner,
+                live.cluster.clone(),
+                live.clock.clone(),
+                wall_tick,
+            )
+            .await;
+            driver.abort();
+            result
+        }
+        (ClusterConfig::Kafka { kafka, disk }, _) => {
+            let crate::config::DiskConfig::File { path } = disk;
+            let timeout = Duration::from_millis(config.effective_sensor_timeout().0);
+            let cluster = KafkaCluster::new(
+                kafka,
+                timeout,
+                &config.state_dir,
+                policy.clone(),
+                FileDiskSource::new(path.clone()),
+            )
+            .map_err(|e| ServiceError::Token(format!("cannot set up the Kafka adapters: {e}")))?;
+            for (topic, phase) in cluster
+                .reconcile()
+                .await
+                .map_err(|e| ServiceError::Token(format!("start-up reconciliation: {e}")))?
+            {
+                info!(
+                    topic,
+                    ?phase,
+                    "a change left half-done by a crash was finished or undone"
+                );
+            }
+            let wall_tick = Duration::from_millis(config.tick.0);
+            serve(
+                config,
+                policy,
+                token,
+                banner,
+                cluster,
+                Arc::new(WallClock),
+                wall_tick,
+            )
+            .await
+        }
+        (ClusterConfig::Simulator { .. }, None) => Err(ServiceError::Mismatch(
+            "no scenario loaded for the simulator".into(),
+        )),
+    }
+}
+
+async fn serve<K: ClusterIo>(
+    config: RunConfig,
+    policy: Policy,
+    token: Option<String>,
+    banner: Banner,
+    cluster: K,
+    clock: Arc<dyn Clock>,
+    wall_tick: Duration,
+) -> Result<(), ServiceError> {
+    let (ctl, commands) = Controller::new(config.clone(), policy, token, clock)?;
+    let listen = config.api.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| ServiceError::Listen {
-            addr: config.api.listen.to_string(),
+            addr: listen.to_string(),
             source,
         })?;
     let addr = listener
         .local_addr()
         .map_err(|source| ServiceError::Listen {
-            addr: config.api.listen.to_string(),
+            addr: listen.to_string(),
             source,
         })?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -103,14 +180,12 @@ pub async fn run(
         ctl.clone(),
         stopped(stop_rx.clone()),
     ));
-    let driver = tokio::spawn(live.driver());
     info!(%addr, mode = config.mode.as_str(), state_dir = %config.state_dir.display(), "catchup controller started");
     banner(&addr.to_string());
-    Runtime::new(ctl.clone(), live.cluster.clone())
+    Runtime::new(ctl.clone(), cluster)
         .map_err(|e| ServiceError::Runtime(RuntimeError::Store(e)))?
         .run(wall_tick, commands, stopped(stop_rx))
         .await;
-    driver.abort();
     match api.await {
         Ok(Err(source)) => Err(ServiceError::Listen {
             addr: addr.to_string(),

@@ -6,6 +6,7 @@
 //! which then ages into staleness instead of being mistaken for a fresh zero.
 
 pub mod config_source;
+pub mod file;
 mod observation;
 
 use std::future::Future;

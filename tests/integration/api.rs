@@ -593,7 +593,7 @@ async fn the_service_lowers_restores_on_request_and_records_everything() {
     let service = tokio::spawn(catchup::service::run(
         config,
         policy,
-        scenario.expect("simulator"),
+        scenario,
         Some(TOKEN.into()),
         Box::new(move |addr: &str| {
             let _ = addr_tx.send(addr.to_string());

@@ -1,0 +1,149 @@
+//! A real Kafka cluster behind the runtime's sensor and actuator traits: lag and topic configs from
+//! Kafka, disk and copy lag from the configured disk source, retention changes through the journaled
+//! actuator, and no gate actuator (consumers read the gate over HTTP).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::lag::{Connection, LagReader};
+use super::retention::{KafkaRetention, Phase};
+use super::topics::TopicAdmin;
+use crate::actuators::{ActuatorError, GateActuator, RetentionActuator, RetentionChange};
+use crate::policy::{GroupDecision, Policy, RetentionTarget};
+use crate::runtime::wall_now;
+use crate::sensors::file::FileDiskSource;
+use crate::sensors::{
+    BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, GroupOffsets, LagSensor, SensorError,
+    TopicConfigSensor, TopicConfigs,
+};
+use crate::store::StateDir;
+
+/// The cluster adapters of `catchup run` with `cluster.kind = "kafka"`.
+pub struct KafkaCluster {
+    lag: Arc<LagReader>,
+    topics: TopicAdmin,
+    store: StateDir,
+    policy: Policy,
+    disk: FileDiskSource,
+}
+
+impl KafkaCluster {
+    /// Connects to `conn`, keeping the retention journal in `state_dir`.
+    pub fn new(
+        conn: &Connection,
+        timeout: std::time::Duration,
+        state_dir: &Path,
+        policy: Policy,
+        disk: FileDiskSource,
+    ) -> Result<KafkaCluster, SensorError> {
+        let store = StateDir::open(state_dir).map_err(|e| SensorError::Unavailable {
+            sensor: "state",
+            reason: e.to_string(),
+        })?;
+        Ok(KafkaCluster {
+            lag: Arc::new(LagReader::new(conn, timeout)?),
+            topics: TopicAdmin::new(conn, timeout)?,
+            store,
+            policy,
+            disk,
+        })
+    }
+
+    /// Finishes or undoes changes a crash left half-done (run once at start-up).
+    pub async fn reconcile(
+        &self,
+    ) -> Result<Vec<(String, Phase)>, super::retention::RetentionError> {
+        KafkaRetention::new(&self.topics, &self.store, &self.policy)
+            .reconcile(wall_now())
+            .await
+    }
+}
+
+impl DiskSensor for KafkaCluster {
+    async fn read_disks(&self) -> Result<Vec<BrokerDisk>, SensorError> {
+        self.disk.read_disks().await
+    }
+}
+
+impl CopyLagSensor for KafkaCluster {
+    async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
+        self.disk.read_copy_lag().await
+    }
+}
+
+impl LagSensor for KafkaCluster {
+    async fn read_offsets(&self, groups: &[String]) -> Result<Vec<GroupOffsets>, SensorError> {
+        let reader = self.lag.clone();
+        let groups = groups.to_vec();
+        let results = tokio::task::spawn_blocking(move || reader.read_groups(&groups, wall_now()))
+            .await
+            .map_err(|e| SensorError::Unavailable {
+                sensor: "lag",
+                reason: e.to_string(),
+            })?;
+        results.into_iter().collect()
+    }
+}
+
+impl TopicConfigSensor for KafkaCluster {
+    async fn read_topic_configs(
+        &self,
+        topics: &[String],
+    ) -> Result<Vec<TopicConfigs>, SensorError> {
+        self.topics.describe(topics, wall_now()).await
+    }
+}
+
+impl GateActuator for KafkaCluster {
+    async fn set_gate(&self, _group: &str, _decision: &GroupDecision) -> Result<(), ActuatorError> {
+        // Consumers read the gate from the API; there is nothing to push to the cluster.
+        Ok(())
+    }
+}
+
+impl RetentionActuator for KafkaCluster {
+    async fn apply_retention(
+        &self,
+        topic: &str,
+        change: &RetentionChange,
+    ) -> Result<(), ActuatorError> {
+        let actuator = KafkaRetention::new(&self.topics, &self.store, &self.policy);
+        let journal = actuator.journal().map_err(|e| ActuatorError::Failed {
+            target: topic.into(),
+            reason: e.to_string(),
+        })?;
+        // The journal's original is authoritative: a SET of it, or a DELETE, is a restore.
+        let original = journal
+            .topics
+            .get(topic)
+            .filter(|e| e.phase != Phase::Restored)
+            .map(|e| e.original.value.clone());
+        let target = match change {
+            RetentionChange::Delete { .. } => RetentionTarget::Original,
+            RetentionChange::Set { value, .. }
+                if original
+                    .as_ref()
+                    .is_some_and(|o| o.as_deref() == Some(value.as_str())) =>
+            {
+                RetentionTarget::Original
+            }
+            RetentionChange::Set { value, .. } => match value.parse::<i64>() {
+                Ok(ms) => RetentionTarget::Lowered { ms },
+                Err(_) => {
+                    return Err(ActuatorError::Failed {
+                        target: topic.into(),
+                        reason: format!("{value:?} is not a number of ms"),
+                    });
+                }
+            },
+        };
+        actuator
+            .apply(topic, &target, "control loop", wall_now())
+            .await
+            .map(|_| ())
+            .map_err(|e| ActuatorError::Failed {
+                target: topic.into(),
+                reason: e.to_string(),
+            })
+    }
+}
