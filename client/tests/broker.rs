@@ -297,3 +297,201 @@ async fn nothing_is_delivered_while_paused_even_across_a_rebalance() {
         "every message arrives after the resume, none lost"
     );
 }
+
+async fn create_tiered(bootstrap: &str, topic: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin");
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1))
+        .set("remote.storage.enable", "true")
+        .set("local.retention.ms", "14400000")
+        .set("retention.ms", "259200000")
+        .set("cleanup.policy", "delete");
+    for r in admin
+        .create_topics(
+            &[new],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create")
+    {
+        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
+    }
+}
+
+fn write_disk(path: &std::path::Path, percent: u64) {
+    let brokers: Vec<String> = (1..=3)
+        .map(|b| format!(r#"{{"broker": {b}, "used_bytes": {percent}0, "capacity_bytes": 1000, "copy_lag_bytes": 0}}"#))
+        .collect();
+    std::fs::write(path, format!(r#"{{"brokers": [{}]}}"#, brokers.join(","))).expect("disk file");
+}
+
+async fn get(url: &str) -> serde_json::Value {
+    reqwest::get(url)
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// `catchup run`'s code path against tansu: a backlog drains through the gate; a disk source reporting
+/// high use makes the controller throttle and lower local retention; once drained and the disk is back
+/// to normal, everything is restored, and the audit log tells the story.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_throttle_lower_drain_restore() {
+    let broker = start_broker("e2e");
+    let b = broker.bootstrap.clone();
+    create_topic(&b, "events", 3).await;
+    create_tiered(&b, "enriched").await;
+    produce(&b, "events", 3000).await;
+
+    let dir = std::env::temp_dir().join(format!("catchup-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join("disk.json");
+    write_disk(&disk, 77);
+    std::fs::write(
+        dir.join("policy.toml"),
+        r#"
+[drain]
+lag_threshold = 10
+dwell = "10s"
+[retention]
+floor = "1h"
+step_interval = "1m"
+restore_step_interval = "1m"
+[[retention.topics]]
+name = "enriched"
+[[groups]]
+name = "ingest"
+max_rate = 1000
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("catchup.toml"),
+        format!(
+            r#"
+tick = "1s"
+sensor_timeout = "5s"
+policy = "policy.toml"
+state_dir = "state"
+[api]
+listen = "127.0.0.1:0"
+[cluster]
+kind = "kafka"
+[cluster.kafka]
+bootstrap_servers = "{b}"
+[cluster.disk]
+kind = "file"
+path = "disk.json"
+"#
+        ),
+    )
+    .unwrap();
+    let config = catchup::config::RunConfig::load(&dir.join("catchup.toml")).expect("config");
+    let (policy, scenario) = catchup::service::load(&config).expect("policy");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let service = tokio::spawn(catchup::service::run(
+        config,
+        policy,
+        scenario,
+        Some("e2e-token-0123456789".into()),
+        Box::new(move |a: &str| {
+            let _ = tx.send(a.to_string());
+        }),
+    ));
+    let base = format!("http://{}", rx.await.expect("API up"));
+
+    let mut c = consumer(
+        &b,
+        "ingest",
+        "events",
+        GateClient::spawn(&base, "ingest", 10.0),
+    );
+    // Commit as we go so the controller sees the lag shrink.
+    let mut consumed = 0;
+    let mut throttled = false;
+    let mut lowered = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && !(throttled && lowered) {
+        consumed += c
+            .next_batch(100, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .len();
+        let _ = rdkafka::consumer::Consumer::commit_consumer_state(
+            c.consumer(),
+            rdkafka::consumer::CommitMode::Sync,
+        );
+        let status = get(&format!("{base}/v1/status")).await;
+        throttled |= status["decision"]["groups"]["ingest"]["gate"]["state"] == "throttled";
+        lowered |= status["topics"][0]["current_ms"]
+            .as_i64()
+            .is_some_and(|ms| ms < 14_400_000);
+    }
+    assert!(
+        throttled && lowered,
+        "at 77% the controller throttles and lowers retention (throttled {throttled}, lowered {lowered})"
+    );
+
+    // The disk recovers; the backlog drains; retention comes back.
+    write_disk(&disk, 40);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut restored = false;
+    while Instant::now() < deadline && !restored {
+        consumed += c
+            .next_batch(200, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .len();
+        let _ = rdkafka::consumer::Consumer::commit_consumer_state(
+            c.consumer(),
+            rdkafka::consumer::CommitMode::Sync,
+        );
+        let status = get(&format!("{base}/v1/status")).await;
+        restored = status["decision"]["drained"] == true
+            && status["topics"][0]["current_ms"] == 14_400_000;
+    }
+    assert_eq!(
+        consumed, 3000,
+        "every record delivered exactly once through the gate"
+    );
+    assert!(restored, "drained and healthy: local retention back to 4h");
+
+    let audit = get(&format!("{base}/v1/audit?limit=1000")).await;
+    let story: Vec<String> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["action"].as_str().unwrap(),
+                r["target"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let position = |needle: &str| {
+        story
+            .iter()
+            .position(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("{needle} missing from {story:#?}"))
+    };
+    let first_gate = position("gate ingest applied");
+    let first_lower = position("retention enriched applied");
+    let last_retention = story
+        .iter()
+        .rposition(|l| l.starts_with("retention enriched applied"))
+        .unwrap();
+    assert!(
+        first_gate < last_retention && first_lower < last_retention,
+        "throttle and lowering come before the restore: {story:#?}"
+    );
+    service.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
