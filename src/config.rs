@@ -3,7 +3,7 @@
 //! The `///` comments are the reference (`docs/config.md` follows them). Every environment variable
 //! overrides the file: `CATCHUP_MODE`, `CATCHUP_TICK`, `CATCHUP_POLICY`, `CATCHUP_STATE_DIR`,
 //! `CATCHUP_API_LISTEN`, `CATCHUP_API_TOKEN` (the token itself), `CATCHUP_API_TOKEN_FILE`,
-//! `CATCHUP_API_AUTH_READS`, `CATCHUP_GATE_INSTANCES`.
+//! `CATCHUP_API_AUTH_READS`, `CATCHUP_GATE_INSTANCES`, `CATCHUP_KAFKA_SASL_PASSWORD`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
