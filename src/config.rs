@@ -122,11 +122,29 @@ pub struct GateConfig {
     /// How many controller instances serve each group (one per consumer pod in sidecar mode); each
     /// hands out `rate / instances`. Default 1 (a standalone controller serving every consumer).
     pub instances: u32,
+    /// `config` (default): divide by `instances`. `membership`: divide by the group's member count
+    /// from Kafka (DescribeGroups), falling back to `instances` with a `gate_share_fallback` alert
+    /// when the broker cannot say.
+    pub share: ShareMode,
+}
+
+/// Where the number of instances sharing a group's rate comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShareMode {
+    /// `gate.instances`.
+    #[default]
+    Config,
+    /// The group's member count.
+    Membership,
 }
 
 impl Default for GateConfig {
     fn default() -> Self {
-        GateConfig { instances: 1 }
+        GateConfig {
+            instances: 1,
+            share: ShareMode::Config,
+        }
     }
 }
 

@@ -8,7 +8,9 @@
 //!   limiter; a fresh one would hold a full bucket, letting a burst through at every change. The new
 //!   limiter is therefore drained before it is published: after a change, permits accrue at the new
 //!   rate from zero.
-//! - **Sharing.** With `gate.instances = N` (one controller per consumer pod), each instance hands out
+//! - **Sharing.** With `gate.share = "membership"` each instance divides by the group's member count
+//!   (from Kafka's DescribeGroups), falling back to `gate.instances` when the broker cannot say.
+//!   With `gate.instances = N` (one controller per consumer pod), each instance hands out
 //!   `rate / N` with a burst of `burst / N` (at least 1), so the group as a whole gets its rate.
 //! - **Versions.** Every change of state, rate or burst bumps the group's version; renewing the
 //!   decision only moves `expires_at`. Long-pollers wake on a version change.
@@ -107,6 +109,8 @@ struct GroupGate<C: Clock> {
     view: RwLock<GateView>,
     /// `OPEN`, `THROTTLED` or `PAUSED`, mirrored from `view` so a permit check takes no view lock.
     kind: std::sync::atomic::AtomicU8,
+    /// How many instances share this group's rate (`gate.instances`, or the group's member count).
+    share: std::sync::atomic::AtomicU32,
     limiter: RwLock<Option<Arc<Limiter<C>>>>,
     version: watch::Sender<u64>,
     granted: AtomicU64,
@@ -156,6 +160,7 @@ impl<C: Clock + Clone> GateBoard<C> {
                     }),
                     limiter: RwLock::new(None),
                     kind: std::sync::atomic::AtomicU8::new(OPEN),
+                    share: std::sync::atomic::AtomicU32::new(self.instances),
                     version: watch::channel(1).0,
                     granted: AtomicU64::new(0),
                     denied: AtomicU64::new(0),
@@ -192,7 +197,7 @@ impl<C: Clock + Clone> GateBoard<C> {
         reasons: &[String],
     ) -> Result<bool, GateError> {
         let g = self.group(group)?;
-        let n = f64::from(self.instances);
+        let n = f64::from(g.share.load(Ordering::Relaxed).max(1));
         let (state, rate, burst, unit) = match gate {
             Gate::Open => ("open", None, None, None),
             Gate::Paused => ("paused", None, None, None),
@@ -248,8 +253,18 @@ impl<C: Clock + Clone> GateBoard<C> {
     /// group; each instance's share is published).
     pub fn set_fallback(&self, group: &str, mut hint: FallbackHint) -> Result<(), GateError> {
         let g = self.group(group)?;
-        hint.min_rate = hint.min_rate.map(|r| r / f64::from(self.instances));
+        let n = f64::from(g.share.load(Ordering::Relaxed).max(1));
+        hint.min_rate = hint.min_rate.map(|r| r / n);
         g.view.write().unwrap_or_else(|e| e.into_inner()).fallback = hint;
+        Ok(())
+    }
+
+    /// Sets how many instances share `group`'s rate (its member count); `None` goes back to the
+    /// configured `gate.instances`. Takes effect at the next publish.
+    pub fn set_share(&self, group: &str, members: Option<u32>) -> Result<(), GateError> {
+        let g = self.group(group)?;
+        g.share
+            .store(members.unwrap_or(self.instances).max(1), Ordering::Relaxed);
         Ok(())
     }
 
@@ -466,6 +481,20 @@ mod tests {
         assert_eq!((v.rate, v.burst), (Some(100.0), Some(10.0)));
         let granted = drain(&b, &clock, 10);
         assert!((999..=1001).contains(&granted), "{granted}");
+        b.set_share("g", Some(2)).unwrap();
+        throttle(&b, 400.0, 40.0);
+        assert_eq!(
+            b.view("g").unwrap().rate,
+            Some(200.0),
+            "two members: half each"
+        );
+        b.set_share("g", None).unwrap();
+        throttle(&b, 400.0, 40.0);
+        assert_eq!(
+            b.view("g").unwrap().rate,
+            Some(100.0),
+            "back to the configured four"
+        );
     }
 
     #[test]

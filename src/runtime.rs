@@ -549,8 +549,11 @@ impl<K: ClusterIo> Runtime<K> {
                 warn!(error = %e, "could not persist expired overrides");
             }
             let obs = self.observe().await;
+            let share_alert = self.share_by_membership().await;
             let overrides = self.ctl.active_overrides();
-            let (decision, state) = decide(&obs, &self.ctl.policy, &self.state, &overrides, now);
+            let (mut decision, state) =
+                decide(&obs, &self.ctl.policy, &self.state, &overrides, now);
+            decision.alerts.extend(share_alert);
             let mode = self.ctl.mode();
             if mode != Mode::Observe {
                 self.reconcile_gates(&decision, mode).await;
@@ -582,6 +585,42 @@ impl<K: ClusterIo> Runtime<K> {
         }
         .instrument(span)
         .await
+    }
+
+    /// With `gate.share = "membership"`, divides each group's rate by its member count; when the
+    /// broker cannot say, falls back to `gate.instances` and says so.
+    async fn share_by_membership(&self) -> Option<crate::policy::Alert> {
+        if self.ctl.config.gate.share != crate::config::ShareMode::Membership {
+            return None;
+        }
+        let groups = self.ctl.policy.group_names();
+        let timeout = Duration::from_millis(self.ctl.config.effective_sensor_timeout().0);
+        let answer = tokio::time::timeout(timeout, self.cluster.read_members(&groups)).await;
+        match answer {
+            Ok(Ok(members)) => {
+                for (group, n) in members {
+                    let _ = self.ctl.gates.set_share(&group, (n > 0).then_some(n));
+                }
+                None
+            }
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no answer in time".to_string(),
+                };
+                for g in &groups {
+                    let _ = self.ctl.gates.set_share(g, None);
+                }
+                Some(crate::policy::Alert {
+                    severity: crate::policy::Severity::Warning,
+                    code: "gate_share_fallback".into(),
+                    message: format!(
+                        "the broker cannot say how many members the catch-up groups have ({why}): each instance hands out rate / gate.instances ({})",
+                        self.ctl.config.gate.instances
+                    ),
+                })
+            }
+        }
     }
 
     async fn reconcile_gates(&mut self, decision: &Decision, mode: Mode) {

@@ -380,6 +380,8 @@ policy = "policy.toml"
 state_dir = "state"
 [api]
 listen = "127.0.0.1:0"
+[gate]
+share = "membership"
 [cluster]
 kind = "kafka"
 [cluster.kafka]
@@ -415,6 +417,7 @@ path = "disk.json"
     let mut consumed = 0;
     let mut throttled = false;
     let mut lowered = false;
+    let mut share_fallback = false;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline && !(throttled && lowered) {
         consumed += c
@@ -428,6 +431,9 @@ path = "disk.json"
         );
         let status = get(&format!("{base}/v1/status")).await;
         throttled |= status["decision"]["groups"]["ingest"]["gate"]["state"] == "throttled";
+        share_fallback |= status["decision"]["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["code"] == "gate_share_fallback"));
         lowered |= status["topics"][0]["current_ms"]
             .as_i64()
             .is_some_and(|ms| ms < 14_400_000);

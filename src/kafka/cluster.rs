@@ -83,6 +83,17 @@ impl LagSensor for KafkaCluster {
             })?;
         results.into_iter().collect()
     }
+
+    async fn read_members(&self, groups: &[String]) -> Result<Vec<(String, u32)>, SensorError> {
+        let reader = self.lag.clone();
+        let groups = groups.to_vec();
+        tokio::task::spawn_blocking(move || reader.members(&groups))
+            .await
+            .map_err(|e| SensorError::Unavailable {
+                sensor: "members",
+                reason: e.to_string(),
+            })?
+    }
 }
 
 impl TopicConfigSensor for KafkaCluster {

@@ -173,6 +173,26 @@ impl LagReader {
         Ok(shared)
     }
 
+    /// Member counts of `groups` (DescribeGroups). Blocking.
+    pub fn members(&self, groups: &[String]) -> Result<Vec<(String, u32)>, SensorError> {
+        groups
+            .iter()
+            .map(|g| {
+                let list = self
+                    .admin
+                    .inner()
+                    .fetch_group_list(Some(g), self.timeout)
+                    .map_err(|e| unavailable("members", format!("DescribeGroups of {g}: {e}")))?;
+                let n = list
+                    .groups()
+                    .iter()
+                    .find(|x| x.name() == g)
+                    .map_or(0, |x| x.members().len());
+                Ok((g.clone(), u32::try_from(n).unwrap_or(u32::MAX)))
+            })
+            .collect()
+    }
+
     fn offsets(&self, partitions: &[(String, i32)], end: End) -> Result<Offsets, SensorError> {
         let answers = ffi::list_offsets(&self.admin, partitions, end, self.timeout)
             .map_err(|e| unavailable("lag", e))?;

@@ -57,6 +57,21 @@ pub trait LagSensor: Send + Sync {
         &self,
         groups: &[String],
     ) -> impl Future<Output = Result<Vec<GroupOffsets>, SensorError>> + Send;
+
+    /// The number of members of each of `groups`, for sharing a gate's rate. By default the source
+    /// cannot say.
+    fn read_members(
+        &self,
+        groups: &[String],
+    ) -> impl Future<Output = Result<Vec<(String, u32)>, SensorError>> + Send {
+        let _ = groups;
+        async {
+            Err(SensorError::NoData {
+                sensor: "members",
+                reason: "this cluster does not report group membership".into(),
+            })
+        }
+    }
 }
 
 /// Current configs of topics, with each value's source.

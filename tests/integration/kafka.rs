@@ -615,3 +615,34 @@ async fn a_crash_between_journal_and_alter_or_alter_and_verify_is_finished_on_th
         );
     }
 }
+
+/// tansu 0.6.0's SQLite engine cannot describe groups: membership-based rate sharing must fall back to
+/// the configured instance count with a clear message, and the lag reader must keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_membership_falls_back_when_the_broker_cannot_say() {
+    let broker = start_broker("members");
+    create_topic(&broker.bootstrap, "orders", 1).await;
+    commit(&broker.bootstrap, "billing", "orders", &[(0, 0)]);
+    let conn = catchup::kafka::Connection {
+        bootstrap_servers: broker.bootstrap.clone(),
+        ..Default::default()
+    };
+    let reader = catchup::kafka::LagReader::new(&conn, Duration::from_secs(3)).unwrap();
+    let members = tokio::task::spawn_blocking(move || {
+        let m = reader.members(&["billing".to_string()]);
+        let lag = reader.read_group("billing", catchup::units::Timestamp(0));
+        (m, lag)
+    })
+    .await
+    .unwrap();
+    eprintln!("members on tansu: {:?}", members.0);
+    match members.0 {
+        Err(e) => assert!(e.to_string().contains("DescribeGroups of billing"), "{e}"),
+        Ok(counts) => assert_eq!(counts, vec![("billing".to_string(), 0)], "no live member"),
+    }
+    assert!(
+        members.1.is_ok(),
+        "lag still reads after a failed DescribeGroups: {:?}",
+        members.1
+    );
+}
