@@ -442,6 +442,10 @@ path = "disk.json"
         throttled && lowered,
         "at 77% the controller throttles and lowers retention (throttled {throttled}, lowered {lowered})"
     );
+    assert!(
+        share_fallback,
+        "tansu cannot describe groups: the status says the rate is shared by configuration"
+    );
 
     // The disk recovers; the backlog drains; retention comes back.
     write_disk(&disk, 40);
