@@ -133,13 +133,21 @@ fn wait(
     expected: i32,
     timeout: Duration,
 ) -> Result<(), AdminError> {
-    let ms = i32::try_from(timeout.as_millis() + 1000).unwrap_or(i32::MAX);
-    // SAFETY: the queue is valid until the guard drops; the event is owned by the guard from here on.
-    guard.event = unsafe { rd::rd_kafka_queue_poll(guard.queue, ms) };
+    // librdkafka always delivers a result event for an admin request (an error one once the request
+    // timeout passes), and the queue must outlive the request: destroying it while the request is in
+    // flight trips librdkafka's own assertions. So wait for the event well past the request timeout;
+    // in the pathological case that none comes, leak the queue rather than free it under librdkafka.
+    let limit = timeout * 3 + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + limit;
+    while guard.event.is_null() && std::time::Instant::now() < deadline {
+        // SAFETY: the queue is valid until the guard drops; the event is owned by the guard from here on.
+        guard.event = unsafe { rd::rd_kafka_queue_poll(guard.queue, 1000) };
+    }
     if guard.event.is_null() {
+        guard.queue = std::ptr::null_mut();
         return Err(AdminError {
             call,
-            reason: format!("no answer within {} ms", ms),
+            reason: format!("no answer within {limit:?}"),
         });
     }
     // SAFETY: the event is valid.

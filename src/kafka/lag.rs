@@ -98,6 +98,24 @@ impl LagReader {
         groups: &[String],
         now: Timestamp,
     ) -> Vec<Result<GroupOffsets, SensorError>> {
+        // Metadata first: it tells whether the cluster answers at all before any admin request is
+        // queued (librdkafka 2.12 can trip an internal assertion when a coordinator request is left
+        // waiting for a broker that is down), and it gives every topic's partitions.
+        let metadata = match self.admin.inner().fetch_metadata(None, self.timeout) {
+            Ok(m) => m,
+            Err(e) => {
+                let why = unavailable("lag", format!("metadata: {e}"));
+                return groups
+                    .iter()
+                    .map(|_| {
+                        Err(SensorError::Unavailable {
+                            sensor: "lag",
+                            reason: why.to_string(),
+                        })
+                    })
+                    .collect();
+            }
+        };
         let committed: Vec<Result<Vec<ffi::PartitionAnswer>, ffi::AdminError>> =
             std::thread::scope(|s| {
                 let handles: Vec<_> = groups
@@ -122,7 +140,7 @@ impl LagReader {
             .flatten()
             .map(|p| p.topic.clone())
             .collect();
-        let shared = self.partitions_and_offsets(&topics);
+        let shared = self.partitions_and_offsets(&topics, &metadata);
         groups
             .iter()
             .zip(committed)
@@ -136,16 +154,15 @@ impl LagReader {
 
     /// Every partition of `topics` with its log-end and log-start offsets (both asked at once), and
     /// the topics that no longer exist.
-    fn partitions_and_offsets(&self, topics: &BTreeSet<String>) -> Result<Shared, SensorError> {
+    fn partitions_and_offsets(
+        &self,
+        topics: &BTreeSet<String>,
+        metadata: &rdkafka::metadata::Metadata,
+    ) -> Result<Shared, SensorError> {
         let mut shared = Shared::default();
         if topics.is_empty() {
             return Ok(shared);
         }
-        let metadata = self
-            .admin
-            .inner()
-            .fetch_metadata(None, self.timeout)
-            .map_err(|e| unavailable("lag", e))?;
         for topic in topics {
             match metadata.topics().iter().find(|t| t.name() == topic) {
                 Some(t) if t.error().is_none() => shared

@@ -294,3 +294,54 @@ impl Observation {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(committed: Option<i64>, log_start: Option<i64>, log_end: i64) -> PartitionOffsets {
+        PartitionOffsets {
+            topic: "t".into(),
+            partition: 0,
+            committed,
+            log_end,
+            log_start,
+        }
+    }
+
+    #[test]
+    fn lag_handles_missing_stale_and_future_commits() {
+        assert_eq!(p(Some(40), Some(0), 100).lag(), Some(60));
+        assert_eq!(
+            p(None, Some(0), 100).lag(),
+            None,
+            "no commit: unknown, not zero"
+        );
+        assert_eq!(
+            p(Some(150), Some(0), 100).lag(),
+            Some(0),
+            "past the log end (truncated or recreated)"
+        );
+        assert_eq!(
+            p(Some(10), Some(70), 100).lag(),
+            Some(30),
+            "before the log start: counted from where the consumer resumes"
+        );
+        let g = GroupOffsets {
+            group: "g".into(),
+            partitions: vec![p(Some(40), None, 100), p(Some(0), None, 5)],
+            sampled_at: Timestamp(0),
+            unavailable: vec![],
+        };
+        assert_eq!(g.total_lag(), Some(65));
+        let unavailable = GroupOffsets {
+            unavailable: vec!["t-1: leader not available".into()],
+            ..g
+        };
+        assert_eq!(
+            unavailable.total_lag(),
+            None,
+            "a partition that could not be read makes the total unknown"
+        );
+    }
+}

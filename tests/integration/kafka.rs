@@ -55,6 +55,11 @@ pub fn start_broker(name: &str) -> Broker {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port");
+    start_broker_at(dir, port)
+}
+
+/// Starts tansu on `port` with its database in `dir` (again, after a stop: a broker restart).
+fn start_broker_at(dir: PathBuf, port: u16) -> Broker {
     let url = format!("tcp://127.0.0.1:{port}");
     let child = Command::new(tansu())
         .args([
@@ -645,4 +650,63 @@ async fn group_membership_falls_back_when_the_broker_cannot_say() {
         "lag still reads after a failed DescribeGroups: {:?}",
         members.1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_reads_survive_a_broker_restart() {
+    let mut broker = start_broker("restart");
+    create_topic(&broker.bootstrap, "orders", 2).await;
+    produce(&broker.bootstrap, "orders", &[30, 20]).await;
+    commit(&broker.bootstrap, "billing", "orders", &[(0, 10), (1, 20)]);
+    let conn = catchup::kafka::Connection {
+        bootstrap_servers: broker.bootstrap.clone(),
+        ..Default::default()
+    };
+    let reader =
+        std::sync::Arc::new(catchup::kafka::LagReader::new(&conn, Duration::from_secs(5)).unwrap());
+    let read = |reader: std::sync::Arc<catchup::kafka::LagReader>| async move {
+        tokio::task::spawn_blocking(move || {
+            reader.read_group("billing", catchup::units::Timestamp(0))
+        })
+        .await
+        .unwrap()
+    };
+    let before = read(reader.clone()).await.expect("lag before the restart");
+    assert_eq!(before.total_lag(), Some(20));
+
+    // Stop the broker: the same reader reports the failure instead of hanging or crashing.
+    let _ = broker.child.kill();
+    let _ = broker.child.wait();
+    assert!(
+        read(reader.clone()).await.is_err(),
+        "a stopped broker is an error"
+    );
+    // Restart it on the same port and database: the same reader recovers.
+    let port: u16 = broker
+        .bootstrap
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let dir = broker.dir.clone();
+    std::mem::forget(broker);
+    let broker = start_broker_at(dir, port);
+    let mut after = Err(catchup::sensors::SensorError::NoData {
+        sensor: "lag",
+        reason: "not read".into(),
+    });
+    for _ in 0..30 {
+        after = read(reader.clone()).await;
+        if after.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let after = after.expect("lag after the restart");
+    assert_eq!(
+        after.partitions, before.partitions,
+        "same offsets after the restart"
+    );
+    drop(broker);
 }
