@@ -1,9 +1,6 @@
 //! The gated consumer against a real Kafka-compatible broker (tansu 0.6.0, SQLite engine, started
 //! here on a free loopback port) and the real catchup API serving the gate.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,85 +9,14 @@ use catchup::policy::{Gate, GroupPolicy, Policy, RateUnit};
 use catchup::runtime::{Controller, WallClock};
 use catchup::units::{Dur, Timestamp};
 use catchup_client::{GateClient, GatedConsumer};
+use catchup_testkit::Broker;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-/// A tansu broker in a temporary directory, stopped on drop.
-struct Broker {
-    child: Child,
-    bootstrap: String,
-    dir: PathBuf,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn tansu() -> PathBuf {
-    if let Ok(p) = std::env::var("TANSU") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let cargo_bin = PathBuf::from(home).join(".cargo/bin/tansu");
-    if cargo_bin.exists() {
-        return cargo_bin;
-    }
-    PathBuf::from("tansu")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn start_broker(name: &str) -> Broker {
-    let dir = std::env::temp_dir().join(format!("catchup-tansu-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("broker dir");
-    let port = free_port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(tansu())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "sqlite://tansu.db",
-        ])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start tansu ({}): {e}; scripts/test.sh installs it",
-                tansu().display()
-            )
-        });
-    let bootstrap = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&bootstrap).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "tansu did not listen on {bootstrap}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Broker {
-        child,
-        bootstrap,
-        dir,
-    }
+    Broker::start(name)
 }
 
 async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {

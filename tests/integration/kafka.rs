@@ -2,11 +2,10 @@
 //! a known produce/commit pattern and equal to what kafka-python reports.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use catchup_testkit::Broker;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -16,85 +15,9 @@ use serde_json::Value;
 
 use super::{catchup, stderr, stdout};
 
-/// A tansu broker in a temporary directory, stopped on drop.
-pub struct Broker {
-    child: Child,
-    /// `127.0.0.1:PORT`.
-    pub bootstrap: String,
-    dir: PathBuf,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The tansu binary: `$TANSU`, else `~/.cargo/bin/tansu`, else `tansu` on the PATH.
-fn tansu() -> PathBuf {
-    if let Ok(p) = std::env::var("TANSU") {
-        return PathBuf::from(p);
-    }
-    let cargo_bin =
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/tansu");
-    if cargo_bin.exists() {
-        cargo_bin
-    } else {
-        PathBuf::from("tansu")
-    }
-}
-
 /// Starts tansu with its SQLite engine on a free loopback port.
-pub fn start_broker(name: &str) -> Broker {
-    let dir = std::env::temp_dir().join(format!("catchup-tansu-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("broker dir");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    start_broker_at(dir, port)
-}
-
-/// Starts tansu on `port` with its database in `dir` (again, after a stop: a broker restart).
-fn start_broker_at(dir: PathBuf, port: u16) -> Broker {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(tansu())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "sqlite://tansu.db",
-        ])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start tansu ({}): {e}; scripts/test.sh installs it",
-                tansu().display()
-            )
-        });
-    let bootstrap = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&bootstrap).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "tansu did not listen on {bootstrap}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Broker {
-        child,
-        bootstrap,
-        dir,
-    }
+fn start_broker(name: &str) -> Broker {
+    Broker::start(name)
 }
 
 async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
@@ -675,23 +598,13 @@ async fn lag_reads_survive_a_broker_restart() {
     assert_eq!(before.total_lag(), Some(20));
 
     // Stop the broker: the same reader reports the failure instead of hanging or crashing.
-    let _ = broker.child.kill();
-    let _ = broker.child.wait();
+    broker.stop();
     assert!(
         read(reader.clone()).await.is_err(),
         "a stopped broker is an error"
     );
     // Restart it on the same port and database: the same reader recovers.
-    let port: u16 = broker
-        .bootstrap
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let dir = broker.dir.clone();
-    std::mem::forget(broker);
-    let broker = start_broker_at(dir, port);
+    broker.restart();
     let mut after = Err(catchup::sensors::SensorError::NoData {
         sensor: "lag",
         reason: "not read".into(),

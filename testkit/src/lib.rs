@@ -1,0 +1,127 @@
+//! Test support shared by catchup's test suites: a tansu 0.6.0 broker (SQLite engine) in a temporary
+//! directory on a free loopback port, stopped and cleaned up on drop, and restartable on the same
+//! port and database.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running tansu broker.
+pub struct Broker {
+    child: Option<Child>,
+    /// `127.0.0.1:PORT`.
+    pub bootstrap: String,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The tansu binary: `$TANSU`, else `~/.cargo/bin/tansu`, else `tansu` on the PATH.
+pub fn tansu() -> PathBuf {
+    if let Ok(p) = std::env::var("TANSU") {
+        return PathBuf::from(p);
+    }
+    let cargo_bin =
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/tansu");
+    if cargo_bin.exists() {
+        cargo_bin
+    } else {
+        PathBuf::from("tansu")
+    }
+}
+
+impl Broker {
+    /// Starts a broker with a fresh database; `name` keeps concurrent tests apart.
+    pub fn start(name: &str) -> Broker {
+        let dir = std::env::temp_dir().join(format!("catchup-tansu-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("broker dir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut b = Broker {
+            child: None,
+            bootstrap: format!("127.0.0.1:{port}"),
+            port,
+            dir,
+        };
+        b.restart();
+        b
+    }
+
+    /// Kills the broker (like a crash); the database stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker (again) on the same port and database, waiting until it listens.
+    pub fn restart(&mut self) {
+        self.stop();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(tansu())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "sqlite://tansu.db",
+            ])
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start tansu ({}): {e}; scripts/test.sh installs it",
+                    tansu().display()
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&self.bootstrap).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {}",
+                self.bootstrap
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broker_starts_stops_and_restarts_on_the_same_port() {
+        let mut b = Broker::start("testkit");
+        assert!(std::net::TcpStream::connect(&b.bootstrap).is_ok());
+        b.stop();
+        assert!(
+            std::net::TcpStream::connect(&b.bootstrap).is_err(),
+            "stopped"
+        );
+        b.restart();
+        assert!(
+            std::net::TcpStream::connect(&b.bootstrap).is_ok(),
+            "listening again"
+        );
+        let dir = b.dir.clone();
+        drop(b);
+        assert!(!dir.exists(), "cleaned up");
+    }
+}
