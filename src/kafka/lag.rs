@@ -294,3 +294,65 @@ fn assemble(
         unavailable: unavailable_parts,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(topic: &str, partition: i32, offset: i64) -> ffi::PartitionAnswer {
+        ffi::PartitionAnswer {
+            topic: topic.into(),
+            partition,
+            offset,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn deleted_topics_and_unreadable_partitions_are_reported_not_counted() {
+        let mut shared = Shared {
+            partitions: vec![("kept".into(), 0), ("kept".into(), 1)],
+            ..Shared::default()
+        };
+        shared.ends.insert(("kept".into(), 0), Ok(10));
+        shared
+            .ends
+            .insert(("kept".into(), 1), Err("leader not available".into()));
+        shared.starts.insert(("kept".into(), 0), Ok(0));
+        shared.missing.push((
+            "gone".into(),
+            "gone: the topic does not exist (deleted?)".into(),
+        ));
+        let g = assemble(
+            "g",
+            vec![answer("kept", 0, 4), answer("gone", 0, 7)],
+            &shared,
+            Timestamp(0),
+        );
+        assert_eq!(g.partitions.len(), 1);
+        assert_eq!(g.partitions[0].lag(), Some(6));
+        assert_eq!(
+            g.unavailable,
+            vec![
+                "gone: the topic does not exist (deleted?)".to_string(),
+                "kept-1: leader not available".to_string()
+            ]
+        );
+        assert_eq!(
+            g.total_lag(),
+            None,
+            "unknown, never a partial sum passed off as the total"
+        );
+        let clean = assemble(
+            "g",
+            vec![answer("kept", 0, 4)],
+            &Shared {
+                partitions: vec![("kept".into(), 0)],
+                ends: shared.ends.clone(),
+                ..Shared::default()
+            },
+            Timestamp(0),
+        );
+        assert_eq!(clean.total_lag(), Some(6));
+    }
+}

@@ -106,9 +106,11 @@ pub struct GroupOffsets {
 
 impl GroupOffsets {
     /// Total lag in records, or `None` if any partition has no committed offset (the lag is then unknown:
-    /// it depends on the consumer's `auto.offset.reset`) or could not be read.
+    /// it depends on the consumer's `auto.offset.reset`), could not be read, or the group has no
+    /// committed partition at all.
     pub fn total_lag(&self) -> Option<i64> {
-        if !self.unavailable.is_empty() {
+        // No partition at all (the group never committed): unknown, not drained.
+        if !self.unavailable.is_empty() || self.partitions.is_empty() {
             return None;
         }
         self.partitions.iter().map(PartitionOffsets::lag).sum()
