@@ -280,14 +280,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             speed,
             state_dir,
         } => {
-            let scenario_file =
-                scenario.unwrap_or_else(|| PathBuf::from("scenarios/2025-11-replay.toml"));
+            let state_dir = state_dir.unwrap_or_else(catchup::service::demo_state_dir);
+            let scenario_file = match scenario {
+                Some(file) => file,
+                None => {
+                    // The built-in replay, so the demo runs from any directory.
+                    std::fs::create_dir_all(&state_dir)
+                        .with_context(|| format!("cannot create {}", state_dir.display()))?;
+                    let file = state_dir.join("2025-11-replay.toml");
+                    std::fs::write(&file, include_str!("../scenarios/2025-11-replay.toml"))
+                        .with_context(|| format!("cannot write {}", file.display()))?;
+                    file
+                }
+            };
             let config = RunConfig {
                 mode: Mode::Active,
                 tick: Dur::from_secs(30),
                 sensor_timeout: Dur::from_secs(10),
                 policy,
-                state_dir: state_dir.unwrap_or_else(catchup::service::demo_state_dir),
+                state_dir,
                 api: ApiConfig {
                     listen,
                     ..ApiConfig::default()
