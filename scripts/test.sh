@@ -8,8 +8,9 @@ log() { printf '== %s\n' "$*"; }
 
 # --- what the tests need -------------------------------------------------------------------------
 # The Rust toolchain (with rustfmt and clippy), a C toolchain and make for librdkafka (built by
-# rdkafka-sys), tansu 0.6.0 (the Kafka-compatible broker the tests start) and kafka-python (an
-# independent client to cross-check lag). Each is skipped when present.
+# rdkafka-sys), tansu 0.6.0 (the Kafka-compatible broker the tests start), kafka-python (an
+# independent client to cross-check lag), and Prometheus with the node exporter (Debian packages).
+# Each is skipped when present.
 need_rust() {
   if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust (https://rustup.rs), then rerun" >&2
@@ -56,10 +57,25 @@ need_python_clients() {
   fi
 }
 
+need_prometheus() {
+  if ! command -v prometheus >/dev/null 2>&1 || ! command -v prometheus-node-exporter >/dev/null 2>&1; then
+    log "installing prometheus and prometheus-node-exporter (Debian packages)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-node-exporter
+  fi
+  # The packages start system services on their default ports; the tests start their own on free
+  # ports, so the services are not needed.
+  if command -v service >/dev/null 2>&1; then
+    service prometheus stop >/dev/null 2>&1 || true
+    service prometheus-node-exporter stop >/dev/null 2>&1 || true
+  fi
+}
+
 need_rust
 need_c_toolchain
 need_tansu
 need_python_clients
+need_prometheus
 
 # --- checks --------------------------------------------------------------------------------------
 log "cargo fmt --check"

@@ -180,6 +180,10 @@ pub enum DiskConfig {
         /// The file.
         path: PathBuf,
     },
+    /// Prometheus instant queries (see `catchup::sensors::prometheus`): `url`, `used_bytes_query`,
+    /// `capacity_bytes_query`, `broker_label`, optional `brokers` map. Gives no copy lag, so
+    /// retention is never lowered with it alone (invariant 5).
+    Prometheus(crate::sensors::prometheus::PrometheusConfig),
 }
 
 fn default_speed() -> f64 {
@@ -292,6 +296,10 @@ impl RunConfig {
                 disk: DiskConfig::File { path },
                 ..
             } => fix(path),
+            ClusterConfig::Kafka {
+                disk: DiskConfig::Prometheus(_),
+                ..
+            } => {}
         }
     }
 

@@ -490,14 +490,13 @@ fn snapshot(
             catchup::sim::run::observe(&live.cluster, &policy)?
         }
         ClusterConfig::Kafka { kafka, disk } => {
-            let catchup::config::DiskConfig::File { path } = disk;
             let timeout = std::time::Duration::from_millis(config.effective_sensor_timeout().0);
             let cluster = catchup::kafka::cluster::KafkaCluster::new(
                 kafka,
                 timeout,
                 &config.state_dir,
                 policy.clone(),
-                catchup::sensors::file::FileDiskSource::new(path.clone()),
+                catchup::sensors::AnyDiskSource::from_config(disk, timeout),
             )?;
             runtime()?.block_on(catchup::runtime::observe_once(&cluster, &policy, timeout))
         }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::kafka::cluster::KafkaCluster;
 use crate::runtime::{Clock, ClusterIo, Controller, Runtime, RuntimeError, WallClock};
-use crate::sensors::file::FileDiskSource;
+use crate::sensors::AnyDiskSource;
 use crate::sim::Scenario;
 use crate::sim::live::LiveSim;
 
@@ -104,14 +104,13 @@ pub async fn run(
             result
         }
         (ClusterConfig::Kafka { kafka, disk }, _) => {
-            let crate::config::DiskConfig::File { path } = disk;
             let timeout = Duration::from_millis(config.effective_sensor_timeout().0);
             let cluster = KafkaCluster::new(
                 kafka,
                 timeout,
                 &config.state_dir,
                 policy.clone(),
-                FileDiskSource::new(path.clone()),
+                AnyDiskSource::from_config(disk, timeout),
             )
             .map_err(|e| ServiceError::Token(format!("cannot set up the Kafka adapters: {e}")))?;
             for (topic, phase) in cluster

@@ -11,10 +11,9 @@ use super::topics::TopicAdmin;
 use crate::actuators::{ActuatorError, GateActuator, RetentionActuator, RetentionChange};
 use crate::policy::{GroupDecision, Policy, RetentionTarget};
 use crate::runtime::wall_now;
-use crate::sensors::file::FileDiskSource;
 use crate::sensors::{
-    BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, GroupOffsets, LagSensor, SensorError,
-    TopicConfigSensor, TopicConfigs,
+    AnyDiskSource, BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, GroupOffsets, LagSensor,
+    SensorError, TopicConfigSensor, TopicConfigs,
 };
 use crate::store::StateDir;
 
@@ -24,7 +23,7 @@ pub struct KafkaCluster {
     topics: TopicAdmin,
     store: StateDir,
     policy: Policy,
-    disk: FileDiskSource,
+    disk: AnyDiskSource,
 }
 
 impl KafkaCluster {
@@ -34,7 +33,7 @@ impl KafkaCluster {
         timeout: std::time::Duration,
         state_dir: &Path,
         policy: Policy,
-        disk: FileDiskSource,
+        disk: AnyDiskSource,
     ) -> Result<KafkaCluster, SensorError> {
         let store = StateDir::open(state_dir).map_err(|e| SensorError::Unavailable {
             sensor: "state",

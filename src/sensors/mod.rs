@@ -8,6 +8,7 @@
 pub mod config_source;
 pub mod file;
 mod observation;
+pub mod prometheus;
 
 use std::future::Future;
 
@@ -81,4 +82,48 @@ pub trait TopicConfigSensor: Send + Sync {
         &self,
         topics: &[String],
     ) -> impl Future<Output = Result<Vec<TopicConfigs>, SensorError>> + Send;
+}
+
+/// The disk source a configuration names.
+#[derive(Clone, Debug)]
+pub enum AnyDiskSource {
+    /// A JSON file.
+    File(file::FileDiskSource),
+    /// Prometheus.
+    Prometheus(prometheus::PrometheusDiskSource),
+}
+
+impl AnyDiskSource {
+    /// The source for `config`, each read answering within `timeout`.
+    pub fn from_config(
+        config: &crate::config::DiskConfig,
+        timeout: std::time::Duration,
+    ) -> AnyDiskSource {
+        match config {
+            crate::config::DiskConfig::File { path } => {
+                AnyDiskSource::File(file::FileDiskSource::new(path.clone()))
+            }
+            crate::config::DiskConfig::Prometheus(p) => {
+                AnyDiskSource::Prometheus(prometheus::PrometheusDiskSource::new(p.clone(), timeout))
+            }
+        }
+    }
+}
+
+impl DiskSensor for AnyDiskSource {
+    async fn read_disks(&self) -> Result<Vec<BrokerDisk>, SensorError> {
+        match self {
+            AnyDiskSource::File(s) => s.read_disks().await,
+            AnyDiskSource::Prometheus(s) => s.read_disks().await,
+        }
+    }
+}
+
+impl CopyLagSensor for AnyDiskSource {
+    async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
+        match self {
+            AnyDiskSource::File(s) => s.read_copy_lag().await,
+            AnyDiskSource::Prometheus(s) => s.read_copy_lag().await,
+        }
+    }
 }

@@ -5,6 +5,7 @@
 mod api;
 mod cli;
 mod kafka;
+mod prometheus;
 mod simulation;
 
 use std::path::PathBuf;

@@ -1,0 +1,163 @@
+//! Disk use from Prometheus (MSK Open Monitoring's node exporter on port 11002, or any
+//! Prometheus-compatible store): two instant queries, one for used bytes and one for the volume size,
+//! mapped to brokers by a label. Each reading carries the sample's own timestamp, so a target that
+//! stops reporting goes stale (Prometheus marks its series stale and the query returns nothing for
+//! it) instead of being read as zero.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, SensorError};
+use crate::units::Timestamp;
+
+/// Configuration of the Prometheus disk source (`[cluster.disk] kind = "prometheus"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// Base URL, e.g. `http://prometheus:9090`.
+    pub url: String,
+    /// PromQL giving used bytes of each broker's log volume, e.g.
+    /// `node_filesystem_size_bytes{mountpoint="/kafka"} - node_filesystem_avail_bytes{mountpoint="/kafka"}`.
+    pub used_bytes_query: String,
+    /// PromQL giving the size of each broker's log volume, e.g.
+    /// `node_filesystem_size_bytes{mountpoint="/kafka"}`.
+    pub capacity_bytes_query: String,
+    /// The label that tells brokers apart (e.g. `instance`).
+    pub broker_label: String,
+    /// Label value to broker id; without it the label value itself must be the broker id.
+    #[serde(default)]
+    pub brokers: BTreeMap<String, i32>,
+}
+
+/// Reads disk use from Prometheus.
+#[derive(Clone, Debug)]
+pub struct PrometheusDiskSource {
+    config: PrometheusConfig,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    status: String,
+    #[serde(default)]
+    data: Option<AnswerData>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AnswerData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: Vec<Sample>,
+}
+
+#[derive(Deserialize)]
+struct Sample {
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+impl PrometheusDiskSource {
+    /// A source for `config`, each query answering within `timeout`.
+    pub fn new(config: PrometheusConfig, timeout: Duration) -> PrometheusDiskSource {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .unwrap_or_default();
+        PrometheusDiskSource { config, http }
+    }
+
+    /// Broker id -> (value, sample time) for an instant query.
+    async fn query(&self, promql: &str) -> Result<BTreeMap<i32, (f64, Timestamp)>, SensorError> {
+        let unavailable = |reason: String| SensorError::Unavailable {
+            sensor: "disk",
+            reason: format!("prometheus {}: {reason}", self.config.url),
+        };
+        let url = format!("{}/api/v1/query", self.config.url.trim_end_matches('/'));
+        let resp = self
+            .http
+            .get(&url)
+            .query(&[("query", promql)])
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let status = resp.status();
+        let answer: Answer = resp
+            .json()
+            .await
+            .map_err(|e| unavailable(format!("HTTP {status}, not a query answer: {e}")))?;
+        if answer.status != "success" {
+            return Err(unavailable(answer.error.unwrap_or(answer.status)));
+        }
+        let data = answer
+            .data
+            .ok_or_else(|| unavailable("no data in the answer".into()))?;
+        if data.result_type != "vector" {
+            return Err(unavailable(format!(
+                "the query must give an instant vector, not a {}",
+                data.result_type
+            )));
+        }
+        let mut out = BTreeMap::new();
+        for s in data.result {
+            let Some(label) = s.metric.get(&self.config.broker_label) else {
+                continue;
+            };
+            let broker = match self.config.brokers.get(label) {
+                Some(id) => *id,
+                None => match label.parse::<i32>() {
+                    Ok(id) => id,
+                    Err(_) => continue,
+                },
+            };
+            let value: f64 = s
+                .value
+                .1
+                .parse()
+                .map_err(|_| unavailable(format!("{:?} is not a number", s.value.1)))?;
+            out.insert(broker, (value, Timestamp((s.value.0 * 1000.0) as i64)));
+        }
+        if out.is_empty() {
+            return Err(SensorError::NoData {
+                sensor: "disk",
+                reason: format!(
+                    "prometheus {}: no series with label {:?} for {promql}",
+                    self.config.url, self.config.broker_label
+                ),
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl DiskSensor for PrometheusDiskSource {
+    async fn read_disks(&self) -> Result<Vec<BrokerDisk>, SensorError> {
+        let (used, capacity) = tokio::join!(
+            self.query(&self.config.used_bytes_query),
+            self.query(&self.config.capacity_bytes_query)
+        );
+        let (used, capacity) = (used?, capacity?);
+        Ok(used
+            .into_iter()
+            .filter_map(|(broker, (used, at))| {
+                let (capacity, _) = capacity.get(&broker)?;
+                Some(BrokerDisk {
+                    broker,
+                    used_bytes: used.max(0.0) as u64,
+                    capacity_bytes: capacity.max(0.0) as u64,
+                    sampled_at: at,
+                    source: DiskSource::Prometheus,
+                })
+            })
+            .collect())
+    }
+}
+
+impl CopyLagSensor for PrometheusDiskSource {
+    async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
+        Err(SensorError::NoData { sensor: "copy_lag", reason: "the Prometheus source reads disk use only; without copy lag the controller never lowers retention".into() })
+    }
+}
