@@ -151,6 +151,8 @@ impl Default for GateConfig {
 /// The cluster the controller reads and acts on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+// One value per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum ClusterConfig {
     /// The built-in simulator running a scenario, at `speed` times real time.
     Simulator {
