@@ -9,57 +9,11 @@ use catchup::policy::{Gate, GroupPolicy, Policy, RateUnit};
 use catchup::runtime::{Controller, WallClock};
 use catchup::units::{Dur, Timestamp};
 use catchup_client::{GateClient, GatedConsumer};
-use catchup_testkit::Broker;
+use catchup_testkit::{Broker, create_topic, produce_spread};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 fn start_broker(name: &str) -> Broker {
     Broker::start(name)
-}
-
-async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client");
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("create topics");
-    for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
-    }
-}
-
-async fn produce(bootstrap: &str, topic: &str, count: usize) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    // Enqueue everything (librdkafka batches it into multi-record batches), then wait for delivery.
-    let mut deliveries = Vec::with_capacity(count);
-    for i in 0..count {
-        let key = i.to_string();
-        let record = FutureRecord::to(topic).key(&key).payload("x");
-        deliveries.push(
-            producer
-                .send_result(record)
-                .map_err(|(e, _)| e)
-                .expect("enqueued"),
-        );
-    }
-    for d in deliveries {
-        d.await
-            .expect("not cancelled")
-            .map_err(|(e, _)| e)
-            .expect("delivered");
-    }
 }
 
 /// The catchup API with one group's gate, published by hand (no control loop).
@@ -139,8 +93,8 @@ async fn consume_for(c: &mut GatedConsumer, secs: f64) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_consumer_runs_at_the_gates_rate() {
     let broker = start_broker("rate");
-    create_topic(&broker.bootstrap, "events", 3).await;
-    produce(&broker.bootstrap, "events", 12_000).await;
+    create_topic(&broker.bootstrap, "events", 3, &[]).await;
+    produce_spread(&broker.bootstrap, "events", 12_000).await;
     let (url, ctl) = gate_server("rate-group").await;
     publish(
         &ctl,
@@ -179,7 +133,7 @@ async fn a_throttled_consumer_runs_at_the_gates_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_delivered_while_paused_even_across_a_rebalance() {
     let broker = start_broker("pause");
-    create_topic(&broker.bootstrap, "events", 4).await;
+    create_topic(&broker.bootstrap, "events", 4, &[]).await;
     let (url, ctl) = gate_server("pause-group").await;
     publish(&ctl, "pause-group", Gate::Paused);
     let mut a = consumer(
@@ -189,7 +143,7 @@ async fn nothing_is_delivered_while_paused_even_across_a_rebalance() {
         GateClient::spawn(&url, "pause-group", 10.0),
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    produce(&broker.bootstrap, "events", 400).await;
+    produce_spread(&broker.bootstrap, "events", 400).await;
     assert_eq!(
         consume_for(&mut a, 4.0).await,
         0,
@@ -224,28 +178,6 @@ async fn nothing_is_delivered_while_paused_even_across_a_rebalance() {
     );
 }
 
-async fn create_tiered(bootstrap: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin");
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1))
-        .set("remote.storage.enable", "true")
-        .set("local.retention.ms", "14400000")
-        .set("retention.ms", "259200000")
-        .set("cleanup.policy", "delete");
-    for r in admin
-        .create_topics(
-            &[new],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("create")
-    {
-        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
-    }
-}
-
 fn write_disk(path: &std::path::Path, percent: u64) {
     let brokers: Vec<String> = (1..=3)
         .map(|b| format!(r#"{{"broker": {b}, "used_bytes": {percent}0, "capacity_bytes": 1000, "copy_lag_bytes": 0}}"#))
@@ -269,9 +201,20 @@ async fn get(url: &str) -> serde_json::Value {
 async fn end_to_end_throttle_lower_drain_restore() {
     let broker = start_broker("e2e");
     let b = broker.bootstrap.clone();
-    create_topic(&b, "events", 3).await;
-    create_tiered(&b, "enriched").await;
-    produce(&b, "events", 3000).await;
+    create_topic(&b, "events", 3, &[]).await;
+    create_topic(
+        &b,
+        "enriched",
+        1,
+        &[
+            ("remote.storage.enable", "true"),
+            ("local.retention.ms", "14400000"),
+            ("retention.ms", "259200000"),
+            ("cleanup.policy", "delete"),
+        ],
+    )
+    .await;
+    produce_spread(&b, "events", 3000).await;
 
     let dir = std::env::temp_dir().join(format!("catchup-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

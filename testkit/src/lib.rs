@@ -7,6 +7,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
 /// A running tansu broker.
 pub struct Broker {
     child: Option<Child>,
@@ -99,6 +104,69 @@ impl Broker {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// Creates `topic` with `partitions` partitions and the given topic configs.
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for r in admin
+        .create_topics(&[new], &options)
+        .await
+        .expect("create topics")
+    {
+        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
+    }
+}
+
+/// Produces `per_partition[i]` records to partition `i`, batched by librdkafka.
+pub async fn produce(bootstrap: &str, topic: &str, per_partition: &[usize]) {
+    let records = per_partition
+        .iter()
+        .enumerate()
+        .flat_map(|(p, n)| std::iter::repeat_n(Some(p as i32), *n));
+    send(bootstrap, topic, records).await;
+}
+
+/// Produces `count` records, spread over the partitions by the default partitioner.
+pub async fn produce_spread(bootstrap: &str, topic: &str, count: usize) {
+    send(bootstrap, topic, std::iter::repeat_n(None, count)).await;
+}
+
+async fn send(bootstrap: &str, topic: &str, partitions: impl Iterator<Item = Option<i32>>) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .create()
+        .expect("producer");
+    // Enqueue everything (multi-record batches), then wait for every delivery.
+    let mut deliveries = Vec::new();
+    for (i, partition) in partitions.enumerate() {
+        let key = i.to_string();
+        let mut record = FutureRecord::to(topic).key(&key).payload("payload");
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        deliveries.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueued"),
+        );
+    }
+    for d in deliveries {
+        d.await
+            .expect("not cancelled")
+            .map_err(|(e, _)| e)
+            .expect("delivered");
     }
 }
 

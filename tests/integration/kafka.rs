@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use catchup_testkit::Broker;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use catchup_testkit::{Broker, create_topic, produce};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
@@ -18,54 +17,6 @@ use super::{catchup, stderr, stdout};
 /// Starts tansu with its SQLite engine on a free loopback port.
 fn start_broker(name: &str) -> Broker {
     Broker::start(name)
-}
-
-async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin");
-    for r in admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("create topics")
-    {
-        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
-    }
-}
-
-/// Produces `per_partition[i]` records to partition i, in multi-record batches.
-async fn produce(bootstrap: &str, topic: &str, per_partition: &[usize]) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .create()
-        .expect("producer");
-    let mut deliveries = Vec::new();
-    for (partition, n) in per_partition.iter().enumerate() {
-        for i in 0..*n {
-            let key = format!("{partition}-{i}");
-            let record = FutureRecord::to(topic)
-                .key(&key)
-                .payload("payload")
-                .partition(partition as i32);
-            deliveries.push(
-                producer
-                    .send_result(record)
-                    .map_err(|(e, _)| e)
-                    .expect("enqueued"),
-            );
-        }
-    }
-    for d in deliveries {
-        d.await
-            .expect("not cancelled")
-            .map_err(|(e, _)| e)
-            .expect("delivered");
-    }
 }
 
 fn commit(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
@@ -102,7 +53,7 @@ fn python_lag(bootstrap: &str, group: &str) -> BTreeMap<String, (Option<i64>, i6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_is_exact_and_matches_kafka_python() {
     let broker = start_broker("lag");
-    create_topic(&broker.bootstrap, "orders", 3).await;
+    create_topic(&broker.bootstrap, "orders", 3, &[]).await;
     produce(&broker.bootstrap, "orders", &[40, 25, 10]).await;
     commit(&broker.bootstrap, "billing", "orders", &[(0, 15), (1, 25)]);
     commit(&broker.bootstrap, "idle", "orders", &[(2, 3)]);
@@ -201,27 +152,6 @@ fn an_unreachable_broker_is_a_clear_error() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-async fn create_topic_with(bootstrap: &str, topic: &str, configs: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin");
-    let mut new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
-    for (k, v) in configs {
-        new = new.set(k, v);
-    }
-    for r in admin
-        .create_topics(
-            &[new],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("create")
-    {
-        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
-    }
-}
-
 async fn describe(bootstrap: &str, topic: &str) -> BTreeMap<String, (Option<String>, String)> {
     use rdkafka::admin::ResourceSpecifier;
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -266,8 +196,8 @@ async fn lower_and_restore_bring_back_exactly_the_original_configs() {
     let b = broker.bootstrap.as_str();
     let mut explicit = TIERED.to_vec();
     explicit.push(("local.retention.ms", "14400000"));
-    create_topic_with(b, "explicit", &explicit).await;
-    create_topic_with(b, "inherited", &TIERED).await;
+    create_topic(b, "explicit", 1, &explicit).await;
+    create_topic(b, "inherited", 1, &TIERED).await;
     let dir = state_dir("lower");
     for topic in ["explicit", "inherited"] {
         let before = describe(b, topic).await;
@@ -348,10 +278,10 @@ async fn lower_and_restore_bring_back_exactly_the_original_configs() {
 async fn refusals_untiered_below_the_floor_and_after_an_outside_change() {
     let broker = start_broker("refusals");
     let b = broker.bootstrap.as_str();
-    create_topic_with(b, "plain", &[("local.retention.ms", "14400000")]).await;
+    create_topic(b, "plain", 1, &[("local.retention.ms", "14400000")]).await;
     let mut tiered = TIERED.to_vec();
     tiered.push(("local.retention.ms", "14400000"));
-    create_topic_with(b, "tiered", &tiered).await;
+    create_topic(b, "tiered", 1, &tiered).await;
     let dir = state_dir("refusals");
 
     let out = retention(&[
@@ -473,7 +403,7 @@ async fn a_crash_between_journal_and_alter_or_alter_and_verify_is_finished_on_th
     let b = broker.bootstrap.as_str();
     let mut tiered = TIERED.to_vec();
     tiered.push(("local.retention.ms", "14400000"));
-    create_topic_with(b, "t", &tiered).await;
+    create_topic(b, "t", 1, &tiered).await;
     let original = describe(b, "t").await;
     for (point, expect_value) in [("after-intent", "14400000"), ("after-alter", "7200000")] {
         let dir = state_dir(point);
@@ -549,7 +479,7 @@ async fn a_crash_between_journal_and_alter_or_alter_and_verify_is_finished_on_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_membership_falls_back_when_the_broker_cannot_say() {
     let broker = start_broker("members");
-    create_topic(&broker.bootstrap, "orders", 1).await;
+    create_topic(&broker.bootstrap, "orders", 1, &[]).await;
     commit(&broker.bootstrap, "billing", "orders", &[(0, 0)]);
     let conn = catchup::kafka::Connection {
         bootstrap_servers: broker.bootstrap.clone(),
@@ -578,7 +508,7 @@ async fn group_membership_falls_back_when_the_broker_cannot_say() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_reads_survive_a_broker_restart() {
     let mut broker = start_broker("restart");
-    create_topic(&broker.bootstrap, "orders", 2).await;
+    create_topic(&broker.bootstrap, "orders", 2, &[]).await;
     produce(&broker.bootstrap, "orders", &[30, 20]).await;
     commit(&broker.bootstrap, "billing", "orders", &[(0, 10), (1, 20)]);
     let conn = catchup::kafka::Connection {
