@@ -72,12 +72,7 @@ pub fn draw(file: &Path, outcome: &Outcome, policy: &Policy) -> Result<(), PlotE
             .label(format!("{label} {level}%"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    draw_legend(&mut chart)?;
 
     single_line(
         &panels[1],
@@ -131,12 +126,7 @@ pub fn draw(file: &Path, outcome: &Outcome, policy: &Policy) -> Result<(), PlotE
             .label(topic.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    draw_legend(&mut chart)?;
     root.present().map_err(err)?;
     Ok(())
 }
@@ -167,4 +157,19 @@ fn single_line(
         ))
         .map_err(err)?;
     Ok(())
+}
+
+/// The legend box of a panel.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
 }

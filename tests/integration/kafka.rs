@@ -177,6 +177,23 @@ fn retention(args: &[&str]) -> std::process::Output {
     catchup(&full)
 }
 
+/// `catchup retention lower` of `topic` to `to`.
+fn lower(bootstrap: &str, dir: &str, topic: &str, to: &str, reason: &str) -> std::process::Output {
+    retention(&[
+        "lower",
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--to",
+        to,
+        "--state-dir",
+        dir,
+        "--reason",
+        reason,
+    ])
+}
+
 fn state_dir(name: &str) -> String {
     let d = std::env::temp_dir().join(format!("catchup-retention-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -201,19 +218,7 @@ async fn lower_and_restore_bring_back_exactly_the_original_configs() {
     let dir = state_dir("lower");
     for topic in ["explicit", "inherited"] {
         let before = describe(b, topic).await;
-        let out = retention(&[
-            "lower",
-            "--bootstrap-server",
-            b,
-            "--topic",
-            topic,
-            "--to",
-            "2h",
-            "--state-dir",
-            &dir,
-            "--reason",
-            "test",
-        ]);
+        let out = lower(b, &dir, topic, "2h", "test");
         assert!(out.status.success(), "{}", stderr(&out));
         let lowered = describe(b, topic).await;
         assert_eq!(lowered["local.retention.ms"].0.as_deref(), Some("7200000"));
@@ -284,38 +289,14 @@ async fn refusals_untiered_below_the_floor_and_after_an_outside_change() {
     create_topic(b, "tiered", 1, &tiered).await;
     let dir = state_dir("refusals");
 
-    let out = retention(&[
-        "lower",
-        "--bootstrap-server",
-        b,
-        "--topic",
-        "plain",
-        "--to",
-        "2h",
-        "--state-dir",
-        &dir,
-        "--reason",
-        "x",
-    ]);
+    let out = lower(b, &dir, "plain", "2h", "x");
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("remote.storage.enable is not true"),
         "{}",
         stderr(&out)
     );
-    let out = retention(&[
-        "lower",
-        "--bootstrap-server",
-        b,
-        "--topic",
-        "tiered",
-        "--to",
-        "10m",
-        "--state-dir",
-        &dir,
-        "--reason",
-        "x",
-    ]);
+    let out = lower(b, &dir, "tiered", "10m", "x");
     assert!(
         stderr(&out).contains("below the floor of 1h"),
         "{}",
@@ -329,19 +310,7 @@ async fn refusals_untiered_below_the_floor_and_after_an_outside_change() {
     );
 
     // We lower; a person sets another value; we must never overwrite them.
-    let out = retention(&[
-        "lower",
-        "--bootstrap-server",
-        b,
-        "--topic",
-        "tiered",
-        "--to",
-        "2h",
-        "--state-dir",
-        &dir,
-        "--reason",
-        "x",
-    ]);
+    let out = lower(b, &dir, "tiered", "2h", "x");
     assert!(out.status.success(), "{}", stderr(&out));
     let admin = catchup::kafka::TopicAdmin::new(
         &catchup::kafka::Connection {
@@ -358,19 +327,7 @@ async fn refusals_untiered_below_the_floor_and_after_an_outside_change() {
             &catchup::kafka::ffi::AlterOp::Set("10800000".into()),
         )
         .unwrap();
-    let out = retention(&[
-        "lower",
-        "--bootstrap-server",
-        b,
-        "--topic",
-        "tiered",
-        "--to",
-        "1h",
-        "--state-dir",
-        &dir,
-        "--reason",
-        "x",
-    ]);
+    let out = lower(b, &dir, "tiered", "1h", "x");
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("changed by someone else"),
