@@ -508,11 +508,11 @@ fn render_observation(obs: &catchup::sensors::Observation) -> String {
     let mut out = String::from("disks:\n");
     for d in &obs.disks {
         out.push_str(&format!(
-            "  broker {:>3}: {:5.1}% of {} (sampled {} ms, {:?})\n",
+            "  broker {:>3}: {:5.1}% of {} (sampled {}, {:?})\n",
             d.broker,
             d.used_percent(),
             catchup::units::Bytes(d.capacity_bytes),
-            d.sampled_at.0,
+            d.sampled_at.rfc3339(),
             d.source
         ));
     }
