@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 log() { printf '== %s\n' "$*"; }
 
 # --- what the tests need -------------------------------------------------------------------------
-# The Rust toolchain (with rustfmt and clippy), a C toolchain and make for librdkafka (built by
-# rdkafka-sys), tansu 0.6.0 (the Kafka-compatible broker the tests start), kafka-python (an
-# independent client to cross-check lag), and Prometheus with the node exporter (Debian packages).
-# Each is skipped when present.
+# The Rust toolchain (with rustfmt and clippy), a C toolchain, make and OpenSSL headers for
+# librdkafka (built by rdkafka-sys, with TLS), tansu 0.6.0 (the Kafka-compatible broker the tests
+# start), kafka-python (an independent client to cross-check lag), AWS's MSK IAM signer (to
+# cross-check our tokens), moto's server (the MSK control plane for discovery tests), and
+# Prometheus with the node exporter (Debian packages). Each is skipped when present.
 need_rust() {
   if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust (https://rustup.rs), then rerun" >&2
@@ -48,12 +49,24 @@ need_c_toolchain() {
       break
     fi
   done
+  if ! pkg-config --exists openssl 2>/dev/null; then
+    log "installing libssl-dev and pkg-config (librdkafka's TLS, needed by MSK)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config
+  fi
 }
 
 need_python_clients() {
   if ! python3 -c 'import kafka' >/dev/null 2>&1; then
     log "installing kafka-python (the independent lag cross-check)"
     python3 -m pip install --quiet kafka-python
+  fi
+  if ! python3 -c 'import aws_msk_iam_sasl_signer' >/dev/null 2>&1; then
+    log "installing aws-msk-iam-sasl-signer-python (the independent MSK IAM token cross-check)"
+    python3 -m pip install --quiet aws-msk-iam-sasl-signer-python
+  fi
+  if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
+    log "installing moto[server] (serves the MSK control plane for the discovery tests)"
+    python3 -m pip install --quiet 'moto[server]'
   fi
 }
 

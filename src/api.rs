@@ -384,12 +384,12 @@ async fn create_override(
             if let OverrideScope::Group(g) = scope {
                 group_scope(&ctl, Some(g))?;
             }
-            if let OverrideAction::FixedRate { rate } = action {
-                if !(rate.is_finite() && *rate > 0.0) {
-                    return Err(ApiError::invalid(format!(
-                        "rate = {rate}: must be a positive number per second"
-                    )));
-                }
+            if let OverrideAction::FixedRate { rate } = action
+                && !(rate.is_finite() && *rate > 0.0)
+            {
+                return Err(ApiError::invalid(format!(
+                    "rate = {rate}: must be a positive number per second"
+                )));
             }
         }
     }

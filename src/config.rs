@@ -234,10 +234,10 @@ impl RunConfig {
 
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>, p: &mut Problems) {
         let mut set = |name: &str, apply: &mut dyn FnMut(&str) -> Result<(), String>| {
-            if let Some(v) = env(name) {
-                if let Err(why) = apply(&v) {
-                    p.0.push(Problem::field(format!("${name}"), format!("{v:?}"), why));
-                }
+            if let Some(v) = env(name)
+                && let Err(why) = apply(&v)
+            {
+                p.0.push(Problem::field(format!("${name}"), format!("{v:?}"), why));
             }
         };
         set("CATCHUP_MODE", &mut |v| v.parse().map(|m| self.mode = m));

@@ -14,6 +14,7 @@
 //! - [`actuators`]: the consumer gate and the retention guard, as traits;
 //! - [`sim`]: a deterministic tiered-storage cluster that implements the same traits, scenarios, the
 //!   `runbook` and `none` baselines, the optimal bound, and plots;
+//! - [`aws`]: MSK discovery, CloudWatch disk and copy lag, MSK IAM tokens;
 //! - [`kafka`]: the real cluster: batched lag through librdkafka's admin API (the only unsafe code,
 //!   in [`kafka::ffi`]);
 //! - [`config_file`]: TOML loading that reports every problem with file, field and value.
@@ -23,6 +24,7 @@
 
 pub mod actuators;
 pub mod api;
+pub mod aws;
 pub mod config;
 pub mod config_file;
 pub mod ctl;

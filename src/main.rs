@@ -124,7 +124,8 @@ struct KafkaArgs {
     /// PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL.
     #[arg(long)]
     security_protocol: Option<String>,
-    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, or AWS_MSK_IAM (MSK IAM from the standard AWS
+    /// credential chain; implies SASL_SSL).
     #[arg(long)]
     sasl_mechanism: Option<String>,
     /// SASL user name.
@@ -136,12 +137,24 @@ struct KafkaArgs {
     /// CA bundle for TLS.
     #[arg(long)]
     ssl_ca_location: Option<String>,
+    /// Region for MSK IAM tokens (default: AWS_REGION or the profile's).
+    #[arg(long)]
+    aws_region: Option<String>,
     /// How long each request may take.
     #[arg(long, default_value = "10s")]
     timeout: String,
 }
 
 impl KafkaArgs {
+    /// The connection, with MSK IAM tokens attached when asked for (inside the runtime).
+    async fn connect(&self) -> anyhow::Result<(catchup::kafka::Connection, std::time::Duration)> {
+        let (conn, timeout) = self.connection()?;
+        let conn = catchup::aws::iam::attach(conn)
+            .await
+            .map_err(|e| anyhow::anyhow!("MSK IAM authentication: {e}"))?;
+        Ok((conn, timeout))
+    }
+
     fn connection(&self) -> anyhow::Result<(catchup::kafka::Connection, std::time::Duration)> {
         let timeout = Dur::parse(&self.timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
         let conn = catchup::kafka::Connection {
@@ -151,6 +164,8 @@ impl KafkaArgs {
             sasl_username: self.sasl_username.clone(),
             sasl_password: self.sasl_password.clone(),
             ssl_ca_location: self.ssl_ca_location.clone(),
+            aws_region: self.aws_region.clone(),
+            tokens: Default::default(),
         };
         Ok((conn, std::time::Duration::from_millis(timeout.0)))
     }
@@ -354,12 +369,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             kafka,
             groups,
             json,
-        } => {
-            let (conn, timeout) = kafka.connection()?;
+        } => runtime()?.block_on(async {
+            let (conn, timeout) = kafka.connect().await?;
             let reader = catchup::kafka::LagReader::new(&conn, timeout)?;
             let now = catchup::runtime::wall_now();
+            let names = groups.clone();
+            let results =
+                tokio::task::spawn_blocking(move || reader.read_groups(&names, now)).await?;
             let mut out = Vec::new();
-            for (g, result) in groups.iter().zip(reader.read_groups(&groups, now)) {
+            for (g, result) in groups.iter().zip(results) {
                 out.push(result.with_context(|| {
                     format!(
                         "reading the lag of group {g:?} from {}",
@@ -369,7 +387,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             print!("{}", render_lag(&out, json)?);
             Ok(ExitCode::SUCCESS)
-        }
+        }),
         Command::Retention { command } => runtime()?.block_on(retention_command(command)),
         Command::Ctl { conn, command } => {
             let out = runtime()?.block_on(catchup::ctl::run(&conn, &command))?;
@@ -640,7 +658,7 @@ async fn retention_command(command: RetentionCommand) -> anyhow::Result<ExitCode
             kafka, state_dir, ..
         } => (kafka, state_dir),
     };
-    let (conn, timeout) = kafka.connection()?;
+    let (conn, timeout) = kafka.connect().await?;
     let admin = catchup::kafka::TopicAdmin::new(&conn, timeout)?;
     let store = catchup::store::StateDir::open(state_dir)?;
     let now = catchup::runtime::wall_now();

@@ -277,10 +277,10 @@ impl GateClient {
     /// The local bucket for `rate`, rebuilt (empty, like the controller's) when the rate changes.
     fn bucket(&self, rate: f64) -> (u32, Arc<Limiter>) {
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((r, b, l)) = &shared.bucket {
-            if (*r - rate).abs() < 1e-9 {
-                return (*b, l.clone());
-            }
+        if let Some((r, b, l)) = &shared.bucket
+            && (*r - rate).abs() < 1e-9
+        {
+            return (*b, l.clone());
         }
         let burst_cells = shared
             .view

@@ -115,14 +115,14 @@ pub fn plan(
                     Dur(floor as u64)
                 )));
             }
-            if let Some(total) = configs.retention_ms() {
-                if *ms > total {
-                    return Err(refuse(format!(
-                        "{} is above retention.ms ({})",
-                        Dur(*ms as u64),
-                        Dur(total as u64)
-                    )));
-                }
+            if let Some(total) = configs.retention_ms()
+                && *ms > total
+            {
+                return Err(refuse(format!(
+                    "{} is above retention.ms ({})",
+                    Dur(*ms as u64),
+                    Dur(total as u64)
+                )));
             }
             let value = ms.to_string();
             if current.is_some_and(|c| {

@@ -7,5 +7,5 @@ mod lag;
 pub mod retention;
 mod topics;
 
-pub use lag::{Connection, LagReader};
+pub use lag::{AWS_MSK_IAM, Admin, Connection, LagReader, TokenSlot};
 pub use topics::TopicAdmin;

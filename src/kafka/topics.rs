@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource as RdSource, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{AdminOptions, ConfigSource as RdSource, ResourceSpecifier};
 
 use super::ffi::{self, AlterOp};
 use super::lag::Connection;
@@ -16,7 +15,7 @@ use crate::units::Timestamp;
 
 /// Reads and changes topic configs.
 pub struct TopicAdmin {
-    admin: AdminClient<DefaultClientContext>,
+    admin: super::lag::Admin,
     timeout: Duration,
 }
 
@@ -31,7 +30,7 @@ impl TopicAdmin {
     /// Connects (lazily).
     pub fn new(conn: &Connection, timeout: Duration) -> Result<TopicAdmin, SensorError> {
         Ok(TopicAdmin {
-            admin: conn.client_config().create().map_err(unavailable)?,
+            admin: conn.admin().map_err(unavailable)?,
             timeout,
         })
     }

@@ -172,10 +172,10 @@ fn a_rising_disk_lowers_retention_stepwise_to_the_floor_and_no_further() {
     for minute in 0..120 {
         let disk = 50.0 + minute as f64 * 0.15; // 9%/h: the throttle start is forecast within the 2h lead
         let d = rig.tick(disk);
-        if let RetentionTarget::Lowered { ms } = d.topics["out"].target {
-            if lowered.last() != Some(&ms) {
-                lowered.push(ms);
-            }
+        if let RetentionTarget::Lowered { ms } = d.topics["out"].target
+            && lowered.last() != Some(&ms)
+        {
+            lowered.push(ms);
         }
     }
     assert_eq!(

@@ -274,17 +274,16 @@ pub fn apply(
             continue;
         };
         let original = state.topics.get(topic).and_then(|t| t.original.as_ref());
-        if let Ok(Some(change)) = retention::plan(topic, &d.target, original, configs, policy) {
-            if ready(sim.apply_retention(topic, &change))
+        if let Ok(Some(change)) = retention::plan(topic, &d.target, original, configs, policy)
+            && ready(sim.apply_retention(topic, &change))
                 .ok_or(SimError::Pending("retention actuator"))?
                 .is_ok()
+        {
+            if matches!(d.target, RetentionTarget::Lowered { ms } if d.current_ms.is_some_and(|c| ms < c))
             {
-                if matches!(d.target, RetentionTarget::Lowered { ms } if d.current_ms.is_some_and(|c| ms < c))
-                {
-                    lowered += 1;
-                } else {
-                    restored += 1;
-                }
+                lowered += 1;
+            } else {
+                restored += 1;
             }
         }
     }
@@ -454,13 +453,11 @@ impl Controller for RunbookController {
                         Some(&original),
                         configs,
                         &self.policy,
-                    ) {
-                        if ready(sim.apply_retention(&topic, &change))
-                            .ok_or(SimError::Pending("retention actuator"))?
-                            .is_ok()
-                        {
-                            self.changes.1 += 1;
-                        }
+                    ) && ready(sim.apply_retention(&topic, &change))
+                        .ok_or(SimError::Pending("retention actuator"))?
+                        .is_ok()
+                    {
+                        self.changes.1 += 1;
                     }
                 }
             }

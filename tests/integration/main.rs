@@ -3,6 +3,7 @@
 //! One test binary (`cargo test --test integration`); modules by subject.
 
 mod api;
+mod aws;
 mod cli;
 mod kafka;
 mod prometheus;
