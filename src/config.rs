@@ -170,6 +170,20 @@ pub enum ClusterConfig {
         /// Where broker disk use and tiered-storage copy lag come from.
         disk: DiskConfig,
     },
+    /// An AWS MSK cluster (`[cluster.msk]`), discovered through the MSK API; disk and copy lag from
+    /// CloudWatch unless `[cluster.disk]` names another source; the Kafka connection from discovery
+    /// unless `[cluster.kafka]` gives one.
+    Msk {
+        /// `cluster_arn`, optional `region`, `endpoint_url`, `auth`, `rediscover`.
+        msk: crate::aws::msk::MskConfig,
+        /// A connection that replaces the discovered one (bootstrap servers required), or adds the
+        /// SCRAM user and password for `auth = "scram"`.
+        #[serde(default)]
+        kafka: Option<crate::kafka::Connection>,
+        /// Disk source; default CloudWatch.
+        #[serde(default)]
+        disk: Option<DiskConfig>,
+    },
 }
 
 /// Disk and copy-lag sources.
@@ -186,6 +200,10 @@ pub enum DiskConfig {
     /// `capacity_bytes_query`, `broker_label`, optional `brokers` map. Gives no copy lag, so
     /// retention is never lowered with it alone (invariant 5).
     Prometheus(crate::sensors::prometheus::PrometheusConfig),
+    /// CloudWatch `KafkaDataLogsDiskUsed` and `RemoteCopyLagBytes` (see `catchup::aws::cloudwatch`):
+    /// optional `period`, `lookback`, `refresh`, `endpoint_url`. Needs `cluster.kind = "msk"`, whose
+    /// discovery gives the cluster name, brokers and volume size; the default disk source there.
+    Cloudwatch(crate::aws::cloudwatch::CloudWatchConfig),
 }
 
 fn default_speed() -> f64 {
@@ -267,8 +285,12 @@ impl RunConfig {
                 .map_err(|_| "write true or false".to_string())
         });
         set("CATCHUP_KAFKA_SASL_PASSWORD", &mut |v| {
-            if let ClusterConfig::Kafka { kafka, .. } = &mut self.cluster {
-                kafka.sasl_password = Some(v.to_string());
+            match &mut self.cluster {
+                ClusterConfig::Kafka { kafka, .. } => kafka.sasl_password = Some(v.to_string()),
+                ClusterConfig::Msk { kafka, .. } => {
+                    kafka.get_or_insert_with(Default::default).sasl_password = Some(v.to_string())
+                }
+                ClusterConfig::Simulator { .. } => {}
             }
             Ok(())
         });
@@ -297,11 +319,12 @@ impl RunConfig {
             ClusterConfig::Kafka {
                 disk: DiskConfig::File { path },
                 ..
-            } => fix(path),
-            ClusterConfig::Kafka {
-                disk: DiskConfig::Prometheus(_),
+            }
+            | ClusterConfig::Msk {
+                disk: Some(DiskConfig::File { path }),
                 ..
-            } => {}
+            } => fix(path),
+            ClusterConfig::Kafka { .. } | ClusterConfig::Msk { .. } => {}
         }
     }
 
@@ -344,13 +367,47 @@ impl RunConfig {
                     "must be between 0.1 and 10000",
                 );
             }
-            ClusterConfig::Kafka { kafka, .. } => {
+            ClusterConfig::Kafka { kafka, disk } => {
                 p.check(
                     !kafka.bootstrap_servers.trim().is_empty(),
                     "cluster.kafka.bootstrap_servers",
                     "\"\"",
                     "required: host:port[,host:port...]",
                 );
+                p.check(
+                    !matches!(disk, DiskConfig::Cloudwatch(_)),
+                    "cluster.disk.kind",
+                    "\"cloudwatch\"",
+                    "needs cluster.kind = \"msk\": MSK discovery gives the cluster name, brokers and volume size",
+                );
+            }
+            ClusterConfig::Msk { msk, disk, .. } => {
+                p.check(
+                    msk.region().is_some(),
+                    "cluster.msk.cluster_arn",
+                    format!("{:?}", msk.cluster_arn),
+                    "must be an MSK cluster ARN (arn:aws:kafka:REGION:ACCOUNT:cluster/NAME/UUID), or set cluster.msk.region",
+                );
+                p.check(
+                    msk.rediscover >= Dur::from_secs(60),
+                    "cluster.msk.rediscover",
+                    msk.rediscover,
+                    "must be at least 1m",
+                );
+                if let Some(DiskConfig::Cloudwatch(c)) = disk {
+                    p.check(
+                        c.period >= Dur::from_secs(60) && c.period.0 % 60_000 == 0,
+                        "cluster.disk.period",
+                        c.period,
+                        "must be a whole number of minutes (MSK publishes once a minute)",
+                    );
+                    p.check(
+                        c.lookback >= c.period,
+                        "cluster.disk.lookback",
+                        c.lookback,
+                        "must be at least the period",
+                    );
+                }
             }
         }
     }

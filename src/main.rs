@@ -395,16 +395,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Observe { config, json } => {
-            let (obs, _, _) = snapshot(&config)?;
+            let (obs, _, _, facts) = snapshot(&config)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&obs)?);
+                let mut v = serde_json::to_value(&obs)?;
+                v["limitations"] = serde_json::to_value(&facts.limitations)?;
+                v["cluster"] = facts.cluster.unwrap_or_default();
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print!("{}", render_observation(&obs));
+                print!("{}", render_limitations(&facts.limitations));
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan { config, json } => {
-            let (obs, policy, state_dir) = snapshot(&config)?;
+            let (obs, policy, state_dir, _) = snapshot(&config)?;
             let store = catchup::store::StateDir::open(&state_dir)?;
             let state: ControllerState = store.load("state.json")?.unwrap_or_default();
             let overrides: Vec<catchup::policy::Override> =
@@ -495,31 +499,62 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// One observation of the cluster a config names, with its policy and state directory.
+/// What a snapshot knows of the cluster beyond the observation.
+#[derive(Default)]
+struct Facts {
+    limitations: Vec<catchup::sensors::Limitation>,
+    cluster: Option<serde_json::Value>,
+}
+
+fn render_limitations(limitations: &[catchup::sensors::Limitation]) -> String {
+    if limitations.is_empty() {
+        return "limitations: none\n".into();
+    }
+    let mut out = String::from("limitations:\n");
+    for l in limitations {
+        let disables = if l.disables.is_empty() {
+            "warning only".to_string()
+        } else {
+            format!("disables {}", l.disables.join(", "))
+        };
+        out.push_str(&format!("  - {} [{disables}]\n", l.missing));
+    }
+    out
+}
+
+/// One observation of the cluster a config names, with its policy, state directory and facts.
 fn snapshot(
     config: &std::path::Path,
-) -> anyhow::Result<(catchup::sensors::Observation, Policy, PathBuf)> {
+) -> anyhow::Result<(catchup::sensors::Observation, Policy, PathBuf, Facts)> {
     let config = RunConfig::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (policy, scenario) = catchup::service::load(&config)?;
     let obs = match &config.cluster {
         ClusterConfig::Simulator { speed, .. } => {
             let scenario = scenario.context("no scenario")?;
             let live = catchup::sim::live::LiveSim::start(&scenario, *speed);
-            catchup::sim::run::observe(&live.cluster, &policy)?
+            (
+                catchup::sim::run::observe(&live.cluster, &policy)?,
+                Facts::default(),
+            )
         }
-        ClusterConfig::Kafka { kafka, disk } => {
+        ClusterConfig::Kafka { .. } | ClusterConfig::Msk { .. } => {
             let timeout = std::time::Duration::from_millis(config.effective_sensor_timeout().0);
-            let cluster = catchup::kafka::cluster::KafkaCluster::new(
-                kafka,
-                timeout,
-                &config.state_dir,
-                policy.clone(),
-                catchup::sensors::AnyDiskSource::from_config(disk, timeout),
-            )?;
-            runtime()?.block_on(catchup::runtime::observe_once(&cluster, &policy, timeout))
+            runtime()?.block_on(async {
+                let (cluster, _) = catchup::service::real_cluster(&config, &policy).await?;
+                let obs = catchup::runtime::observe_once(&cluster, &policy, timeout).await;
+                use catchup::sensors::ClusterFacts;
+                let mut limitations = cluster.limitations();
+                limitations.extend(catchup::sensors::limitations_of(&obs.sensor_errors));
+                let facts = Facts {
+                    limitations,
+                    cluster: cluster.describe(),
+                };
+                anyhow::Ok((obs, facts))
+            })?
         }
     };
-    Ok((obs, policy, config.state_dir))
+    let (obs, facts) = obs;
+    Ok((obs, policy, config.state_dir, facts))
 }
 
 fn render_observation(obs: &catchup::sensors::Observation) -> String {

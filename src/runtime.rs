@@ -25,14 +25,16 @@ use crate::policy::{
     RetentionTarget, decide,
 };
 use crate::sensors::{
-    CopyLagSensor, DiskSensor, LagSensor, Observation, SensorFault, TopicConfigSensor,
+    ClusterFacts, CopyLagSensor, DiskSensor, LagSensor, Limitation, Observation, SensorFault,
+    TopicConfigSensor,
 };
 use crate::store::{AuditRecord, StateDir, StoreError};
 use crate::units::{Dur, Timestamp};
 
 /// Everything a cluster adapter must offer the loop.
 pub trait ClusterIo:
-    DiskSensor
+    ClusterFacts
+    + DiskSensor
     + CopyLagSensor
     + LagSensor
     + TopicConfigSensor
@@ -43,7 +45,8 @@ pub trait ClusterIo:
 }
 
 impl<
-    T: DiskSensor
+    T: ClusterFacts
+        + DiskSensor
         + CopyLagSensor
         + LagSensor
         + TopicConfigSensor
@@ -168,6 +171,13 @@ pub struct Status {
     /// Sensors that failed in the last tick.
     #[schema(value_type = Vec<Object>)]
     pub sensor_errors: Vec<SensorFault>,
+    /// What the controller cannot see or do right now, and which actions that disables: facts of
+    /// the cluster (MSK discovery: storage mode, monitoring level, ...) and this tick's sensor
+    /// failures.
+    pub limitations: Vec<Limitation>,
+    /// The cluster as discovered (for MSK: name, state, storage mode, monitoring, brokers, volume).
+    #[schema(value_type = Object)]
+    pub cluster: Option<serde_json::Value>,
 }
 
 /// Requests the API sends to the loop.
@@ -252,6 +262,8 @@ impl Controller {
             overrides: overrides.clone(),
             topics: Vec::new(),
             sensor_errors: Vec::new(),
+            limitations: Vec::new(),
+            cluster: None,
         };
         let c = Controller {
             mode: RwLock::new(config.mode),
@@ -787,6 +799,12 @@ impl<K: ClusterIo> Runtime<K> {
             ready: self.ctl.ready.load(Ordering::Relaxed),
             ticks: self.ticks,
             sensor_errors: obs.sensor_errors.clone(),
+            limitations: {
+                let mut l = self.cluster.limitations();
+                l.extend(crate::sensors::limitations_of(&obs.sensor_errors));
+                l
+            },
+            cluster: self.cluster.describe(),
             observation: Some(obs),
             decision: Some(decision),
             overrides,

@@ -10,7 +10,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::config::{ClusterConfig, RunConfig};
+use crate::aws::cloudwatch::CloudWatchSource;
+use crate::aws::msk::{MskWatch, discover};
+use crate::config::{ClusterConfig, DiskConfig, RunConfig};
 use crate::config_file::FileError;
 use crate::policy::Policy;
 use std::sync::Arc;
@@ -64,7 +66,7 @@ pub fn load(config: &RunConfig) -> Result<(Policy, Option<Scenario>), ServiceErr
                 .map_err(|e| ServiceError::Mismatch(e.to_string()))?;
             Ok((policy, Some(scenario)))
         }
-        ClusterConfig::Kafka { .. } => {
+        ClusterConfig::Kafka { .. } | ClusterConfig::Msk { .. } => {
             if policy.groups.is_empty() || policy.retention.topics.is_empty() {
                 return Err(ServiceError::Mismatch(
                     "against a real cluster the policy must name its catch-up groups ([[groups]]) and managed topics ([[retention.topics]]) explicitly".into(),
@@ -103,16 +105,8 @@ pub async fn run(
             driver.abort();
             result
         }
-        (ClusterConfig::Kafka { kafka, disk }, _) => {
-            let timeout = Duration::from_millis(config.effective_sensor_timeout().0);
-            let cluster = KafkaCluster::new(
-                kafka,
-                timeout,
-                &config.state_dir,
-                policy.clone(),
-                AnyDiskSource::from_config(disk, timeout),
-            )
-            .map_err(|e| ServiceError::Token(format!("cannot set up the Kafka adapters: {e}")))?;
+        (ClusterConfig::Kafka { .. } | ClusterConfig::Msk { .. }, _) => {
+            let (cluster, watch) = real_cluster(&config, &policy).await?;
             for (topic, phase) in cluster
                 .reconcile()
                 .await
@@ -124,6 +118,8 @@ pub async fn run(
                     "a change left half-done by a crash was finished or undone"
                 );
             }
+            // Rediscovery runs as long as the service does.
+            let _rediscovery = watch.map(|w| AbortOnDrop(tokio::spawn(w.run())));
             let wall_tick = Duration::from_millis(config.tick.0);
             serve(
                 config,
@@ -140,6 +136,126 @@ pub async fn run(
             "no scenario loaded for the simulator".into(),
         )),
     }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The adapters of a real cluster (`kind = "kafka"` or `"msk"`): for MSK, discovery first (which
+/// gives the bootstrap servers, the CloudWatch target and the cluster's limitations), MSK IAM
+/// tokens attached when the connection uses them. Call inside the runtime that will run the
+/// controller. The watch, when there is one, rediscovers when run.
+pub async fn real_cluster(
+    config: &RunConfig,
+    policy: &Policy,
+) -> Result<(KafkaCluster, Option<Arc<MskWatch>>), ServiceError> {
+    let timeout = Duration::from_millis(config.effective_sensor_timeout().0);
+    let setup = |what: &str, e: &dyn std::fmt::Display| {
+        ServiceError::Token(format!("cannot set up {what}: {e}"))
+    };
+    let (conn, disk, watch) = match &config.cluster {
+        ClusterConfig::Kafka { kafka, disk } => (
+            kafka.clone(),
+            AnyDiskSource::from_config(disk, timeout).ok_or_else(|| {
+                setup(
+                    "the disk source",
+                    &"cloudwatch needs cluster.kind = \"msk\"",
+                )
+            })?,
+            None,
+        ),
+        ClusterConfig::Msk { msk, kafka, disk } => {
+            let region = msk.region();
+            let sdk = crate::aws::sdk_config(region.as_deref(), None).await;
+            let mut client_config =
+                aws_sdk_kafka::config::Builder::from(&sdk).retry_config(crate::aws::retry_config());
+            if let Some(u) = &msk.endpoint_url {
+                client_config = client_config.endpoint_url(u);
+            }
+            let client = aws_sdk_kafka::Client::from_conf(client_config.build());
+            let found = discover(&client, msk, crate::runtime::wall_now())
+                .await
+                .map_err(|e| setup("the MSK cluster", &e))?;
+            info!(
+                cluster = %found.name, state = %found.state,
+                storage_mode = ?found.storage_mode, monitoring = ?found.monitoring,
+                brokers = ?found.brokers, volume_gib = ?found.volume_gib,
+                "MSK cluster discovered"
+            );
+            for l in found.limitations() {
+                tracing::warn!(missing = %l.missing, disables = ?l.disables, "limitation");
+            }
+            let conn = match kafka {
+                Some(k) if !k.bootstrap_servers.trim().is_empty() => k.clone(),
+                extra => {
+                    let mut c = found.connection(region.clone()).ok_or_else(|| {
+                        setup(
+                            "the Kafka connection",
+                            &format!(
+                                "the cluster offers no bootstrap servers for auth = {:?}; set cluster.msk.auth or [cluster.kafka] bootstrap_servers",
+                                msk.auth
+                            ),
+                        )
+                    })?;
+                    if let Some(k) = extra {
+                        c.sasl_username = k.sasl_username.clone();
+                        c.sasl_password = k.sasl_password.clone();
+                        c.ssl_ca_location = k.ssl_ca_location.clone();
+                    }
+                    c
+                }
+            };
+            let (disk, cloudwatch) = match disk {
+                None | Some(DiskConfig::Cloudwatch(_)) => {
+                    let cw_config = match disk {
+                        Some(DiskConfig::Cloudwatch(c)) => c.clone(),
+                        _ => Default::default(),
+                    };
+                    let target = found.cloudwatch_target().ok_or_else(|| {
+                        setup(
+                            "the CloudWatch disk source",
+                            &"the cluster has no EBS volume size (Express brokers?); use [cluster.disk] kind = \"prometheus\" or \"file\"",
+                        )
+                    })?;
+                    let cw = Arc::new(CloudWatchSource::new(
+                        crate::aws::cloudwatch_client(&sdk, cw_config.endpoint_url.as_deref()),
+                        cw_config,
+                        target,
+                    ));
+                    (AnyDiskSource::CloudWatch(cw.clone()), Some(cw))
+                }
+                Some(other) => (
+                    AnyDiskSource::from_config(other, timeout)
+                        .ok_or_else(|| setup("the disk source", &"unsupported"))?,
+                    None,
+                ),
+            };
+            let watch = Arc::new(MskWatch::new(msk.clone(), client, found, cloudwatch));
+            let mut conn = conn;
+            if conn.aws_region.is_none() {
+                conn.aws_region = region;
+            }
+            (conn, disk, Some(watch))
+        }
+        ClusterConfig::Simulator { .. } => {
+            return Err(ServiceError::Mismatch("not a real cluster".into()));
+        }
+    };
+    let conn = crate::aws::iam::attach(conn)
+        .await
+        .map_err(|e| setup("MSK IAM authentication", &e))?;
+    let mut cluster = KafkaCluster::new(&conn, timeout, &config.state_dir, policy.clone(), disk)
+        .map_err(|e| setup("the Kafka adapters", &e))?;
+    if let Some(w) = &watch {
+        cluster = cluster.with_msk(w.clone());
+    }
+    Ok((cluster, watch))
 }
 
 async fn serve<K: ClusterIo>(

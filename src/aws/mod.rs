@@ -4,6 +4,7 @@
 
 pub mod cloudwatch;
 pub mod iam;
+pub mod msk;
 
 /// The shared SDK configuration: the standard chain, with `region` and `endpoint_url` overriding it
 /// when given (an endpoint for VPC endpoints or local test servers).

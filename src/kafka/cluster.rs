@@ -12,8 +12,8 @@ use crate::actuators::{ActuatorError, GateActuator, RetentionActuator, Retention
 use crate::policy::{GroupDecision, Policy, RetentionTarget};
 use crate::runtime::wall_now;
 use crate::sensors::{
-    AnyDiskSource, BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, GroupOffsets, LagSensor,
-    SensorError, TopicConfigSensor, TopicConfigs,
+    AnyDiskSource, BrokerCopyLag, BrokerDisk, ClusterFacts, CopyLagSensor, DiskSensor,
+    GroupOffsets, LagSensor, Limitation, SensorError, TopicConfigSensor, TopicConfigs,
 };
 use crate::store::StateDir;
 
@@ -24,6 +24,7 @@ pub struct KafkaCluster {
     store: StateDir,
     policy: Policy,
     disk: AnyDiskSource,
+    msk: Option<Arc<crate::aws::msk::MskWatch>>,
 }
 
 impl KafkaCluster {
@@ -45,7 +46,14 @@ impl KafkaCluster {
             store,
             policy,
             disk,
+            msk: None,
         })
+    }
+
+    /// Attaches what MSK discovery found (for status and limitations).
+    pub fn with_msk(mut self, watch: Arc<crate::aws::msk::MskWatch>) -> KafkaCluster {
+        self.msk = Some(watch);
+        self
     }
 
     /// Finishes or undoes changes a crash left half-done (run once at start-up).
@@ -55,6 +63,24 @@ impl KafkaCluster {
         KafkaRetention::new(&self.topics, &self.store, &self.policy)
             .reconcile(wall_now())
             .await
+    }
+}
+
+impl ClusterFacts for KafkaCluster {
+    fn limitations(&self) -> Vec<Limitation> {
+        let mut out = self.disk.limitations();
+        if let Some(m) = &self.msk {
+            out.extend(m.limitations());
+        }
+        out
+    }
+
+    fn describe(&self) -> Option<serde_json::Value> {
+        let msk = self.msk.as_ref().map(|m| m.current());
+        Some(serde_json::json!({
+            "kind": if msk.is_some() { "msk" } else { "kafka" },
+            "msk": msk,
+        }))
     }
 }
 

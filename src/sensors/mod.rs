@@ -14,7 +14,7 @@ use std::future::Future;
 
 pub use observation::{
     BrokerCopyLag, BrokerDisk, BrokerId, ConfigSource, ConfigValue, DiskSource, GroupOffsets,
-    LOCAL_RETENTION_INHERIT, Observation, PartitionOffsets, SensorFault, TopicConfigs,
+    LOCAL_RETENTION_INHERIT, Limitation, Observation, PartitionOffsets, SensorFault, TopicConfigs,
 };
 
 /// Why a sensor could not be read.
@@ -84,6 +84,41 @@ pub trait TopicConfigSensor: Send + Sync {
     ) -> impl Future<Output = Result<Vec<TopicConfigs>, SensorError>> + Send;
 }
 
+/// What the cluster is and what it cannot do (for status and `catchup observe`).
+pub trait ClusterFacts: Send + Sync {
+    /// What is missing and which actions it disables (static facts; sensor failures are added by
+    /// the runtime each tick).
+    fn limitations(&self) -> Vec<Limitation> {
+        Vec::new()
+    }
+
+    /// A description of the cluster (kind, discovery results), if there is more to say than the
+    /// observation.
+    fn describe(&self) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+/// The limitations a tick's sensor failures impose (invariants 5 and 6 enforce them in the engine;
+/// this says so in status).
+pub fn limitations_of(faults: &[SensorFault]) -> Vec<Limitation> {
+    faults
+        .iter()
+        .map(|f| {
+            let disables: &[&str] = match f.sensor.as_str() {
+                "disk" => &["lower_retention", "restore_retention", "raise_rate"],
+                "copy_lag" => &["lower_retention"],
+                "lag" => &["raise_rate", "restore_retention"],
+                _ => &["lower_retention", "restore_retention"],
+            };
+            Limitation {
+                missing: format!("{}: {}", f.sensor, f.reason),
+                disables: disables.iter().map(|s| s.to_string()).collect(),
+            }
+        })
+        .collect()
+}
+
 /// The disk source a configuration names.
 #[derive(Clone, Debug)]
 pub enum AnyDiskSource {
@@ -91,21 +126,38 @@ pub enum AnyDiskSource {
     File(file::FileDiskSource),
     /// Prometheus.
     Prometheus(prometheus::PrometheusDiskSource),
+    /// CloudWatch (MSK).
+    CloudWatch(std::sync::Arc<crate::aws::cloudwatch::CloudWatchSource>),
 }
 
 impl AnyDiskSource {
-    /// The source for `config`, each read answering within `timeout`.
+    /// The source for `config`, each read answering within `timeout`. `None` for CloudWatch, which
+    /// needs MSK discovery (see `catchup::service`).
     pub fn from_config(
         config: &crate::config::DiskConfig,
         timeout: std::time::Duration,
-    ) -> AnyDiskSource {
-        match config {
+    ) -> Option<AnyDiskSource> {
+        Some(match config {
             crate::config::DiskConfig::File { path } => {
                 AnyDiskSource::File(file::FileDiskSource::new(path.clone()))
             }
             crate::config::DiskConfig::Prometheus(p) => {
                 AnyDiskSource::Prometheus(prometheus::PrometheusDiskSource::new(p.clone(), timeout))
             }
+            crate::config::DiskConfig::Cloudwatch(_) => return None,
+        })
+    }
+
+    /// What this source cannot give.
+    pub fn limitations(&self) -> Vec<Limitation> {
+        match self {
+            AnyDiskSource::Prometheus(_) => vec![Limitation {
+                missing:
+                    "copy lag: the Prometheus disk source gives none, so retention is never lowered"
+                        .into(),
+                disables: vec!["lower_retention".into()],
+            }],
+            AnyDiskSource::File(_) | AnyDiskSource::CloudWatch(_) => Vec::new(),
         }
     }
 }
@@ -115,6 +167,7 @@ impl DiskSensor for AnyDiskSource {
         match self {
             AnyDiskSource::File(s) => s.read_disks().await,
             AnyDiskSource::Prometheus(s) => s.read_disks().await,
+            AnyDiskSource::CloudWatch(s) => s.read_disks().await,
         }
     }
 }
@@ -124,6 +177,7 @@ impl CopyLagSensor for AnyDiskSource {
         match self {
             AnyDiskSource::File(s) => s.read_copy_lag().await,
             AnyDiskSource::Prometheus(s) => s.read_copy_lag().await,
+            AnyDiskSource::CloudWatch(s) => s.read_copy_lag().await,
         }
     }
 }

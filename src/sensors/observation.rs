@@ -204,6 +204,16 @@ pub struct Observation {
     pub sensor_errors: Vec<SensorFault>,
 }
 
+/// Something the controller cannot see or do on this cluster, and the actions it disables.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Limitation {
+    /// What is missing, in words on-call can act on.
+    pub missing: String,
+    /// Actions disabled by it: `lower_retention`, `restore_retention`, `raise_rate`,
+    /// `throttle_on_disk`, or `all`; empty when it is a warning only.
+    pub disables: Vec<String>,
+}
+
 /// A sensor that could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SensorFault {

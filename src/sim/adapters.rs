@@ -54,6 +54,8 @@ pub fn ready<F: Future>(future: F) -> Option<F::Output> {
     }
 }
 
+impl crate::sensors::ClusterFacts for SimCluster {}
+
 impl DiskSensor for SimCluster {
     async fn read_disks(&self) -> Result<Vec<BrokerDisk>, SensorError> {
         let c = self.lock();

@@ -30,6 +30,8 @@ impl Clock for TokioClock {
 /// A cluster that always reports the same healthy picture, stamped with the current time.
 struct SteadyCluster(Arc<TokioClock>);
 
+impl catchup::sensors::ClusterFacts for SteadyCluster {}
+
 impl DiskSensor for SteadyCluster {
     async fn read_disks(&self) -> Result<Vec<BrokerDisk>, SensorError> {
         let at = self.0.now();

@@ -68,3 +68,196 @@ fn msk_iam_token_equals_what_aws_signer_makes() {
         assert_eq!(check["their_expiry_ms"], ours.expires_ms);
     }
 }
+
+/// moto's server on a free loopback port, stopped on drop.
+struct Moto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_moto() -> Moto {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("python3")
+        .arg(super::root().join("tests/integration/python/moto_server.py"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 -m moto.server (pip install 'moto[server]')");
+    let moto = Moto {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "moto did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    moto
+}
+
+fn msk_client(url: &str) -> aws_sdk_kafka::Client {
+    aws_sdk_kafka::Client::from_conf(
+        aws_sdk_kafka::Config::builder()
+            .behavior_version(aws_sdk_kafka::config::BehaviorVersion::latest())
+            .region(aws_sdk_kafka::config::Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .endpoint_url(url)
+            .build(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msk_discovery_reads_moto_s_control_plane_over_http() {
+    use aws_sdk_kafka::types::{
+        BrokerNodeGroupInfo, ClientAuthentication, EbsStorageInfo, EnhancedMonitoring, Iam, Sasl,
+        StorageInfo, StorageMode,
+    };
+    use catchup::aws::msk::{MskAuth, MskConfig, broker_ids, describe, discover};
+
+    let moto = start_moto();
+    let client = msk_client(&moto.url);
+    let nodes = |gib: i32| {
+        BrokerNodeGroupInfo::builder()
+            .client_subnets("subnet-0a")
+            .client_subnets("subnet-0b")
+            .client_subnets("subnet-0c")
+            .instance_type("kafka.m7g.large")
+            .storage_info(
+                StorageInfo::builder()
+                    .ebs_storage_info(EbsStorageInfo::builder().volume_size(gib).build())
+                    .build(),
+            )
+            .build()
+    };
+    // A tiered cluster with PER_BROKER monitoring and IAM: everything the controller needs.
+    let tiered = client
+        .create_cluster()
+        .cluster_name("ingest")
+        .kafka_version("3.6.0")
+        .number_of_broker_nodes(3)
+        .broker_node_group_info(nodes(1000))
+        .enhanced_monitoring(EnhancedMonitoring::PerBroker)
+        .storage_mode(StorageMode::Tiered)
+        .client_authentication(
+            ClientAuthentication::builder()
+                .sasl(
+                    Sasl::builder()
+                        .iam(Iam::builder().enabled(true).build())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("moto creates the cluster");
+    // A local-storage cluster at the free monitoring level.
+    let local = client
+        .create_cluster()
+        .cluster_name("legacy")
+        .kafka_version("3.6.0")
+        .number_of_broker_nodes(3)
+        .broker_node_group_info(nodes(500))
+        .enhanced_monitoring(EnhancedMonitoring::Default)
+        .storage_mode(StorageMode::Local)
+        .send()
+        .await
+        .unwrap();
+    let config = |arn: &str| MskConfig {
+        cluster_arn: arn.into(),
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(moto.url.clone()),
+        auth: MskAuth::Iam,
+        rediscover: catchup::units::Dur::from_secs(600),
+    };
+
+    let found = describe(
+        &client,
+        &config(tiered.cluster_arn().unwrap()),
+        catchup::units::Timestamp(0),
+    )
+    .await
+    .expect("DescribeClusterV2 against moto");
+    assert_eq!(found.name, "ingest");
+    assert_eq!(found.cluster_type, "PROVISIONED");
+    assert_eq!(found.storage_mode.as_deref(), Some("TIERED"));
+    assert_eq!(found.monitoring.as_deref(), Some("PER_BROKER"));
+    assert_eq!(found.volume_gib, Some(1000));
+    assert_eq!(found.broker_count, Some(3));
+    assert!(found.iam_enabled);
+    assert!(found.copy_lag_published());
+    // moto keeps clusters CREATING; that is said, as a warning that disables nothing.
+    let said: Vec<String> = found
+        .limitations()
+        .iter()
+        .map(|l| l.missing.clone())
+        .collect();
+    assert!(
+        said.iter().any(|m| m.contains("CREATING, not ACTIVE")),
+        "{said:?}"
+    );
+    assert!(
+        !said
+            .iter()
+            .any(|m| m.contains("TIERED") || m.contains("monitoring")),
+        "{said:?}"
+    );
+
+    let legacy = describe(
+        &client,
+        &config(local.cluster_arn().unwrap()),
+        catchup::units::Timestamp(0),
+    )
+    .await
+    .unwrap();
+    let limits = legacy.limitations();
+    let disabled = |text: &str| {
+        limits
+            .iter()
+            .find(|l| l.missing.contains(text))
+            .map(|l| l.disables.clone())
+            .unwrap_or_else(|| panic!("no limitation mentioning {text}: {limits:?}"))
+    };
+    assert_eq!(disabled("LOCAL, not TIERED"), vec!["lower_retention"]);
+    assert_eq!(
+        disabled("monitoring level is DEFAULT"),
+        vec!["lower_retention"]
+    );
+    assert_eq!(disabled("IAM client authentication is off"), vec!["all"]);
+
+    // moto 5.2 does not implement ListNodes or GetBootstrapBrokers (the SDK-mock tests in
+    // catchup::aws::msk cover them): discovery says which call failed rather than guessing.
+    let e = broker_ids(&client, tiered.cluster_arn().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(e.call, "ListNodes");
+    let e = discover(
+        &client,
+        &config(tiered.cluster_arn().unwrap()),
+        catchup::units::Timestamp(0),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.call, "ListNodes", "{e}");
+
+    // An unknown cluster is an error naming the call, not a crash.
+    let e = describe(
+        &client,
+        &config("arn:aws:kafka:us-east-1:123456789012:cluster/nope/0000"),
+        catchup::units::Timestamp(0),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.call, "DescribeClusterV2", "{e}");
+}
