@@ -508,4 +508,61 @@ mod tests {
             .to_string();
         assert!(err.contains("state_dir"), "{err}");
     }
+
+    #[test]
+    fn the_shipped_examples_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for name in ["catchup.toml", "msk-cloudwatch.toml", "msk-prometheus.toml"] {
+            let c = RunConfig::load(&root.join("examples").join(name))
+                .unwrap_or_else(|e| panic!("examples/{name}: {e}"));
+            if let ClusterConfig::Msk { msk, disk, .. } = &c.cluster {
+                assert_eq!(msk.region().as_deref(), Some("eu-west-1"), "{name}");
+                assert!(disk.is_some(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn msk_settings_are_checked() {
+        let base = "state_dir = \"s\"\n[cluster]\nkind = \"msk\"\n[cluster.msk]\n";
+        let c = parse(
+            &format!("{base}cluster_arn = \"arn:aws:kafka:us-east-1:1:cluster/a/b\"\n"),
+            &[],
+        )
+        .unwrap();
+        let ClusterConfig::Msk { msk, kafka, disk } = c.cluster else {
+            panic!("not msk")
+        };
+        assert_eq!(msk.auth, crate::aws::msk::MskAuth::Iam);
+        assert_eq!(
+            (kafka, disk),
+            (None, None),
+            "discovery and CloudWatch by default"
+        );
+        let err = parse(
+            &format!("{base}cluster_arn = \"ingest\"\nauth = \"kerberos\"\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("kerberos"), "{err}");
+        let err = parse(
+            &format!("{base}cluster_arn = \"ingest\"\n[cluster.disk]\nkind = \"cloudwatch\"\nperiod = \"90s\"\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("cluster.msk.cluster_arn = \"ingest\""),
+            "{err}"
+        );
+        assert!(err.contains("cluster.disk.period = 1m30s"), "{err}");
+        let err = parse(
+            "state_dir = \"s\"\n[cluster]\nkind = \"kafka\"\n[cluster.kafka]\nbootstrap_servers = \"b:9092\"\n[cluster.disk]\nkind = \"cloudwatch\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("needs cluster.kind = \"msk\""), "{err}");
+    }
 }

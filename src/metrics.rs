@@ -11,6 +11,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::policy::Decision;
+use crate::sensors::Limitation;
 use crate::sensors::Observation;
 
 /// Label set with one group.
@@ -61,6 +62,13 @@ pub struct SensorLabel {
     pub sensor: String,
 }
 
+/// Label set with one action.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DisabledLabel {
+    /// `lower_retention`, `restore_retention`, `raise_rate`, `throttle_on_disk`, `all`.
+    pub action: String,
+}
+
 /// Label set with one alert code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AlertLabel {
@@ -95,6 +103,10 @@ pub struct Metrics {
     pub sensor_errors: Family<SensorLabel, Counter>,
     /// Age of each sensor's newest reading, seconds.
     pub sensor_age: Family<SensorLabel, Gauge<f64, AtomicU64>>,
+    /// 1 when a sensor's last read succeeded, 0 when it failed (the reason is in `/v1/status`).
+    pub sensor_up: Family<SensorLabel, Gauge>,
+    /// Number of limitations disabling an action (0 when it is allowed).
+    pub action_disabled: Family<DisabledLabel, Gauge>,
     /// Active alerts by code (count this tick).
     pub alerts: Family<AlertLabel, Gauge>,
     /// Duration of control ticks.
@@ -128,6 +140,8 @@ impl Metrics {
             actions: Family::default(),
             sensor_errors: Family::default(),
             sensor_age: Family::default(),
+            sensor_up: Family::default(),
+            action_disabled: Family::default(),
             alerts: Family::default(),
             tick_duration: Histogram::new([
                 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
@@ -191,6 +205,16 @@ impl Metrics {
             "sensor_data_age_seconds",
             "Age of a sensor's newest reading",
             m.sensor_age.clone(),
+        );
+        registry.register(
+            "sensor_up",
+            "1 when a sensor's last read succeeded, 0 when it failed",
+            m.sensor_up.clone(),
+        );
+        registry.register(
+            "action_disabled",
+            "Limitations disabling an action (see /v1/status limitations)",
+            m.action_disabled.clone(),
         );
         registry.register(
             "alerts",
@@ -299,6 +323,35 @@ impl Metrics {
                     })
                     .set(value);
             }
+        }
+    }
+
+    /// Sets `sensor_up` from a tick's failures and `action_disabled` from its limitations.
+    pub fn limitations(&self, faults: &[crate::sensors::SensorFault], limits: &[Limitation]) {
+        for sensor in ["disk", "copy_lag", "lag", "topic_configs"] {
+            let up = !faults.iter().any(|f| f.sensor == sensor);
+            self.sensor_up
+                .get_or_create(&SensorLabel {
+                    sensor: sensor.into(),
+                })
+                .set(i64::from(up));
+        }
+        for action in [
+            "lower_retention",
+            "restore_retention",
+            "raise_rate",
+            "throttle_on_disk",
+            "all",
+        ] {
+            let n = limits
+                .iter()
+                .filter(|l| l.disables.iter().any(|d| d == action))
+                .count();
+            self.action_disabled
+                .get_or_create(&DisabledLabel {
+                    action: action.into(),
+                })
+                .set(n as i64);
         }
     }
 

@@ -802,6 +802,7 @@ impl<K: ClusterIo> Runtime<K> {
             limitations: {
                 let mut l = self.cluster.limitations();
                 l.extend(crate::sensors::limitations_of(&obs.sensor_errors));
+                self.ctl.metrics.limitations(&obs.sensor_errors, &l);
                 l
             },
             cluster: self.cluster.describe(),

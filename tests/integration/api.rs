@@ -30,7 +30,14 @@ impl Clock for TokioClock {
 /// A cluster that always reports the same healthy picture, stamped with the current time.
 struct SteadyCluster(Arc<TokioClock>);
 
-impl catchup::sensors::ClusterFacts for SteadyCluster {}
+impl catchup::sensors::ClusterFacts for SteadyCluster {
+    fn limitations(&self) -> Vec<catchup::sensors::Limitation> {
+        vec![catchup::sensors::Limitation {
+            missing: "storage mode is LOCAL, not TIERED".into(),
+            disables: vec!["lower_retention".into()],
+        }]
+    }
+}
 
 impl DiskSensor for SteadyCluster {
     async fn read_disks(&self) -> Result<Vec<BrokerDisk>, SensorError> {
@@ -563,9 +570,19 @@ async fn openapi_describes_every_endpoint_and_metrics_are_exported() {
         "catchup_topic_local_retention_ms",
         "catchup_tick_duration_seconds",
         "catchup_ready",
+        "catchup_sensor_up{sensor=\"disk\"} 1",
+        "catchup_action_disabled{action=\"lower_retention\"} 1",
+        "catchup_action_disabled{action=\"raise_rate\"} 0",
     ] {
         assert!(text.contains(metric), "{metric} missing from /metrics");
     }
+    // Status says what is missing and what it disables.
+    let (_, status) = s.call("GET", "/v1/status", None, None).await;
+    assert_eq!(
+        status["limitations"][0]["missing"],
+        "storage mode is LOCAL, not TIERED"
+    );
+    assert_eq!(status["limitations"][0]["disables"][0], "lower_retention");
     s.stop().await;
 }
 
