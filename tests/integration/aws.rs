@@ -83,14 +83,26 @@ impl Drop for Moto {
 }
 
 fn start_moto() -> Moto {
+    start_moto_with(None)
+}
+
+/// moto, answering ListNodes and GetBootstrapBrokers with `bootstrap` when given (our addition in
+/// moto_server.py; see there).
+fn start_moto_with(bootstrap: Option<&str>) -> Moto {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new("python3")
+    let mut command = Command::new("python3");
+    command
         .arg(super::root().join("tests/integration/python/moto_server.py"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    match bootstrap {
+        Some(b) => command.env("MOTO_MSK_BOOTSTRAP", b),
+        None => command.env_remove("MOTO_MSK_BOOTSTRAP"),
+    };
+    let child = command
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -260,4 +272,131 @@ async fn msk_discovery_reads_moto_s_control_plane_over_http() {
     .await
     .unwrap_err();
     assert_eq!(e.call, "DescribeClusterV2", "{e}");
+}
+
+/// The whole `cluster.kind = "msk"` path as a user runs it: `catchup observe` discovers the cluster
+/// through the MSK API (moto, with ListNodes and GetBootstrapBrokers answered by our addition),
+/// connects to the discovered bootstrap servers (a real broker, tansu), reads lag there and disk
+/// from a file, and prints the cluster and its limitations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_runs_discovery_then_reads_the_discovered_cluster() {
+    use aws_sdk_kafka::types::{
+        BrokerNodeGroupInfo, EbsStorageInfo, EnhancedMonitoring, StorageInfo, StorageMode,
+    };
+    let broker = catchup_testkit::Broker::start("msk-observe");
+    catchup_testkit::create_topic(&broker.bootstrap, "events", 2, &[]).await;
+    catchup_testkit::produce(&broker.bootstrap, "events", &[40, 60]).await;
+    super::kafka::commit(&broker.bootstrap, "ingest", "events", &[(0, 10), (1, 20)]);
+
+    let moto = start_moto_with(Some(&broker.bootstrap));
+    let client = msk_client(&moto.url);
+    let created = client
+        .create_cluster()
+        .cluster_name("ingest")
+        .kafka_version("3.6.0")
+        .number_of_broker_nodes(3)
+        .broker_node_group_info(
+            BrokerNodeGroupInfo::builder()
+                .client_subnets("subnet-0a")
+                .instance_type("kafka.m7g.large")
+                .storage_info(
+                    StorageInfo::builder()
+                        .ebs_storage_info(EbsStorageInfo::builder().volume_size(1000).build())
+                        .build(),
+                )
+                .build(),
+        )
+        .enhanced_monitoring(EnhancedMonitoring::Default)
+        .storage_mode(StorageMode::Tiered)
+        .send()
+        .await
+        .unwrap();
+    let arn = created.cluster_arn().unwrap();
+
+    let dir = std::env::temp_dir().join(format!("catchup-msk-observe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[[retention.topics]]\nname = \"events\"\n[[groups]]\nname = \"ingest\"\n",
+    )
+    .unwrap();
+    let gib = 1u64 << 30;
+    std::fs::write(
+        dir.join("disk.json"),
+        format!(
+            r#"{{"brokers": [{{"broker": 1, "used_bytes": {}, "capacity_bytes": {}, "copy_lag_bytes": 0}}]}}"#,
+            400 * gib,
+            1000 * gib
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("catchup.toml"),
+        format!(
+            r#"
+policy = "policy.toml"
+state_dir = "state"
+[cluster]
+kind = "msk"
+[cluster.msk]
+cluster_arn = "{arn}"
+endpoint_url = "{}"
+auth = "plaintext"
+[cluster.disk]
+kind = "file"
+path = "disk.json"
+"#,
+            moto.url
+        ),
+    )
+    .unwrap();
+    let run = |json: bool| {
+        let config = dir.join("catchup.toml");
+        let mut args = vec!["observe", "--config", config.to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        Command::new(env!("CARGO_BIN_EXE_catchup"))
+            .args(&args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap()
+    };
+    let out = run(true);
+    assert!(out.status.success(), "{}", super::stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let msk = &v["cluster"]["msk"];
+    assert_eq!(v["cluster"]["kind"], "msk");
+    assert_eq!(msk["name"], "ingest");
+    assert_eq!(msk["brokers"], serde_json::json!([1, 2, 3]));
+    assert_eq!(msk["bootstrap"], broker.bootstrap.as_str());
+    assert_eq!(msk["storage_mode"], "TIERED");
+    // Lag from the discovered broker: (40 - 10) + (60 - 20).
+    let group = &v["groups"][0];
+    let lag: i64 = group["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["log_end"].as_i64().unwrap() - p["committed"].as_i64().unwrap())
+        .sum();
+    assert_eq!(lag, 70, "{group}");
+    let limitations = v["limitations"].to_string();
+    assert!(
+        limitations.contains("CREATING, not ACTIVE"),
+        "{limitations}"
+    );
+    assert!(
+        limitations.contains("monitoring level is DEFAULT"),
+        "{limitations}"
+    );
+    let text = super::stdout(&run(false));
+    assert!(text.contains("limitations:"), "{text}");
+    assert!(
+        text.contains("RemoteCopyLagBytes needs PER_BROKER or higher")
+            && text.contains("[disables lower_retention]"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

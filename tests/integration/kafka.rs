@@ -19,7 +19,7 @@ fn start_broker(name: &str) -> Broker {
     Broker::start(name)
 }
 
-fn commit(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+pub(crate) fn commit(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
