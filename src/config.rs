@@ -78,6 +78,15 @@ pub struct RunConfig {
     pub gate: GateConfig,
     /// Where observations come from and actions go.
     pub cluster: ClusterConfig,
+    /// Whether this instance changes `local.retention.ms` (and restores it). Exactly one instance
+    /// per cluster may: with several (sidecars in every ingestion pod), set it `false` on all but
+    /// one, which then owns retention; the others only gate. Default true.
+    #[serde(default = "default_true")]
+    pub retention_actions: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_tick() -> Dur {
@@ -210,7 +219,7 @@ fn default_speed() -> f64 {
     1.0
 }
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "mode",
     "tick",
     "sensor_timeout",
@@ -219,6 +228,7 @@ const SECTIONS: [&str; 8] = [
     "api",
     "gate",
     "cluster",
+    "retention_actions",
 ];
 
 impl RunConfig {
@@ -293,6 +303,11 @@ impl RunConfig {
                 ClusterConfig::Simulator { .. } => {}
             }
             Ok(())
+        });
+        set("CATCHUP_RETENTION_ACTIONS", &mut |v| {
+            v.parse()
+                .map(|b| self.retention_actions = b)
+                .map_err(|_| "write true or false".to_string())
         });
         set("CATCHUP_GATE_INSTANCES", &mut |v| {
             v.parse()

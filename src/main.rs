@@ -92,6 +92,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Run configurations.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Run a scenario on the simulated tiered-storage cluster and summarise what happened.
     Simulate {
         /// Scenario file (see docs/scenarios.md).
@@ -230,6 +235,16 @@ enum RetentionCommand {
 }
 
 #[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a run configuration and the policy it names, without connecting to anything;
+    /// prints every problem with file, field, value and fix.
+    Check {
+        /// The configuration file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum PolicyCommand {
     /// Validate policy files; prints every problem with file, field, value and fix.
     Check {
@@ -323,6 +338,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     scenario: scenario_file.clone(),
                     speed,
                 },
+                retention_actions: true,
             };
             let (policy, scenario) = catchup::service::load(&config)?;
             let scenario = scenario.context("no scenario")?;
@@ -424,6 +440,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 print!("{}", render_decision(&decision));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            let config = RunConfig::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            catchup::service::load(&config)?;
+            println!(
+                "{}: ok ({} mode, cluster {}, policy {})",
+                file.display(),
+                config.mode.as_str(),
+                match &config.cluster {
+                    ClusterConfig::Simulator { .. } => "simulator",
+                    ClusterConfig::Kafka { .. } => "kafka",
+                    ClusterConfig::Msk { .. } => "msk",
+                },
+                config
+                    .policy
+                    .as_ref()
+                    .map_or("built-in defaults".to_string(), |p| p.display().to_string())
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy {

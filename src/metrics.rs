@@ -123,6 +123,27 @@ impl Default for Metrics {
     }
 }
 
+/// Every alert code the engine and the runtime raise: exported as 0 when not raised, so alert rules
+/// can tell "not raised" from "not exported". A test keeps the list complete.
+pub const ALERT_CODES: [&str; 13] = [
+    "disk_above_ceiling",
+    "disk_no_data",
+    "disk_stale",
+    "drift_detected",
+    "gate_share_fallback",
+    "groups_paused",
+    "lag_missing",
+    "lag_stale",
+    "override_conflict",
+    "retention_at_floor",
+    "retention_blocked",
+    "topic_config_stale",
+    "topic_not_tiered",
+];
+
+/// The sensors, each exported from the start.
+const SENSORS: [&str; 4] = ["disk", "copy_lag", "lag", "topic_configs"];
+
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Metrics {
@@ -236,6 +257,17 @@ impl Metrics {
             "1 for the controller's current mode",
             m.mode.clone(),
         );
+        for code in ALERT_CODES {
+            m.alerts
+                .get_or_create(&AlertLabel { code: code.into() })
+                .set(0);
+        }
+        for sensor in SENSORS {
+            let label = SensorLabel {
+                sensor: sensor.into(),
+            };
+            let _ = m.sensor_errors.get_or_create(&label);
+        }
         Metrics { registry, ..m }
     }
 
@@ -287,7 +319,11 @@ impl Metrics {
                 }
             }
         }
-        self.alerts.clear();
+        for code in ALERT_CODES {
+            self.alerts
+                .get_or_create(&AlertLabel { code: code.into() })
+                .set(0);
+        }
         for a in &decision.alerts {
             self.alerts
                 .get_or_create(&AlertLabel {
@@ -328,7 +364,7 @@ impl Metrics {
 
     /// Sets `sensor_up` from a tick's failures and `action_disabled` from its limitations.
     pub fn limitations(&self, faults: &[crate::sensors::SensorFault], limits: &[Limitation]) {
-        for sensor in ["disk", "copy_lag", "lag", "topic_configs"] {
+        for sensor in SENSORS {
             let up = !faults.iter().any(|f| f.sensor == sensor);
             self.sensor_up
                 .get_or_create(&SensorLabel {
@@ -406,5 +442,48 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_alert_code_raised_anywhere_is_exported_from_the_start() {
+        let sources = [include_str!("policy/engine.rs"), include_str!("runtime.rs")];
+        let mut found = Vec::new();
+        for src in sources {
+            for (i, _) in src.match_indices("Severity::") {
+                let rest = &src[i..];
+                let Some(q) = rest.find('"') else { continue };
+                // The code is the first string literal after the severity, on the same call.
+                if rest[..q].contains(';') || rest[..q].len() > 60 {
+                    continue;
+                }
+                let code: String = rest[q + 1..].chars().take_while(|c| *c != '"').collect();
+                if code.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !code.is_empty() {
+                    found.push(code);
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        assert!(found.len() >= 12, "{found:?}");
+        for code in &found {
+            assert!(
+                ALERT_CODES.contains(&code.as_str()),
+                "{code} missing from ALERT_CODES"
+            );
+        }
+        let text = Metrics::new().encode();
+        assert!(
+            text.contains("catchup_alerts{code=\"drift_detected\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("catchup_sensor_errors_total{sensor=\"disk\"} 0"),
+            "{text}"
+        );
     }
 }

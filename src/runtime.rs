@@ -569,8 +569,10 @@ impl<K: ClusterIo> Runtime<K> {
             let mode = self.ctl.mode();
             if mode != Mode::Observe {
                 self.reconcile_gates(&decision, mode).await;
-                self.reconcile_retention(&decision, &state, &obs, mode)
-                    .await;
+                if self.ctl.config.retention_actions {
+                    self.reconcile_retention(&decision, &state, &obs, mode)
+                        .await;
+                }
                 self.state = state;
                 if let Err(e) = self.ctl.store.save("state.json", &self.state) {
                     warn!(error = %e, "could not persist engine state");
@@ -801,6 +803,12 @@ impl<K: ClusterIo> Runtime<K> {
             sensor_errors: obs.sensor_errors.clone(),
             limitations: {
                 let mut l = self.cluster.limitations();
+                if !self.ctl.config.retention_actions {
+                    l.push(Limitation {
+                        missing: "retention actions are off in this instance (retention_actions = false): another catchup instance owns local.retention.ms of the managed topics".into(),
+                        disables: vec!["lower_retention".into(), "restore_retention".into()],
+                    });
+                }
                 l.extend(crate::sensors::limitations_of(&obs.sensor_errors));
                 self.ctl.metrics.limitations(&obs.sensor_errors, &l);
                 l
@@ -822,6 +830,18 @@ impl<K: ClusterIo> Runtime<K> {
                 hold,
                 reply,
             } => {
+                if !self.ctl.config.retention_actions {
+                    let why = "not restored: this instance does not own retention (retention_actions = false); ask the instance that does".to_string();
+                    let _ = reply.send(
+                        self.ctl
+                            .policy
+                            .managed_topics()
+                            .into_iter()
+                            .map(|t| (t, why.clone()))
+                            .collect(),
+                    );
+                    return;
+                }
                 let obs = self.observe().await;
                 let mut results = Vec::new();
                 for topic in self.ctl.policy.managed_topics() {

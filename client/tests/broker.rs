@@ -43,6 +43,7 @@ async fn gate_server(group: &str) -> (String, Arc<Controller>) {
             scenario: "unused".into(),
             speed: 1.0,
         },
+        retention_actions: true,
     };
     let (ctl, _commands) =
         Controller::new(config, policy, None, Arc::new(WallClock)).expect("controller");

@@ -160,6 +160,7 @@ async fn start(dir: &std::path::Path, auth_reads: bool) -> Server {
             scenario: "unused".into(),
             speed: 1.0,
         },
+        retention_actions: true,
     };
     let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
     let (ctl, commands) =
@@ -606,6 +607,7 @@ async fn the_service_lowers_restores_on_request_and_records_everything() {
             scenario: super::root().join("scenarios/2025-11-replay.toml"),
             speed: 1200.0,
         },
+        retention_actions: true,
     };
     let (policy, scenario) = catchup::service::load(&config).expect("loads");
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
@@ -730,6 +732,97 @@ async fn the_service_lowers_restores_on_request_and_records_everything() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let gate = get("/v1/gates/ingestion").await;
     assert_eq!(gate["state"], "open", "dry-run never gates");
+    service.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An instance with `retention_actions = false` (a sidecar that does not own retention) gates but
+/// never changes local retention, says so in status, and refuses a restore with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_without_retention_actions_never_touches_retention() {
+    let dir = state_dir("no-retention");
+    let config = RunConfig {
+        mode: Mode::Active,
+        tick: Dur::from_secs(30),
+        sensor_timeout: Dur::from_secs(10),
+        policy: None,
+        state_dir: dir.clone(),
+        api: ApiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..ApiConfig::default()
+        },
+        gate: GateConfig::default(),
+        cluster: ClusterConfig::Simulator {
+            scenario: super::root().join("scenarios/2025-11-replay.toml"),
+            speed: 1200.0,
+        },
+        retention_actions: false,
+    };
+    let (policy, scenario) = catchup::service::load(&config).expect("loads");
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let service = tokio::spawn(catchup::service::run(
+        config,
+        policy,
+        scenario,
+        Some(TOKEN.into()),
+        Box::new(move |addr: &str| {
+            let _ = addr_tx.send(addr.to_string());
+        }),
+    ));
+    let base = format!("http://{}", addr_rx.await.expect("listening"));
+    let http = reqwest::Client::new();
+    // 10 wall seconds = over 3 simulated hours: the owning controller lowers within the first hour.
+    let mut wanted_lower = false;
+    for _ in 0..100 {
+        let status: Value = http
+            .get(format!("{base}/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["ticks"] == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        for t in status["topics"].as_array().unwrap() {
+            assert_eq!(t["current_ms"], json!(4 * 3_600_000), "never changed: {t}");
+            wanted_lower |= t["target"]["target"] == "lowered";
+        }
+        let limits = status["limitations"].to_string();
+        assert!(limits.contains("retention_actions = false"), "{limits}");
+        if wanted_lower {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        wanted_lower,
+        "the engine wanted a lower; this instance did not apply it"
+    );
+    let restored: Value = http
+        .post(format!("{base}/v1/restore"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"reason": "try", "actor": "oncall"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        restored["topics"]["events_enriched"]
+            .as_str()
+            .unwrap()
+            .contains("does not own retention"),
+        "{restored}"
+    );
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap_or_default();
+    assert!(
+        !audit.contains("\"retention\""),
+        "no retention entry: {audit}"
+    );
     service.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,6 +5,7 @@
 mod api;
 mod aws;
 mod cli;
+mod deploy;
 mod kafka;
 mod prometheus;
 mod simulation;

@@ -1,0 +1,170 @@
+{{/* Names */}}
+{{- define "catchup.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "catchup.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "catchup.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "catchup.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "catchup.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "catchup.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "catchup.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "catchup.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "catchup.tokenSecretName" -}}
+{{- default (printf "%s-token" (include "catchup.fullname" .)) .Values.apiToken.existingSecret -}}
+{{- end -}}
+
+{{- define "catchup.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The policy file name inside /etc/catchup/policies. */}}
+{{- define "catchup.policyFile" -}}
+{{- if .Values.policy.inline -}}
+inline.toml
+{{- else -}}
+{{- $file := printf "files/policies/%s.toml" .Values.policy.builtin -}}
+{{- if not (.Files.Get $file) -}}
+{{- fail (printf "policy.builtin: no policy %q in the chart (shipped: default, ingestion-pipeline); use policy.inline for your own" .Values.policy.builtin) -}}
+{{- end -}}
+{{- printf "%s.toml" .Values.policy.builtin -}}
+{{- end -}}
+{{- end -}}
+
+{{/* catchup.toml: the user's config with the paths and listen address the chart owns. */}}
+{{- define "catchup.configToml" -}}
+{{- $c := deepCopy .Values.config -}}
+{{- $_ := set $c "policy" (printf "/etc/catchup/policies/%s" (include "catchup.policyFile" .)) -}}
+{{- $_ := set $c "state_dir" "/var/lib/catchup" -}}
+{{- $api := deepCopy (default dict $c.api) -}}
+{{- $_ := set $api "listen" (printf "0.0.0.0:%d" (int .Values.service.port)) -}}
+{{- $_ := set $api "token_file" (printf "/etc/catchup/token/%s" .Values.apiToken.key) -}}
+{{- $_ := set $c "api" $api -}}
+{{- $gate := deepCopy (default dict $c.gate) -}}
+{{- if eq .Values.mode "sidecar" -}}
+{{- $_ := set $c "retention_actions" .Values.sidecar.ownsRetention -}}
+{{- $_ := set $gate "instances" .Values.sidecar.instances -}}
+{{- end -}}
+{{- /* YAML numbers arrive as floats; catchup wants a whole number. */ -}}
+{{- if hasKey $gate "instances" -}}
+{{- $_ := set $gate "instances" (int $gate.instances) -}}
+{{- end -}}
+{{- $_ := set $c "gate" $gate -}}
+{{- toToml $c -}}
+{{- end -}}
+
+{{/* The catchup container, shared by the standalone Deployment and the sidecar template. */}}
+{{- define "catchup.sidecar.container" -}}
+- name: catchup
+  image: {{ include "catchup.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args: ["run", "--config", "/etc/catchup/catchup.toml"]
+  env:
+    {{- with .Values.aws.region }}
+    - name: AWS_REGION
+      value: {{ . | quote }}
+    {{- end }}
+    - name: CATCHUP_LOG
+      value: info
+  ports:
+    - name: http
+      containerPort: {{ .Values.service.port }}
+      protocol: TCP
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: http
+    periodSeconds: 10
+    failureThreshold: 6
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: http
+    periodSeconds: 10
+    failureThreshold: 3
+  startupProbe:
+    httpGet:
+      path: /healthz
+      port: http
+    periodSeconds: 2
+    failureThreshold: 60
+  resources:
+    {{- toYaml .Values.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: catchup-config
+      mountPath: /etc/catchup/catchup.toml
+      subPath: catchup.toml
+      readOnly: true
+    - name: catchup-config
+      mountPath: /etc/catchup/policies
+      readOnly: true
+    - name: catchup-token
+      mountPath: /etc/catchup/token
+      readOnly: true
+    - name: catchup-state
+      mountPath: /var/lib/catchup
+    - name: catchup-tmp
+      mountPath: /tmp
+{{- end -}}
+
+{{/* The volumes the catchup container mounts. */}}
+{{- define "catchup.sidecar.volumes" -}}
+- name: catchup-config
+  configMap:
+    name: {{ include "catchup.fullname" . }}
+    items:
+      - key: catchup.toml
+        path: catchup.toml
+      {{- range $path, $_ := .Files.Glob "files/policies/*.toml" }}
+      - key: {{ base $path }}
+        path: {{ base $path }}
+      {{- end }}
+      {{- if .Values.policy.inline }}
+      - key: inline.toml
+        path: inline.toml
+      {{- end }}
+- name: catchup-token
+  secret:
+    secretName: {{ include "catchup.tokenSecretName" . }}
+    items:
+      - key: {{ .Values.apiToken.key }}
+        path: {{ .Values.apiToken.key }}
+- name: catchup-state
+  {{- if and (eq .Values.mode "standalone") .Values.state.persistence.enabled }}
+  persistentVolumeClaim:
+    claimName: {{ default (printf "%s-state" (include "catchup.fullname" .)) .Values.state.persistence.existingClaim }}
+  {{- else }}
+  emptyDir: {}
+  {{- end }}
+- name: catchup-tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end -}}

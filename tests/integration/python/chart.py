@@ -1,0 +1,360 @@
+"""Checks of the Helm chart and the container image recipe, run by tests/integration/deploy.rs.
+
+Usage: chart.py CATCHUP_BINARY
+
+- helm lint (Helm's own Go SDK through helm-python-sdk; no helm binary) of both modes, strict;
+- both modes rendered, every manifest validated against the Kubernetes schemas (kubernetes-validate);
+  the CRD kinds (ServiceMonitor, PrometheusRule) checked for shape, and the alert rules by promtool;
+- the rendered catchup.toml and policies accepted by `catchup config check`;
+- the pod hardening and probes asserted;
+- bad values (wrong type, missing required field) refused by values.schema.json, naming the field;
+- the chart's policy copies identical to policies/;
+- every metric and label the dashboard and the alerts use exported by `catchup demo`'s /metrics.
+
+Prints one line per check; exits 1 on the first failure with the reason.
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+CHART = os.path.join(ROOT, "helm", "catchup")
+KUBE = "1.30.0"
+BINARY = sys.argv[1]
+
+
+def fail(msg):
+    print(f"FAIL: {msg}")
+    sys.exit(1)
+
+
+def ok(msg):
+    print(f"ok: {msg}")
+
+
+def values(name):
+    with open(os.path.join(CHART, "ci", name)) as f:
+        return yaml.safe_load(f)
+
+
+def render(vals):
+    chart = helm.Chart.load(CHART)
+    out = chart.render(vals, name="catchup", namespace="ingest", is_install=True)
+    docs = []
+    for path, text in sorted(out.items()):
+        if not path.endswith((".yaml", ".yml")):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                docs.append((path, doc))
+    return docs
+
+
+def check_lint():
+    for name in ["standalone-msk-values.yaml", "sidecar-values.yaml"]:
+        report = helm.lint(CHART, values(name), strict=True, kube_version="v" + KUBE)
+        bad = [m for m in report["messages"] if m["severity"] >= 2] + report.get("errors", [])
+        if bad:
+            fail(f"helm lint {name}: {bad}")
+        ok(f"helm lint --strict with ci/{name}")
+
+
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+
+
+def check_manifests(mode, docs):
+    kinds = sorted({d["kind"] for _, d in docs})
+    for path, doc in docs:
+        if doc["kind"] in CRD_KINDS:
+            if doc.get("apiVersion") != "monitoring.coreos.com/v1" or "spec" not in doc:
+                fail(f"{path}: not a monitoring.coreos.com/v1 {doc['kind']} with a spec")
+            continue
+        try:
+            kubernetes_validate.validate(doc, KUBE, strict=True)
+        except Exception as e:  # noqa: BLE001 - report any validation failure with the manifest
+            fail(f"{mode}: {path} ({doc['kind']}) is not valid Kubernetes {KUBE}: {e}")
+    ok(f"{mode}: {len(docs)} manifests valid against Kubernetes {KUBE} schemas: {', '.join(kinds)}")
+    objs = {d["kind"]: d for _, d in docs if d["kind"] not in ("Deployment", "ConfigMap")}
+    objs["Deployments"] = [d for _, d in docs if d["kind"] == "Deployment"]
+    config_maps = [d for _, d in docs if d["kind"] == "ConfigMap" and "catchup.toml" in d.get("data", {})]
+    if len(config_maps) != 1:
+        fail(f"{mode}: one ConfigMap with catchup.toml, found {len(config_maps)}")
+    objs["ConfigMap"] = config_maps[0]
+    return objs
+
+
+def catchup_container(deployment):
+    for c in deployment["spec"]["template"]["spec"]["containers"]:
+        if c["name"] == "catchup":
+            return c
+    fail(f"no catchup container in {deployment['metadata']['name']}")
+
+
+def check_hardening(mode, deployment):
+    spec = deployment["spec"]["template"]["spec"]
+    c = catchup_container(deployment)
+    sc = c["securityContext"]
+    expect = {
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+    }
+    for k, v in expect.items():
+        if sc.get(k) != v:
+            fail(f"{mode}: securityContext.{k} = {sc.get(k)}, want {v}")
+    if sc.get("capabilities", {}).get("drop") != ["ALL"]:
+        fail(f"{mode}: capabilities must drop ALL")
+    psc = spec["securityContext"]
+    if not psc.get("runAsNonRoot") or psc.get("runAsUser") == 0:
+        fail(f"{mode}: the pod must run as non-root")
+    probes = {k: c[k]["httpGet"]["path"] for k in ("livenessProbe", "readinessProbe")}
+    if probes != {"livenessProbe": "/healthz", "readinessProbe": "/readyz"}:
+        fail(f"{mode}: probes {probes}")
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    if "/var/lib/catchup" not in mounts:
+        fail(f"{mode}: no writable state volume")
+    ok(f"{mode}: non-root, read-only root fs, no privilege escalation, capabilities dropped, probes on /healthz and /readyz, state volume")
+
+
+def check_config(mode, objs):
+    cm = objs["ConfigMap"] if "ConfigMap" in objs else None
+    if cm is None:
+        fail(f"{mode}: no ConfigMap")
+    tmp = tempfile.mkdtemp()
+    try:
+        os.makedirs(os.path.join(tmp, "policies"))
+        for key, text in cm["data"].items():
+            if key.endswith(".toml") and key != "catchup.toml":
+                with open(os.path.join(tmp, "policies", key), "w") as f:
+                    f.write(text)
+        config = cm["data"]["catchup.toml"].replace("/etc/catchup/", tmp + "/")
+        config = config.replace("/var/lib/catchup", os.path.join(tmp, "state"))
+        path = os.path.join(tmp, "catchup.toml")
+        with open(path, "w") as f:
+            f.write(config)
+        r = subprocess.run([BINARY, "config", "check", path], capture_output=True, text=True)
+        if r.returncode != 0:
+            fail(f"{mode}: catchup config check refused the rendered config:\n{config}\n{r.stderr}")
+        ok(f"{mode}: rendered catchup.toml accepted by catchup config check ({r.stdout.strip().split(': ', 1)[1]})")
+        return config
+    finally:
+        shutil.rmtree(tmp)
+
+
+def check_bad_values():
+    chart = helm.Chart.load(CHART)
+    base = values("standalone-msk-values.yaml")
+    cases = [
+        ("wrong type", {**base, "service": {"port": "eighty"}}, "/service/port"),
+        (
+            "missing required field",
+            {**base, "config": {"cluster": {"kind": "msk", "msk": {"auth": "iam"}}}},
+            "cluster_arn",
+        ),
+        ("bad enum", {**base, "mode": "daemonset"}, "/mode"),
+        ("typo in a key", {**base, "imagee": {"repository": "x"}}, "imagee"),
+    ]
+    for what, vals, field in cases:
+        try:
+            chart.validate_schema(vals)
+        except helm.HelmValuesError as e:
+            if field not in str(e):
+                fail(f"{what}: the schema error does not name {field}: {e}")
+            ok(f"{what} refused at install time, naming {field}: {str(e).strip().splitlines()[-1].strip()}")
+            continue
+        fail(f"{what}: values accepted: {vals}")
+
+
+def check_policy_copies():
+    shipped = sorted(os.listdir(os.path.join(ROOT, "policies")))
+    copies = sorted(os.listdir(os.path.join(CHART, "files", "policies")))
+    if shipped != copies:
+        fail(f"chart policies {copies} differ from policies/ {shipped}")
+    for name in shipped:
+        a = open(os.path.join(ROOT, "policies", name)).read()
+        b = open(os.path.join(CHART, "files", "policies", name)).read()
+        if a != b:
+            fail(f"helm/catchup/files/policies/{name} differs from policies/{name}: copy it again")
+    ok(f"chart policies identical to policies/: {', '.join(shipped)}")
+
+
+# --- metric names and labels -------------------------------------------------------------------
+
+PROMQL_WORDS = {
+    "sum", "by", "rate", "increase", "histogram_quantile", "ignoring", "on", "or", "and", "absent",
+    "max", "min", "avg", "count", "le", "without", "unless",
+}
+
+
+def references(expr):
+    """(metric, {labels}) pairs an expression uses: selector labels and by/ignoring/on labels."""
+    refs = []
+    grouping = set()
+    for m in re.finditer(r"\b(?:by|ignoring|on|without)\s*\(([^)]*)\)", expr):
+        grouping |= {l.strip() for l in m.group(1).split(",") if l.strip()}
+    for m in re.finditer(r"\b(catchup_[a-z_]+)\s*(\{([^}]*)\})?", expr):
+        labels = set()
+        if m.group(3):
+            for matcher in m.group(3).split(","):
+                name = re.split(r"=~|!=|!~|=", matcher.strip())[0].strip()
+                if name:
+                    labels.add(name)
+        refs.append((m.group(1), labels | (grouping - {"le"})))
+    return refs
+
+
+def scrape_demo():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    state = tempfile.mkdtemp()
+    p = subprocess.Popen(
+        [BINARY, "demo", "--listen", f"127.0.0.1:{port}", "--speed", "600", "--state-dir", state],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        text = ""
+        deadline = time.time() + 60
+        # Until the families the rules use have series: retention lowered, actions taken.
+        while time.time() < deadline:
+            time.sleep(1)
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                continue
+            if "catchup_actions_total{" in text and 'value="original"' in text and "catchup_broker_disk_time_to_ceiling_seconds{" in text:
+                break
+        return text
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def exported(text):
+    """metric name -> set of label names seen on its samples (names as PromQL sees them)."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            name, kind = line.split()[2:4]
+            if kind == "counter":
+                out.setdefault(name + "_total", set())
+            elif kind == "histogram":
+                for suffix in ("_bucket", "_sum", "_count"):
+                    out.setdefault(name + suffix, set())
+            else:
+                out.setdefault(name, set())
+            continue
+        if line.startswith("#") or not line.strip():
+            continue
+        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s", line)
+        if m:
+            labels = set(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="', m.group(3) or ""))
+            out.setdefault(m.group(1), set()).update(labels)
+    return out
+
+
+def check_metrics(standalone_docs):
+    rule = next(d for _, d in standalone_docs if d["kind"] == "PrometheusRule")
+    dash_cm = next(d for _, d in standalone_docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard"))
+    dashboard = json.loads(dash_cm["data"]["catchup.json"])
+    exprs = [(f"alert {r['alert']}", r["expr"]) for g in rule["spec"]["groups"] for r in g["rules"]]
+    for panel in dashboard["panels"]:
+        for t in panel["targets"]:
+            exprs.append((f"panel {panel['title']!r}", t["expr"]))
+            for label in re.findall(r"\{\{\s*([a-z_]+)\s*\}\}", t.get("legendFormat", "")):
+                exprs.append((f"panel {panel['title']!r} legend", "catchup_x{" + label + '=""}'))
+    text = scrape_demo()
+    have = exported(text)
+    if "catchup_ready" not in have:
+        fail(f"no catchup metrics scraped from catchup demo:\n{text[:500]}")
+    # Prometheus adds job and instance (and the operator namespace, pod, ...) at scrape time.
+    target_labels = {"job", "instance", "namespace", "pod", "service", "container", "endpoint"}
+    checked = 0
+    for where, expr in exprs:
+        refs = references(expr)
+        if where.endswith("legend"):
+            # A legend label must exist on one of the panel's metrics.
+            label = next(iter(refs[0][1]))
+            panel_metrics = [m for w, e in exprs if w == where[: -len(" legend")] for m, _ in references(e)]
+            if label not in target_labels and not any(label in have.get(m, set()) for m in panel_metrics):
+                fail(f"{where}: label {label} is not on any of {panel_metrics}")
+            continue
+        for metric, labels in refs:
+            if metric not in have:
+                fail(f"{where}: metric {metric} is not exported by catchup (expr: {expr})")
+            missing = labels - have[metric] - target_labels
+            if missing:
+                fail(f"{where}: {metric} has no label {sorted(missing)} (it has {sorted(have[metric])}; expr: {expr})")
+            checked += 1
+    ok(f"{len(exprs)} dashboard and alert expressions: {checked} metric references, all exported by catchup demo with their labels")
+    return rule
+
+
+def check_promtool(rule):
+    if not shutil.which("promtool"):
+        fail("promtool not found (Debian package prometheus)")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump({"groups": rule["spec"]["groups"]}, f)
+    r = subprocess.run(["promtool", "check", "rules", f.name], capture_output=True, text=True)
+    os.unlink(f.name)
+    if r.returncode != 0:
+        fail(f"promtool check rules: {r.stdout}{r.stderr}")
+    ok(f"promtool check rules: {r.stdout.strip().splitlines()[-1].strip()}")
+
+
+def main():
+    check_lint()
+    standalone = render(values("standalone-msk-values.yaml"))
+    objs = check_manifests("standalone", standalone)
+    deployments = objs["Deployments"]
+    if len(deployments) != 1 or deployments[0]["spec"]["replicas"] != 1:
+        fail("standalone: one Deployment with one replica")
+    if deployments[0]["spec"]["strategy"]["type"] != "Recreate":
+        fail("standalone: strategy must be Recreate (never two controllers)")
+    for kind in ["Service", "ServiceAccount", "ConfigMap", "Secret", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor", "PrometheusRule", "PersistentVolumeClaim"]:
+        if kind not in objs:
+            fail(f"standalone: no {kind}")
+    if objs["ServiceAccount"]["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn") is None:
+        fail("standalone: the IRSA annotation is not on the ServiceAccount")
+    check_hardening("standalone", deployments[0])
+    config = check_config("standalone", objs)
+    if "retention_actions" in config:
+        fail("standalone: owns retention (no retention_actions = false)")
+
+    sidecar = render(values("sidecar-values.yaml"))
+    sobjs = check_manifests("sidecar", sidecar)
+    kinds = {d["kind"] for _, d in sidecar}
+    if {"Service", "PodDisruptionBudget", "NetworkPolicy"} & kinds:
+        fail(f"sidecar: renders standalone objects: {kinds}")
+    host = sobjs["Deployments"][0]
+    names = [c["name"] for c in host["spec"]["template"]["spec"]["containers"]]
+    if names != ["ingestion", "catchup"]:
+        fail(f"sidecar: host containers {names}")
+    check_hardening("sidecar", host)
+    config = check_config("sidecar", sobjs)
+    if "retention_actions = false" not in config or "instances = 2" not in config:
+        fail(f"sidecar: must leave retention to one owner and share the rate by 2:\n{config}")
+    ok("sidecar: gates only (retention_actions = false), rate shared by gate.instances = 2")
+
+    check_bad_values()
+    check_policy_copies()
+    rule = check_metrics(standalone)
+    check_promtool(rule)
+
+
+main()
