@@ -116,9 +116,12 @@ def check_hardening(mode, deployment):
             fail(f"{mode}: securityContext.{k} = {sc.get(k)}, want {v}")
     if sc.get("capabilities", {}).get("drop") != ["ALL"]:
         fail(f"{mode}: capabilities must drop ALL")
-    psc = spec["securityContext"]
-    if not psc.get("runAsNonRoot") or psc.get("runAsUser") == 0:
-        fail(f"{mode}: the pod must run as non-root")
+    # Non-root from the container's own context, whatever the host pod sets.
+    if not sc.get("runAsNonRoot") or sc.get("runAsUser", 0) == 0:
+        fail(f"{mode}: the catchup container must run as non-root")
+    psc = spec.get("securityContext", {})
+    if psc.get("runAsUser") == 0:
+        fail(f"{mode}: the pod runs as root")
     probes = {k: c[k]["httpGet"]["path"] for k in ("livenessProbe", "readinessProbe")}
     if probes != {"livenessProbe": "/healthz", "readinessProbe": "/readyz"}:
         fail(f"{mode}: probes {probes}")
@@ -149,6 +152,38 @@ def check_config(mode, objs):
             fail(f"{mode}: catchup config check refused the rendered config:\n{config}\n{r.stderr}")
         ok(f"{mode}: rendered catchup.toml accepted by catchup config check ({r.stdout.strip().split(': ', 1)[1]})")
         return config
+    finally:
+        shutil.rmtree(tmp)
+
+
+def check_parent_chart():
+    """The README's sidecar snippet: a host chart with catchup as a dependency."""
+    tmp = tempfile.mkdtemp()
+    try:
+        parent = os.path.join(tmp, "ingestion")
+        os.makedirs(os.path.join(parent, "templates"))
+        shutil.copytree(CHART, os.path.join(parent, "charts", "catchup"))
+        with open(os.path.join(parent, "Chart.yaml"), "w") as f:
+            f.write("apiVersion: v2\nname: ingestion\nversion: 0.1.0\ndependencies:\n  - name: catchup\n    version: 0.1.0\n")
+        with open(os.path.join(parent, "values.yaml"), "w") as f:
+            yaml.safe_dump({"catchup": values("sidecar-values.yaml") | {"sidecar": {"instances": 3}}}, f)
+        with open(os.path.join(parent, "templates", "deployment.yaml"), "w") as f:
+            f.write(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ingestion\nspec:\n  replicas: 3\n"
+                "  selector:\n    matchLabels: {app: ingestion}\n  template:\n    metadata:\n      labels: {app: ingestion}\n"
+                "    spec:\n      containers:\n        - name: ingestion\n          image: busybox:1.36\n"
+                '        {{- include "catchup.sidecar.container" .Subcharts.catchup | nindent 8 }}\n'
+                "      volumes:\n"
+                '        {{- include "catchup.sidecar.volumes" .Subcharts.catchup | nindent 8 }}\n'
+            )
+        out = helm.Chart.load(parent).render(None, name="ing", namespace="ingest")
+        host = yaml.safe_load(out["ingestion/templates/deployment.yaml"])
+        kubernetes_validate.validate(host, KUBE, strict=True)
+        names = [c["name"] for c in host["spec"]["template"]["spec"]["containers"]]
+        if names != ["ingestion", "catchup"]:
+            fail(f"parent chart: containers {names}")
+        check_hardening("parent chart sidecar", host)
+        ok("the README's sidecar snippet: a host chart including catchup.sidecar.container and catchup.sidecar.volumes renders a valid Deployment")
     finally:
         shutil.rmtree(tmp)
 
@@ -351,6 +386,7 @@ def main():
         fail(f"sidecar: must leave retention to one owner and share the rate by 2:\n{config}")
     ok("sidecar: gates only (retention_actions = false), rate shared by gate.instances = 2")
 
+    check_parent_chart()
     check_bad_values()
     check_policy_copies()
     rule = check_metrics(standalone)
