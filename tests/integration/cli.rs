@@ -134,3 +134,119 @@ fn version_and_help_work() {
     let out = catchup(&["simulate", "--help"]);
     assert!(stdout(&out).contains("--controller"));
 }
+
+/// Splits a shell command line: whitespace separates words, double and single quotes group them.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut started = false;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                started = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if started || !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+                started = false;
+            }
+            (None, c) => word.push(c),
+        }
+    }
+    if started || !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// Every `catchup ...` command the runbook and README tell people to type parses: run against an
+/// unreachable controller and broker, each may fail to connect (exit 1) but never with a usage
+/// error (exit 2).
+#[test]
+fn every_command_in_the_runbook_and_readme_parses() {
+    let mut commands = Vec::new();
+    for doc in ["docs/runbook.md", "README.md"] {
+        let text = std::fs::read_to_string(super::root().join(doc)).unwrap();
+        // Join continuation lines, then take every `catchup <sub>` invocation in code blocks and,
+        // in the runbook, in its command table (prose mentions are not commands to type).
+        let joined = text.replace("\\\n", " ");
+        let mut in_code = false;
+        for line in joined.lines() {
+            if line.starts_with("```") {
+                in_code = !in_code;
+                continue;
+            }
+            let table_row = doc.ends_with("runbook.md") && line.starts_with("| ");
+            if !in_code && !table_row {
+                continue;
+            }
+            // Shell comments are not commands.
+            let line = if in_code {
+                line.split(" #").next().unwrap_or(line)
+            } else {
+                line
+            };
+            let mut rest = line;
+            while let Some(at) = rest.find("catchup ") {
+                let tail = &rest[at + "catchup ".len()..];
+                let first = tail.split_whitespace().next().unwrap_or("");
+                if ![
+                    "ctl",
+                    "retention",
+                    "config",
+                    "policy",
+                    "lag",
+                    "observe",
+                    "plan",
+                ]
+                .contains(&first)
+                {
+                    rest = tail;
+                    continue;
+                }
+                let end = tail.find(['`', '|']).unwrap_or(tail.len());
+                let end = tail[..end].find(" && ").unwrap_or(end);
+                commands.push((doc, tail[..end].trim().to_string()));
+                rest = &tail[end..];
+            }
+        }
+    }
+
+    let mut run = 0;
+    for (doc, cmd) in &commands {
+        // A quoted "..." is a reason to fill in (a valid argument); a bare one is a placeholder.
+        let cmd = &cmd.replace("\"...\"", "\"reason\"");
+        if shell_words(cmd).iter().any(|w| w == "...") {
+            continue;
+        }
+        run += 1;
+        let args: Vec<String> = shell_words(cmd)
+            .into_iter()
+            .map(|w| {
+                if w.starts_with('$') {
+                    "x".to_string()
+                } else {
+                    w
+                }
+            })
+            .collect();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_catchup"))
+            .args(&args)
+            .env("CATCHUP_URL", "http://127.0.0.1:1")
+            .env("CATCHUP_API_TOKEN", "t")
+            .output()
+            .unwrap();
+        assert_ne!(
+            out.status.code(),
+            Some(2),
+            "{doc}: `catchup {cmd}` is not a valid command: {}",
+            stderr(&out)
+        );
+    }
+    assert!(run >= 20, "only {run} commands run of {commands:?}");
+}

@@ -340,6 +340,19 @@ def check_metrics(standalone_docs):
     return rule
 
 
+def check_runbook(rule):
+    text = open(os.path.join(ROOT, "docs", "runbook.md")).read()
+    headings = {h.strip() for h in re.findall(r"^### (.+)$", text, re.M)}
+    for g in rule["spec"]["groups"]:
+        for r in g["rules"]:
+            name = r["alert"]
+            if name not in headings:
+                fail(f"alert {name} has no section in docs/runbook.md")
+            if not r["annotations"]["runbook_url"].endswith("#" + name.lower()):
+                fail(f"alert {name}: runbook_url {r['annotations']['runbook_url']} does not point at its section")
+    ok(f"every alert has its section in docs/runbook.md and a runbook_url to it")
+
+
 def check_promtool(rule):
     if not shutil.which("promtool"):
         fail("promtool not found (Debian package prometheus)")
@@ -391,6 +404,7 @@ def main():
     check_policy_copies()
     rule = check_metrics(standalone)
     check_promtool(rule)
+    check_runbook(rule)
 
 
 main()
