@@ -191,7 +191,7 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: ready after the first full tick with fresh data.
+/// `GET /readyz`: ready after the first tick with fresh disk and lag data.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, body = ApiError, description = "not ready yet")))]
 async fn readyz(State(ctl): Ctl) -> Result<Json<serde_json::Value>, ApiError> {
     if ctl.ready.load(std::sync::atomic::Ordering::Relaxed) {

@@ -111,7 +111,7 @@ pub struct Metrics {
     pub alerts: Family<AlertLabel, Gauge>,
     /// Duration of control ticks.
     pub tick_duration: Histogram,
-    /// 1 once the first full tick with fresh data completed.
+    /// 1 once a tick with fresh disk and lag data completed.
     pub ready: Gauge,
     /// 1 for the current mode (`active`, `dry-run`, `observe`).
     pub mode: Family<Vec<(String, String)>, Gauge>,
@@ -249,7 +249,7 @@ impl Metrics {
         );
         registry.register(
             "ready",
-            "1 once the first full tick with fresh data completed",
+            "1 once a tick with fresh disk and lag data completed",
             m.ready.clone(),
         );
         registry.register(

@@ -86,6 +86,19 @@ pub fn wall_now() -> Timestamp {
     Timestamp(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Whether a tick makes the controller ready: fresh disk readings from every broker and lag read,
+/// the data gating needs. Copy lag and topic configs only enable retention changes, which have
+/// their own guards (invariants 5 and 6); a cluster that can never give them (monitoring level
+/// `DEFAULT`, the Prometheus source) must still become ready, or its gate would never be served.
+pub fn ready_after(decision: &Decision, obs: &Observation) -> bool {
+    !decision.brokers.is_empty()
+        && decision.brokers.iter().all(|b| !b.stale)
+        && !obs
+            .sensor_errors
+            .iter()
+            .any(|f| f.sensor == "disk" || f.sensor == "lag")
+}
+
 /// Reads every sensor of `cluster` once, concurrently, each within `timeout` (for `observe` and
 /// `plan`); failures are reported in `sensor_errors`.
 pub async fn observe_once<K: ClusterIo>(
@@ -153,7 +166,7 @@ pub struct ManagedTopic {
 pub struct Status {
     /// Current mode.
     pub mode: Mode,
-    /// Whether the first full tick with fresh data has completed.
+    /// Whether a tick with fresh disk and lag data has completed (see [`ready_after`]).
     pub ready: bool,
     /// Ticks completed since start.
     pub ticks: u64,
@@ -213,7 +226,7 @@ pub struct Controller {
     pub metrics: Metrics,
     /// The last tick's status.
     pub status: RwLock<Status>,
-    /// Set after the first full tick with fresh data.
+    /// Set after the first tick with fresh disk and lag data.
     pub ready: AtomicBool,
     /// Time.
     pub clock: Arc<dyn Clock>,
@@ -581,11 +594,8 @@ impl<K: ClusterIo> Runtime<K> {
                 self.reconcile_gates(&decision, mode).await;
             }
             self.ticks += 1;
-            let fresh = !decision.brokers.is_empty()
-                && decision.brokers.iter().all(|b| !b.stale)
-                && obs.sensor_errors.is_empty();
-            if fresh && !self.ctl.ready.swap(true, Ordering::Relaxed) {
-                info!("first full tick with fresh data: ready");
+            if ready_after(&decision, &obs) && !self.ctl.ready.swap(true, Ordering::Relaxed) {
+                info!("first tick with fresh disk and lag data: ready");
                 self.ctl.metrics.ready.set(1);
             }
             self.ctl.metrics.observe_tick(&obs, &decision);
@@ -912,5 +922,47 @@ fn significant_change(before: &Gate, after: &Gate) -> bool {
             (a - b).abs() >= 0.1 * a.abs().max(b.abs())
         }
         _ => before.name() != after.name(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(sensor: &str) -> SensorFault {
+        SensorFault {
+            sensor: sensor.into(),
+            reason: "test".into(),
+        }
+    }
+
+    #[test]
+    fn readiness_needs_fresh_disk_and_lag_but_not_copy_lag_or_configs() {
+        let now = Timestamp(10_000_000);
+        let policy = Policy::default();
+        let obs = Observation::test()
+            .with_disk(1, 50.0, now)
+            .with_disk(2, 50.0, now)
+            .with_lag("g", 100, 10, now);
+        let decide_on = |obs: &Observation| {
+            crate::policy::decide(obs, &policy, &ControllerState::default(), &[], now).0
+        };
+        let d = decide_on(&obs);
+        assert!(ready_after(&d, &obs));
+        // A cluster without copy lag (DEFAULT monitoring, Prometheus) is still ready to gate.
+        let mut no_copy = obs.clone();
+        no_copy.sensor_errors = vec![fault("copy_lag"), fault("topic_configs")];
+        assert!(ready_after(&decide_on(&no_copy), &no_copy));
+        for sensor in ["disk", "lag"] {
+            let mut failed = obs.clone();
+            failed.sensor_errors = vec![fault(sensor)];
+            assert!(!ready_after(&decide_on(&failed), &failed), "{sensor}");
+        }
+        let stale = Observation::test()
+            .with_disk(1, 50.0, Timestamp(now.0 - 3_600_000))
+            .with_lag("g", 100, 10, now);
+        assert!(!ready_after(&decide_on(&stale), &stale));
+        let no_disk = Observation::test().with_lag("g", 100, 10, now);
+        assert!(!ready_after(&decide_on(&no_disk), &no_disk));
     }
 }
