@@ -102,12 +102,16 @@ inline.toml
       port: http
     periodSeconds: 10
     failureThreshold: 6
+  {{- if eq .Values.mode "standalone" }}
   readinessProbe:
     httpGet:
       path: /readyz
       port: http
     periodSeconds: 10
     failureThreshold: 3
+  {{- end }}
+  {{- /* No readiness probe in a sidecar: it would hold the host pod un-Ready (and its rollout)
+  while catchup waits for data; consumers reach the gate on localhost and fall back anyway. */}}
   startupProbe:
     httpGet:
       path: /healthz
