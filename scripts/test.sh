@@ -50,6 +50,10 @@ need_c_toolchain() {
       break
     fi
   done
+  if ! command -v socat >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+    log "installing socat and openssl (a TLS front to the test broker, and its certificates)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat openssl
+  fi
   if ! pkg-config --exists openssl 2>/dev/null; then
     log "installing libssl-dev and pkg-config (librdkafka's TLS, needed by MSK)"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config

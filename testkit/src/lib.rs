@@ -19,6 +19,7 @@ pub struct Broker {
     pub bootstrap: String,
     port: u16,
     dir: PathBuf,
+    advertised: Option<String>,
 }
 
 impl Drop for Broker {
@@ -45,6 +46,12 @@ pub fn tansu() -> PathBuf {
 impl Broker {
     /// Starts a broker with a fresh database; `name` keeps concurrent tests apart.
     pub fn start(name: &str) -> Broker {
+        Broker::start_advertising(name, None)
+    }
+
+    /// Starts a broker that advertises `advertised` (`host:port`) in metadata instead of its own
+    /// address: for a TLS or proxy front, to which every client is then sent.
+    pub fn start_advertising(name: &str, advertised: Option<&str>) -> Broker {
         let dir = std::env::temp_dir().join(format!("catchup-tansu-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("broker dir");
@@ -57,6 +64,7 @@ impl Broker {
             bootstrap: format!("127.0.0.1:{port}"),
             port,
             dir,
+            advertised: advertised.map(|a| format!("tcp://{a}")),
         };
         b.restart();
         b
@@ -74,13 +82,14 @@ impl Broker {
     pub fn restart(&mut self) {
         self.stop();
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = self.advertised.clone().unwrap_or_else(|| url.clone());
         let child = Command::new(tansu())
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 "sqlite://tansu.db",
             ])

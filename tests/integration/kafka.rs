@@ -510,3 +510,198 @@ async fn lag_reads_survive_a_broker_restart() {
     );
     drop(broker);
 }
+
+/// A process killed on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`; returns the CA file.
+fn make_certificates(dir: &std::path::Path, ca: &str) -> String {
+    let key = format!("{ca}.key");
+    let pem = format!("{ca}.pem");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=catchup test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            &pem,
+            "-CAkey",
+            &key,
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    dir.join(&pem).to_str().unwrap().to_string()
+}
+
+/// TLS end to end (librdkafka built with OpenSSL): tansu behind a socat TLS front that the broker
+/// advertises, so every connection is TLS. `catchup lag` with the right CA reads exact lag; with
+/// another CA it refuses the broker's certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_over_tls_verifies_the_broker_certificate() {
+    let dir = std::env::temp_dir().join(format!("catchup-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let other_ca = make_certificates(&dir, "other-ca");
+    let ca = make_certificates(&dir, "ca");
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tls = format!("127.0.0.1:{tls_port}");
+    let broker = Broker::start_advertising("tls", Some(&tls));
+    let _front = Killed(
+        Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+                dir.join("server.pem").display(),
+                dir.join("server.key").display()
+            ))
+            .arg(format!("TCP:{}", broker.bootstrap))
+            .spawn()
+            .expect("socat runs (apt-get install socat)"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&tls).is_err() {
+        assert!(std::time::Instant::now() < deadline, "socat did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ssl = |c: &mut ClientConfig| {
+        c.set("bootstrap.servers", &tls)
+            .set("security.protocol", "SSL")
+            .set("ssl.ca.location", &ca);
+    };
+    let mut config = ClientConfig::new();
+    ssl(&mut config);
+    let admin: AdminClient<DefaultClientContext> = config.create().unwrap();
+    admin
+        .create_topics(
+            &[rdkafka::admin::NewTopic::new(
+                "orders",
+                2,
+                rdkafka::admin::TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topics over TLS")
+        .into_iter()
+        .for_each(|r| {
+            r.expect("topic created");
+        });
+    let producer: rdkafka::producer::FutureProducer = config.create().unwrap();
+    for (partition, n) in [(0, 7), (1, 5)] {
+        for i in 0..n {
+            producer
+                .send(
+                    rdkafka::producer::FutureRecord::<(), _>::to("orders")
+                        .partition(partition)
+                        .payload(&format!("r{i}")),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("produce over TLS");
+        }
+    }
+    let mut consumer_config = config.clone();
+    consumer_config.set("group.id", "billing");
+    let consumer: BaseConsumer = consumer_config.create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("orders", 0, Offset::Offset(2))
+        .unwrap();
+    tpl.add_partition_offset("orders", 1, Offset::Offset(1))
+        .unwrap();
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .expect("commit over TLS");
+
+    let lag = |ca: &str| {
+        catchup(&[
+            "lag",
+            "--bootstrap-server",
+            &tls,
+            "--security-protocol",
+            "SSL",
+            "--ssl-ca-location",
+            ca,
+            "--group",
+            "billing",
+            "--timeout",
+            "5s",
+            "--json",
+        ])
+    };
+    let out = lag(&ca);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["groups"][0]["total_lag"], 9, "(7 - 2) + (5 - 1): {v}");
+    let out = lag(&other_ca);
+    assert!(
+        !out.status.success(),
+        "a certificate from another CA must be refused"
+    );
+    assert!(stderr(&out).contains("unavailable"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
