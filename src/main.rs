@@ -580,8 +580,8 @@ fn snapshot(
                 let (cluster, _) = catchup::service::real_cluster(&config, &policy).await?;
                 let obs = catchup::runtime::observe_once(&cluster, &policy, timeout).await;
                 use catchup::sensors::ClusterFacts;
-                let mut limitations = cluster.limitations();
-                limitations.extend(catchup::sensors::limitations_of(&obs.sensor_errors));
+                let limitations =
+                    catchup::runtime::limitations(&cluster, &config, &obs.sensor_errors);
                 let facts = Facts {
                     limitations,
                     cluster: cluster.describe(),

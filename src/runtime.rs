@@ -25,8 +25,8 @@ use crate::policy::{
     RetentionTarget, decide,
 };
 use crate::sensors::{
-    ClusterFacts, CopyLagSensor, DiskSensor, LagSensor, Limitation, Observation, SensorFault,
-    TopicConfigSensor,
+    ClusterFacts, CopyLagSensor, DiskSensor, LagSensor, Limitation, Observation, SensorError,
+    SensorFault, TopicConfigSensor,
 };
 use crate::store::{AuditRecord, StateDir, StoreError};
 use crate::units::{Dur, Timestamp};
@@ -114,35 +114,55 @@ pub async fn observe_once<K: ClusterIo>(
         tokio::time::timeout(timeout, cluster.read_offsets(&groups)),
         tokio::time::timeout(timeout, cluster.read_topic_configs(&topics)),
     );
-    let mut obs = Observation::default();
-    let fault = |sensor: &str, reason: String| SensorFault {
+    let late = format!("no answer within {}", Dur(timeout.as_millis() as u64));
+    let mut faults = Vec::new();
+    let mut obs = Observation {
+        disks: reading("disk", disks, &late, &mut faults),
+        copy_lag: reading("copy_lag", copy, &late, &mut faults),
+        groups: reading("lag", lag, &late, &mut faults),
+        topics: reading("topic_configs", configs, &late, &mut faults),
+        ..Observation::default()
+    };
+    obs.sensor_errors = faults;
+    obs
+}
+
+/// What limits the controller now, and which actions that disables: the cluster's facts, this
+/// instance's configuration (`retention_actions`) and a tick's sensor failures. Status, metrics and
+/// `catchup observe` all show this list.
+pub fn limitations(
+    cluster: &impl ClusterFacts,
+    config: &RunConfig,
+    faults: &[SensorFault],
+) -> Vec<Limitation> {
+    let mut l = cluster.limitations();
+    if !config.retention_actions {
+        l.push(Limitation {
+            missing: "retention actions are off in this instance (retention_actions = false): another catchup instance owns local.retention.ms of the managed topics".into(),
+            disables: vec!["lower_retention".into(), "restore_retention".into()],
+        });
+    }
+    l.extend(crate::sensors::limitations_of(faults));
+    l
+}
+
+/// A sensor's answer within its timeout, or empty with the fault recorded.
+fn reading<T: Default>(
+    sensor: &str,
+    answer: Result<Result<T, SensorError>, tokio::time::error::Elapsed>,
+    late: &str,
+    faults: &mut Vec<SensorFault>,
+) -> T {
+    let reason = match answer {
+        Ok(Ok(v)) => return v,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => late.to_string(),
+    };
+    faults.push(SensorFault {
         sensor: sensor.into(),
         reason,
-    };
-    let late = || format!("no answer within {}", Dur(timeout.as_millis() as u64));
-    match disks {
-        Ok(Ok(v)) => obs.disks = v,
-        Ok(Err(e)) => obs.sensor_errors.push(fault("disk", e.to_string())),
-        Err(_) => obs.sensor_errors.push(fault("disk", late())),
-    }
-    match copy {
-        Ok(Ok(v)) => obs.copy_lag = v,
-        Ok(Err(e)) => obs.sensor_errors.push(fault("copy_lag", e.to_string())),
-        Err(_) => obs.sensor_errors.push(fault("copy_lag", late())),
-    }
-    match lag {
-        Ok(Ok(v)) => obs.groups = v,
-        Ok(Err(e)) => obs.sensor_errors.push(fault("lag", e.to_string())),
-        Err(_) => obs.sensor_errors.push(fault("lag", late())),
-    }
-    match configs {
-        Ok(Ok(v)) => obs.topics = v,
-        Ok(Err(e)) => obs
-            .sensor_errors
-            .push(fault("topic_configs", e.to_string())),
-        Err(_) => obs.sensor_errors.push(fault("topic_configs", late())),
-    }
-    obs
+    });
+    T::default()
 }
 
 /// A managed topic as status shows it.
@@ -812,14 +832,7 @@ impl<K: ClusterIo> Runtime<K> {
             ticks: self.ticks,
             sensor_errors: obs.sensor_errors.clone(),
             limitations: {
-                let mut l = self.cluster.limitations();
-                if !self.ctl.config.retention_actions {
-                    l.push(Limitation {
-                        missing: "retention actions are off in this instance (retention_actions = false): another catchup instance owns local.retention.ms of the managed topics".into(),
-                        disables: vec!["lower_retention".into(), "restore_retention".into()],
-                    });
-                }
-                l.extend(crate::sensors::limitations_of(&obs.sensor_errors));
+                let l = limitations(&self.cluster, &self.ctl.config, &obs.sensor_errors);
                 self.ctl.metrics.limitations(&obs.sensor_errors, &l);
                 l
             },

@@ -173,12 +173,7 @@ pub async fn real_cluster(
         ClusterConfig::Msk { msk, kafka, disk } => {
             let region = msk.region();
             let sdk = crate::aws::sdk_config(region.as_deref(), None).await;
-            let mut client_config =
-                aws_sdk_kafka::config::Builder::from(&sdk).retry_config(crate::aws::retry_config());
-            if let Some(u) = &msk.endpoint_url {
-                client_config = client_config.endpoint_url(u);
-            }
-            let client = aws_sdk_kafka::Client::from_conf(client_config.build());
+            let client = crate::aws::msk_client(&sdk, msk.endpoint_url.as_deref());
             let found = discover(&client, msk, crate::runtime::wall_now())
                 .await
                 .map_err(|e| setup("the MSK cluster", &e))?;

@@ -204,7 +204,7 @@ impl CloudWatchSource {
                     Ok(out) => out,
                     Err(e) => {
                         let reason =
-                            format!("CloudWatch GetMetricData: {}", super::iam::error_chain(&e));
+                            format!("CloudWatch GetMetricData: {}", super::error_chain(&e));
                         return Answer {
                             disks: Err(unavailable("disk", &reason)),
                             copy: Err(unavailable("copy_lag", &reason)),
@@ -362,35 +362,15 @@ fn no_data(sensor: &'static str, reason: String) -> SensorError {
     SensorError::NoData { sensor, reason }
 }
 
-/// The same error again (answers are shared between the two readings).
-fn again(e: &SensorError) -> SensorError {
-    match e {
-        SensorError::NoData { sensor, reason } => SensorError::NoData {
-            sensor,
-            reason: reason.clone(),
-        },
-        SensorError::Unavailable { sensor, reason } => SensorError::Unavailable {
-            sensor,
-            reason: reason.clone(),
-        },
-    }
-}
-
 impl DiskSensor for CloudWatchSource {
     async fn read_disks(&self) -> Result<Vec<BrokerDisk>, SensorError> {
-        match &self.answer().await.disks {
-            Ok(v) => Ok(v.clone()),
-            Err(e) => Err(again(e)),
-        }
+        self.answer().await.disks.clone()
     }
 }
 
 impl CopyLagSensor for CloudWatchSource {
     async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
-        match &self.answer().await.copy {
-            Ok(v) => Ok(v.clone()),
-            Err(e) => Err(again(e)),
-        }
+        self.answer().await.copy.clone()
     }
 }
 

@@ -170,62 +170,47 @@ impl MskIamSigner {
         &self.region
     }
 
-    /// Credentials, fetched again when missing or expiring within five minutes. Blocking: call it off
-    /// the async executor (librdkafka's queue thread).
-    fn credentials(&self) -> Result<Credentials, String> {
-        let now = SystemTime::now();
-        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cached.as_ref() {
-            let fresh = c
-                .expiry()
-                .is_none_or(|e| e > now + Duration::from_secs(300));
-            if fresh {
-                return Ok(c.clone());
-            }
+    /// Credentials: the cached ones unless missing or expiring within five minutes, else fetched
+    /// from the chain and cached.
+    async fn fresh_credentials(&self) -> Result<Credentials, String> {
+        let margin = SystemTime::now() + Duration::from_secs(300);
+        let cached = self
+            .cached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|c| c.expiry().is_none_or(|e| e > margin));
+        if let Some(c) = cached {
+            return Ok(c);
         }
-        let fetched = self
-            .runtime
-            .block_on(self.provider.provide_credentials())
-            .map_err(|e| format!("AWS credentials: {}", error_chain(&e)))?;
-        *cached = Some(fetched.clone());
-        Ok(fetched)
-    }
-
-    /// A token signed now, from async code (fetches and caches the credentials).
-    pub async fn token_now_async(&self) -> Result<BearerToken, String> {
         let fetched = self
             .provider
             .provide_credentials()
             .await
-            .map_err(|e| format!("AWS credentials: {}", error_chain(&e)))?;
+            .map_err(|e| format!("AWS credentials: {}", super::error_chain(&e)))?;
         *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some(fetched.clone());
-        token(&fetched, &self.region, SystemTime::now())
+        Ok(fetched)
+    }
+
+    /// A token signed now, from async code.
+    pub async fn token_now_async(&self) -> Result<BearerToken, String> {
+        token(
+            &self.fresh_credentials().await?,
+            &self.region,
+            SystemTime::now(),
+        )
     }
 
     /// A token signed now. Blocking: call it off the async executor.
     pub fn token_now(&self) -> Result<BearerToken, String> {
-        token(&self.credentials()?, &self.region, SystemTime::now())
+        let credentials = self.runtime.block_on(self.fresh_credentials())?;
+        token(&credentials, &self.region, SystemTime::now())
     }
 
     /// The signer as librdkafka's token source.
     pub fn token_source(self: Arc<Self>) -> TokenSource {
         Arc::new(move || self.token_now())
     }
-}
-
-/// An error with its sources, `: `-separated.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -38,10 +38,28 @@ pub fn cloudwatch_client(
 }
 
 /// An MSK (`kafka`) client for `config` with [`retry_config`].
-pub fn msk_client(config: &aws_config::SdkConfig) -> aws_sdk_kafka::Client {
-    aws_sdk_kafka::Client::from_conf(
-        aws_sdk_kafka::config::Builder::from(config)
-            .retry_config(retry_config())
-            .build(),
-    )
+pub fn msk_client(
+    config: &aws_config::SdkConfig,
+    endpoint_url: Option<&str>,
+) -> aws_sdk_kafka::Client {
+    let mut b = aws_sdk_kafka::config::Builder::from(config).retry_config(retry_config());
+    if let Some(u) = endpoint_url {
+        b = b.endpoint_url(u);
+    }
+    aws_sdk_kafka::Client::from_conf(b.build())
+}
+
+/// An error with its sources, `: `-separated (the SDK's own Display says only "service error").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }

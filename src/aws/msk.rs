@@ -264,7 +264,7 @@ fn failure(arn: &str, call: &'static str, e: &dyn std::error::Error) -> Discover
     DiscoveryError {
         arn: arn.to_string(),
         call,
-        reason: super::iam::error_chain(e),
+        reason: super::error_chain(e),
     }
 }
 

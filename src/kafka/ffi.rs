@@ -69,6 +69,18 @@ fn err_string(err: rd::rd_kafka_resp_err_t) -> Option<String> {
     Some(cstr(unsafe { rd::rd_kafka_err2str(err) }))
 }
 
+/// One librdkafka object and its destructor: destroyed exactly once, when dropped, on every path.
+/// Only ever built from a non-null pointer just returned by the matching constructor.
+struct Owned<T>(*mut T, unsafe extern "C" fn(*mut T));
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from the constructor matching `self.1` (see the type's note) and
+        // nothing else destroys it.
+        unsafe { (self.1)(self.0) };
+    }
+}
+
 /// Frees the queue, options and event of one call on every path.
 struct CallGuard {
     queue: *mut rd::rd_kafka_queue_t,
@@ -307,14 +319,7 @@ pub fn list_offsets(
             reason: "librdkafka could not allocate the partition list".into(),
         });
     }
-    struct ListGuard(*mut rd::rd_kafka_topic_partition_list_t);
-    impl Drop for ListGuard {
-        fn drop(&mut self) {
-            // SAFETY: created by rd_kafka_topic_partition_list_new, destroyed once.
-            unsafe { rd::rd_kafka_topic_partition_list_destroy(self.0) };
-        }
-    }
-    let list = ListGuard(list);
+    let list = Owned(list, rd::rd_kafka_topic_partition_list_destroy);
     for (topic, partition) in partitions {
         let topic_c = CString::new(topic.as_str()).map_err(|_| AdminError {
             call: CALL,
@@ -420,14 +425,7 @@ pub fn incremental_alter_topic(
             reason: "librdkafka could not allocate the resource".into(),
         });
     }
-    struct ResourceGuard(*mut rd::rd_kafka_ConfigResource_t);
-    impl Drop for ResourceGuard {
-        fn drop(&mut self) {
-            // SAFETY: created by rd_kafka_ConfigResource_new, destroyed once.
-            unsafe { rd::rd_kafka_ConfigResource_destroy(self.0) };
-        }
-    }
-    let _resource_guard = ResourceGuard(resource);
+    let _resource_guard = Owned(resource, rd::rd_kafka_ConfigResource_destroy);
     let value_ptr = value_c.as_ref().map_or(std::ptr::null(), |v| v.as_ptr());
     // SAFETY: valid resource and C strings (a null value is allowed for DELETE); librdkafka copies them.
     let error = unsafe {

@@ -18,7 +18,7 @@ pub use observation::{
 };
 
 /// Why a sensor could not be read.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum SensorError {
     /// The source answered but has no data (for example no datapoints yet).
     #[error("{sensor}: no data: {reason}")]

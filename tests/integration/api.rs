@@ -587,17 +587,21 @@ async fn openapi_describes_every_endpoint_and_metrics_are_exported() {
     s.stop().await;
 }
 
-/// The whole service on the live simulator (the `demo` code path), fast: the controller lowers
-/// retention by itself, `restore` brings it back and holds it, dry-run stops gating.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_service_lowers_restores_on_request_and_records_everything() {
-    let dir = state_dir("service");
+/// The whole service on the live simulator (the `demo` code path) at 1200x, its API on a free port:
+/// the API's base URL and the service task.
+async fn start_simulated_service(
+    dir: &std::path::Path,
+    retention_actions: bool,
+) -> (
+    String,
+    tokio::task::JoinHandle<Result<(), catchup::service::ServiceError>>,
+) {
     let config = RunConfig {
         mode: Mode::Active,
         tick: Dur::from_secs(30),
         sensor_timeout: Dur::from_secs(10),
         policy: None,
-        state_dir: dir.clone(),
+        state_dir: dir.to_path_buf(),
         api: ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             ..ApiConfig::default()
@@ -607,7 +611,7 @@ async fn the_service_lowers_restores_on_request_and_records_everything() {
             scenario: super::root().join("scenarios/2025-11-replay.toml"),
             speed: 1200.0,
         },
-        retention_actions: true,
+        retention_actions,
     };
     let (policy, scenario) = catchup::service::load(&config).expect("loads");
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
@@ -621,6 +625,15 @@ async fn the_service_lowers_restores_on_request_and_records_everything() {
         }),
     ));
     let base = format!("http://{}", addr_rx.await.expect("listening"));
+    (base, service)
+}
+
+/// The whole service on the live simulator (the `demo` code path), fast: the controller lowers
+/// retention by itself, `restore` brings it back and holds it, dry-run stops gating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_lowers_restores_on_request_and_records_everything() {
+    let dir = state_dir("service");
+    let (base, service) = start_simulated_service(&dir, true).await;
     let http = reqwest::Client::new();
     let get = |path: &'static str| {
         let http = http.clone();
@@ -741,35 +754,7 @@ async fn the_service_lowers_restores_on_request_and_records_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_without_retention_actions_never_touches_retention() {
     let dir = state_dir("no-retention");
-    let config = RunConfig {
-        mode: Mode::Active,
-        tick: Dur::from_secs(30),
-        sensor_timeout: Dur::from_secs(10),
-        policy: None,
-        state_dir: dir.clone(),
-        api: ApiConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..ApiConfig::default()
-        },
-        gate: GateConfig::default(),
-        cluster: ClusterConfig::Simulator {
-            scenario: super::root().join("scenarios/2025-11-replay.toml"),
-            speed: 1200.0,
-        },
-        retention_actions: false,
-    };
-    let (policy, scenario) = catchup::service::load(&config).expect("loads");
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let service = tokio::spawn(catchup::service::run(
-        config,
-        policy,
-        scenario,
-        Some(TOKEN.into()),
-        Box::new(move |addr: &str| {
-            let _ = addr_tx.send(addr.to_string());
-        }),
-    ));
-    let base = format!("http://{}", addr_rx.await.expect("listening"));
+    let (base, service) = start_simulated_service(&dir, false).await;
     let http = reqwest::Client::new();
     // 10 wall seconds = over 3 simulated hours: the owning controller lowers within the first hour.
     let mut wanted_lower = false;
