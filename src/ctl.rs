@@ -447,6 +447,14 @@ fn render_status(v: &Value) -> String {
         &["topic", "local retention", "original", "target", "why"],
         &topics,
     ));
+    let limitations: Vec<crate::sensors::Limitation> =
+        serde_json::from_value(v["limitations"].clone()).unwrap_or_default();
+    if !limitations.is_empty() {
+        out.push_str("\nlimitations:\n");
+        for l in &limitations {
+            let _ = writeln!(out, "  - {l}");
+        }
+    }
     if let Some(alerts) = d["alerts"].as_array().filter(|a| !a.is_empty()) {
         out.push_str("\nalerts:\n");
         for a in alerts {
@@ -558,4 +566,29 @@ fn render_restore(v: &Value) -> String {
         .map(|m| m.iter().map(|(t, o)| vec![t.clone(), str_of(o)]).collect())
         .unwrap_or_default();
     table(&["topic", "outcome"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lists_limitations_with_what_they_disable() {
+        let v = serde_json::json!({
+            "mode": "active", "ready": true, "ticks": 3, "decision": {}, "topics": [],
+            "limitations": [
+                {"missing": "storage mode is LOCAL, not TIERED", "disables": ["lower_retention"]},
+                {"missing": "the cluster's state is UPDATING, not ACTIVE", "disables": []}
+            ]
+        });
+        let text = render_status(&v);
+        assert!(
+            text.contains("limitations:\n  - storage mode is LOCAL, not TIERED [disables lower_retention]\n  - the cluster's state is UPDATING, not ACTIVE [warning only]\n"),
+            "{text}"
+        );
+        let none = render_status(
+            &serde_json::json!({"mode": "active", "decision": {}, "limitations": []}),
+        );
+        assert!(!none.contains("limitations"), "{none}");
+    }
 }

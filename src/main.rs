@@ -549,12 +549,7 @@ fn render_limitations(limitations: &[catchup::sensors::Limitation]) -> String {
     }
     let mut out = String::from("limitations:\n");
     for l in limitations {
-        let disables = if l.disables.is_empty() {
-            "warning only".to_string()
-        } else {
-            format!("disables {}", l.disables.join(", "))
-        };
-        out.push_str(&format!("  - {} [{disables}]\n", l.missing));
+        out.push_str(&format!("  - {l}\n"));
     }
     out
 }

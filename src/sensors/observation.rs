@@ -214,6 +214,22 @@ pub struct Limitation {
     pub disables: Vec<String>,
 }
 
+impl std::fmt::Display for Limitation {
+    /// `what is missing [disables a, b]`, or `[warning only]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.disables.is_empty() {
+            write!(f, "{} [warning only]", self.missing)
+        } else {
+            write!(
+                f,
+                "{} [disables {}]",
+                self.missing,
+                self.disables.join(", ")
+            )
+        }
+    }
+}
+
 /// A sensor that could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SensorFault {
