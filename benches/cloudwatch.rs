@@ -10,7 +10,7 @@ use aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataOutput;
 use aws_sdk_cloudwatch::types::{MetricDataResult, StatusCode};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::DateTime;
-use catchup::aws::cloudwatch::{CloudWatchConfig, CloudWatchSource, Target};
+use catchup::sensors::disk::cloudwatch::{CloudWatchConfig, CloudWatchSource, Target};
 use catchup::sensors::{CopyLagSensor, DiskSensor};
 
 fn main() {

@@ -4,7 +4,7 @@
 use std::num::NonZeroU32;
 use std::time::Instant;
 
-use catchup::gate::{Admission, GateBoard};
+use catchup::actuators::gate::{Admission, GateBoard};
 use catchup::policy::{Gate, RateUnit};
 use catchup::units::Timestamp;
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config_file::{self, FileError, Problem, Problems};
+use crate::sensors::disk::DiskConfig;
 use crate::units::{Bytes, Dur};
 
 /// What the controller is allowed to do.
@@ -193,26 +194,6 @@ pub enum ClusterConfig {
         #[serde(default)]
         disk: Option<DiskConfig>,
     },
-}
-
-/// Disk and copy-lag sources.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
-pub enum DiskConfig {
-    /// A JSON file (see `catchup::sensors::file`); its modification time is the sample time unless
-    /// it says otherwise.
-    File {
-        /// The file.
-        path: PathBuf,
-    },
-    /// Prometheus instant queries (see `catchup::sensors::prometheus`): `url`, `used_bytes_query`,
-    /// `capacity_bytes_query`, `broker_label`, optional `brokers` map. Gives no copy lag, so
-    /// retention is never lowered with it alone (invariant 5).
-    Prometheus(crate::sensors::prometheus::PrometheusConfig),
-    /// CloudWatch `KafkaDataLogsDiskUsed` and `RemoteCopyLagBytes` (see `catchup::aws::cloudwatch`):
-    /// optional `period`, `lookback`, `refresh`, `endpoint_url`. Needs `cluster.kind = "msk"`, whose
-    /// discovery gives the cluster name, brokers and volume size; the default disk source there.
-    Cloudwatch(crate::aws::cloudwatch::CloudWatchConfig),
 }
 
 fn default_speed() -> f64 {

@@ -25,10 +25,9 @@
 pub mod actuators;
 pub mod api;
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod config_file;
-pub mod ctl;
-pub mod gate;
 pub mod kafka;
 pub mod metrics;
 pub mod policy;

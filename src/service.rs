@@ -10,16 +10,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::aws::cloudwatch::CloudWatchSource;
 use crate::aws::msk::{MskWatch, discover};
-use crate::config::{ClusterConfig, DiskConfig, RunConfig};
+use crate::clock::{Clock, WallClock};
+use crate::config::{ClusterConfig, RunConfig};
 use crate::config_file::FileError;
 use crate::policy::Policy;
 use std::sync::Arc;
 
-use crate::kafka::cluster::KafkaCluster;
-use crate::runtime::{Clock, ClusterIo, Controller, Runtime, RuntimeError, WallClock};
-use crate::sensors::AnyDiskSource;
+use crate::runtime::cluster::KafkaCluster;
+use crate::runtime::{ClusterIo, Controller, Runtime, RuntimeError};
+use crate::sensors::disk::cloudwatch::{CloudWatchSource, Target};
+use crate::sensors::disk::{AnyDiskSource, DiskConfig};
 use crate::sim::Scenario;
 use crate::sim::live::LiveSim;
 
@@ -162,19 +163,15 @@ pub async fn real_cluster(
     let (conn, disk, watch) = match &config.cluster {
         ClusterConfig::Kafka { kafka, disk } => (
             kafka.clone(),
-            AnyDiskSource::from_config(disk, timeout).ok_or_else(|| {
-                setup(
-                    "the disk source",
-                    &"cloudwatch needs cluster.kind = \"msk\"",
-                )
-            })?,
+            disk.build(timeout)
+                .map_err(|e| setup("the disk source", &e))?,
             None,
         ),
         ClusterConfig::Msk { msk, kafka, disk } => {
             let region = msk.region();
             let sdk = crate::aws::sdk_config(region.as_deref(), None).await;
             let client = crate::aws::msk_client(&sdk, msk.endpoint_url.as_deref());
-            let found = discover(&client, msk, crate::runtime::wall_now())
+            let found = discover(&client, msk, crate::clock::wall_now())
                 .await
                 .map_err(|e| setup("the MSK cluster", &e))?;
             info!(
@@ -212,7 +209,7 @@ pub async fn real_cluster(
                         Some(DiskConfig::Cloudwatch(c)) => c.clone(),
                         _ => Default::default(),
                     };
-                    let target = found.cloudwatch_target().ok_or_else(|| {
+                    let target = Target::of(&found).ok_or_else(|| {
                         setup(
                             "the CloudWatch disk source",
                             &"the cluster has no EBS volume size (Express brokers?); use [cluster.disk] kind = \"prometheus\" or \"file\"",
@@ -226,12 +223,21 @@ pub async fn real_cluster(
                     (AnyDiskSource::CloudWatch(cw.clone()), Some(cw))
                 }
                 Some(other) => (
-                    AnyDiskSource::from_config(other, timeout)
-                        .ok_or_else(|| setup("the disk source", &"unsupported"))?,
+                    other
+                        .build(timeout)
+                        .map_err(|e| setup("the disk source", &e))?,
                     None,
                 ),
             };
-            let watch = Arc::new(MskWatch::new(msk.clone(), client, found, cloudwatch));
+            // Rediscovery keeps the CloudWatch source's brokers and volume size current.
+            let follow = cloudwatch.map(|cw| -> crate::aws::msk::OnChange {
+                Box::new(move |cluster| {
+                    if let Some(target) = Target::of(cluster) {
+                        cw.set_target(target);
+                    }
+                })
+            });
+            let watch = Arc::new(MskWatch::new(msk.clone(), client, found, follow));
             let mut conn = conn;
             if conn.aws_region.is_none() {
                 conn.aws_region = region;
@@ -339,7 +345,7 @@ pub fn random_token() -> String {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
         .is_ok();
     if !ok {
-        let seed = crate::runtime::wall_now().0 as u64 ^ u64::from(std::process::id()) << 32;
+        let seed = crate::clock::wall_now().0 as u64 ^ u64::from(std::process::id()) << 32;
         let mut rng = crate::sim::cluster::SplitMix64::new(seed);
         for chunk in bytes.chunks_mut(8) {
             chunk.copy_from_slice(&rng.next_u64().to_le_bytes()[..chunk.len()]);

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use catchup::config::{ApiConfig, ClusterConfig, GateConfig, Mode, RunConfig};
 use catchup::policy::{Gate, GroupPolicy, Policy, RateUnit};
-use catchup::runtime::{Controller, WallClock};
+use catchup::clock::WallClock;
+use catchup::runtime::Controller;
 use catchup::units::{Dur, Timestamp};
 use catchup_client::{GateClient, GatedConsumer};
 use catchup_testkit::{Broker, create_topic, produce_spread};
@@ -60,7 +61,7 @@ async fn gate_server(group: &str) -> (String, Arc<Controller>) {
 }
 
 fn publish(ctl: &Controller, group: &str, gate: Gate) {
-    let far = Timestamp(catchup::runtime::wall_now().0 + 3_600_000);
+    let far = Timestamp(catchup::clock::wall_now().0 + 3_600_000);
     ctl.gates
         .publish_gate(group, &gate, far, &["test".to_string()])
         .expect("registered group");

@@ -6,6 +6,7 @@
 //!
 //! Both are traits so the simulator and the real cluster adapters are interchangeable.
 
+pub mod gate;
 pub mod retention;
 
 use std::future::Future;

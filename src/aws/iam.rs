@@ -173,7 +173,7 @@ impl MskIamSigner {
     /// Credentials: the cached ones unless missing or expiring within five minutes, else fetched
     /// from the chain and cached.
     async fn fresh_credentials(&self) -> Result<Credentials, String> {
-        let margin = SystemTime::now() + Duration::from_secs(300);
+        let margin = crate::clock::system_now() + Duration::from_secs(300);
         let cached = self
             .cached
             .lock()
@@ -197,14 +197,14 @@ impl MskIamSigner {
         token(
             &self.fresh_credentials().await?,
             &self.region,
-            SystemTime::now(),
+            crate::clock::system_now(),
         )
     }
 
     /// A token signed now. Blocking: call it off the async executor.
     pub fn token_now(&self) -> Result<BearerToken, String> {
         let credentials = self.runtime.block_on(self.fresh_credentials())?;
-        token(&credentials, &self.region, SystemTime::now())
+        token(&credentials, &self.region, crate::clock::system_now())
     }
 
     /// The signer as librdkafka's token source.
@@ -288,8 +288,8 @@ mod tests {
             {
                 let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 // The first credentials expire in one minute (inside the five-minute margin).
-                let expiry =
-                    SystemTime::now() + Duration::from_secs(if n == 0 { 60 } else { 3600 });
+                let expiry = crate::clock::system_now()
+                    + Duration::from_secs(if n == 0 { 60 } else { 3600 });
                 future::ProvideCredentials::ready(Ok(Credentials::new(
                     format!("AKID{n}"),
                     "s",

@@ -1,8 +1,8 @@
-//! AWS: MSK cluster discovery ([`msk`]), the CloudWatch disk and copy-lag source ([`cloudwatch`]) and
-//! MSK IAM authentication for the Kafka client ([`iam`]). Credentials and region come from the
+//! AWS plumbing: SDK configuration and clients, MSK cluster discovery ([`msk`]) and MSK IAM
+//! authentication for the Kafka client ([`iam`]). The CloudWatch disk and copy-lag source is a
+//! sensor ([`crate::sensors::disk::cloudwatch`]). Credentials and region come from the
 //! standard chain (environment, profile, web identity for IRSA, container and instance roles).
 
-pub mod cloudwatch;
 pub mod iam;
 pub mod msk;
 

@@ -6,7 +6,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aws::cloudwatch::Target;
 use crate::kafka::{AWS_MSK_IAM, Connection};
 use crate::sensors::Limitation;
 use crate::units::{Dur, Timestamp};
@@ -120,18 +119,6 @@ impl MskCluster {
                 "the cluster's monitoring level is {}; RemoteCopyLagBytes needs PER_BROKER or higher",
                 self.monitoring.as_deref().unwrap_or("unknown")
             )
-        })
-    }
-
-    /// What the CloudWatch source reads, if the cluster has broker volumes.
-    pub fn cloudwatch_target(&self) -> Option<Target> {
-        let gib = self.volume_gib.filter(|g| *g > 0)?;
-        Some(Target {
-            cluster_name: self.name.clone(),
-            brokers: self.brokers.clone(),
-            volume_bytes: gib as u64 * (1 << 30),
-            copy_lag: self.copy_lag_published(),
-            copy_lag_missing: self.copy_lag_missing(),
         })
     }
 
@@ -380,31 +367,34 @@ pub async fn bootstrap_servers(
     .map(str::to_string))
 }
 
-/// The discovered cluster, kept current: discovery runs again every `rediscover` and updates the
-/// CloudWatch source's brokers and volume size (storage auto-scaling grows volumes; the metric is a
+/// The discovered cluster, kept current: discovery runs again every `rediscover` and tells the
+/// listener (the CloudWatch source, which follows brokers and volume size) (storage auto-scaling grows volumes; the metric is a
 /// percentage of the current size). A failed rediscovery keeps the last answer and says why.
 pub struct MskWatch {
     config: MskConfig,
     client: aws_sdk_kafka::Client,
     current: std::sync::RwLock<MskCluster>,
     error: std::sync::RwLock<Option<String>>,
-    cloudwatch: Option<std::sync::Arc<super::cloudwatch::CloudWatchSource>>,
+    on_change: Option<OnChange>,
 }
 
+/// Called with every new discovery answer (the CloudWatch source follows brokers and volume size).
+pub type OnChange = Box<dyn Fn(&MskCluster) + Send + Sync>;
+
 impl MskWatch {
-    /// Watches `cluster` (the first discovery's answer), feeding `cloudwatch` if given.
+    /// Watches `cluster` (the first discovery's answer), telling `on_change` of every new answer.
     pub fn new(
         config: MskConfig,
         client: aws_sdk_kafka::Client,
         cluster: MskCluster,
-        cloudwatch: Option<std::sync::Arc<super::cloudwatch::CloudWatchSource>>,
+        on_change: Option<OnChange>,
     ) -> MskWatch {
         MskWatch {
             config,
             client,
             current: std::sync::RwLock::new(cluster),
             error: std::sync::RwLock::new(None),
-            cloudwatch,
+            on_change,
         }
     }
 
@@ -418,10 +408,10 @@ impl MskWatch {
 
     /// Runs discovery again now.
     pub async fn refresh(&self) {
-        match discover(&self.client, &self.config, crate::runtime::wall_now()).await {
+        match discover(&self.client, &self.config, crate::clock::wall_now()).await {
             Ok(cluster) => {
-                if let (Some(cw), Some(target)) = (&self.cloudwatch, cluster.cloudwatch_target()) {
-                    cw.set_target(target);
+                if let Some(tell) = &self.on_change {
+                    tell(&cluster);
                 }
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = cluster;
                 *self.error.write().unwrap_or_else(|p| p.into_inner()) = None;
@@ -580,7 +570,7 @@ mod tests {
             Some("b-1.ingest:9098,b-2.ingest:9098")
         );
         assert_eq!(found.volume_gib, Some(2000));
-        let target = found.cloudwatch_target().unwrap();
+        let target = crate::sensors::disk::cloudwatch::Target::of(&found).unwrap();
         assert_eq!(target.volume_bytes, 2000 << 30);
         assert!(target.copy_lag);
         assert_eq!(found.limitations(), vec![], "{:?}", found.limitations());
@@ -621,7 +611,11 @@ mod tests {
         assert_eq!(l.len(), 2, "{l:?}");
         assert!(l[0].missing.contains("LOCAL, not TIERED") && l[0].disables == ["lower_retention"]);
         assert!(l[1].missing.contains("DEFAULT") && l[1].missing.contains("PER_BROKER"));
-        assert!(!c.cloudwatch_target().unwrap().copy_lag);
+        assert!(
+            !crate::sensors::disk::cloudwatch::Target::of(&c)
+                .unwrap()
+                .copy_lag
+        );
         c.iam_enabled = false;
         c.bootstrap = None;
         c.volume_gib = None;
@@ -635,7 +629,7 @@ mod tests {
         ] {
             assert!(text.contains(part), "{part}: {text}");
         }
-        assert!(c.cloudwatch_target().is_none());
+        assert!(crate::sensors::disk::cloudwatch::Target::of(&c).is_none());
         c.cluster_type = "SERVERLESS".into();
         assert_eq!(c.limitations().len(), 1);
     }

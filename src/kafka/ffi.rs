@@ -673,7 +673,7 @@ mod tests {
         let calls = Arc::new(Mutex::new(Vec::<i64>::new()));
         let seen = calls.clone();
         let source: TokenSource = Arc::new(move || {
-            let now = crate::runtime::wall_now().0;
+            let now = crate::clock::wall_now().0;
             seen.lock().unwrap().push(now);
             // A 6-second token: librdkafka must ask again at 80% of that (its refresh timer ticks
             // once a second), before it expires.

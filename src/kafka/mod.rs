@@ -1,11 +1,10 @@
-//! The controller's hands on a real Kafka cluster: connection options, and the lag reader built on
-//! librdkafka's admin API ([`ffi`] holds the only unsafe code of the project).
+//! Kafka plumbing: connection settings, admin clients with their main queue served, topic-config
+//! requests, and the librdkafka admin calls rust-rdkafka lacks ([`ffi`] holds the only unsafe code
+//! of the project). What the answers mean is the sensors' and actuators' business.
 
-pub mod cluster;
+mod connection;
 pub mod ffi;
-mod lag;
-pub mod retention;
 mod topics;
 
-pub use lag::{AWS_MSK_IAM, Admin, Connection, LagReader, TokenSlot};
-pub use topics::TopicAdmin;
+pub use connection::{AWS_MSK_IAM, Admin, Connection, TokenSlot};
+pub use topics::{RawConfig, TopicAdmin};

@@ -1,46 +1,47 @@
-//! Topic configs on a real cluster: DescribeConfigs (rust-rdkafka's safe API) with each value's
-//! source decided by [`crate::sensors::config_source`], and IncrementalAlterConfigs of one key
-//! ([`super::ffi`]).
+//! Topic configs on the wire: DescribeConfigs (rust-rdkafka's safe API) answered as raw entries,
+//! and IncrementalAlterConfigs of one key ([`super::ffi`]). What the entries mean (set on the
+//! topic or inherited) is the topic-config sensor's business
+//! ([`crate::sensors::topic_config`]); which key may be written is the retention guard's.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminOptions, ConfigSource as RdSource, ResourceSpecifier};
 
+use super::connection::{Admin, Connection};
 use super::ffi::{self, AlterOp};
-use super::lag::Connection;
-use crate::sensors::config_source::{KafkaConfigSource, classify};
-use crate::sensors::{ConfigValue, SensorError, TopicConfigs};
-use crate::units::Timestamp;
+
+/// One DescribeConfigs entry as the broker sent it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawConfig {
+    /// The key.
+    pub name: String,
+    /// Its value (`None`: sensitive or null).
+    pub value: Option<String>,
+    /// The protocol's config source code (KIP-226: 1 = set on the topic, 5 = Kafka's default).
+    pub source: i8,
+}
 
 /// Reads and changes topic configs.
 pub struct TopicAdmin {
-    admin: super::lag::Admin,
+    admin: Admin,
     timeout: Duration,
-}
-
-fn unavailable(e: impl std::fmt::Display) -> SensorError {
-    SensorError::Unavailable {
-        sensor: "topic_configs",
-        reason: e.to_string(),
-    }
 }
 
 impl TopicAdmin {
     /// Connects (lazily).
-    pub fn new(conn: &Connection, timeout: Duration) -> Result<TopicAdmin, SensorError> {
+    pub fn new(conn: &Connection, timeout: Duration) -> rdkafka::error::KafkaResult<TopicAdmin> {
         Ok(TopicAdmin {
-            admin: conn.admin().map_err(unavailable)?,
+            admin: conn.admin()?,
             timeout,
         })
     }
 
-    /// Every config of each of `topics`, with its source.
+    /// Every config of each of `topics`, in order: one answer per topic, or why the request failed
+    /// as a whole.
     pub async fn describe(
         &self,
         topics: &[String],
-        now: Timestamp,
-    ) -> Result<Vec<TopicConfigs>, SensorError> {
+    ) -> Result<Vec<Result<Vec<RawConfig>, String>>, String> {
         let specs: Vec<ResourceSpecifier<'_>> =
             topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
         let opts = AdminOptions::new().request_timeout(Some(self.timeout));
@@ -48,38 +49,29 @@ impl TopicAdmin {
             .admin
             .describe_configs(&specs, &opts)
             .await
-            .map_err(unavailable)?;
-        let mut out = Vec::new();
-        for (topic, result) in topics.iter().zip(results) {
-            let resource = result.map_err(|e| unavailable(format!("topic {topic}: {e}")))?;
-            let configs: BTreeMap<String, ConfigValue> = resource
-                .entries
-                .iter()
-                .map(|e| {
-                    let source = KafkaConfigSource::from_code(match e.source {
-                        RdSource::Unknown => 0,
-                        RdSource::DynamicTopic => 1,
-                        RdSource::DynamicBroker => 2,
-                        RdSource::DynamicDefaultBroker => 3,
-                        RdSource::StaticBroker => 4,
-                        RdSource::Default => 5,
-                    });
-                    (
-                        e.name.clone(),
-                        ConfigValue {
-                            value: e.value.clone(),
-                            source: classify(&e.name, e.value.as_deref(), source),
+            .map_err(|e| e.to_string())?;
+        Ok(results
+            .into_iter()
+            .map(|result| {
+                let resource = result.map_err(|e| e.to_string())?;
+                Ok(resource
+                    .entries
+                    .iter()
+                    .map(|e| RawConfig {
+                        name: e.name.clone(),
+                        value: e.value.clone(),
+                        source: match e.source {
+                            RdSource::Unknown => 0,
+                            RdSource::DynamicTopic => 1,
+                            RdSource::DynamicBroker => 2,
+                            RdSource::DynamicDefaultBroker => 3,
+                            RdSource::StaticBroker => 4,
+                            RdSource::Default => 5,
                         },
-                    )
-                })
-                .collect();
-            out.push(TopicConfigs {
-                topic: topic.clone(),
-                configs,
-                sampled_at: now,
-            });
-        }
-        Ok(out)
+                    })
+                    .collect())
+            })
+            .collect())
     }
 
     /// IncrementalAlterConfigs of one key (blocking: call it off the async executor).

@@ -5,10 +5,10 @@
 //! own sample time; a sensor that fails returns a [`SensorError`] and the loop keeps the last reading,
 //! which then ages into staleness instead of being mistaken for a fresh zero.
 
-pub mod config_source;
-pub mod file;
+pub mod disk;
+pub mod lag;
 mod observation;
-pub mod prometheus;
+pub mod topic_config;
 
 use std::future::Future;
 
@@ -117,67 +117,4 @@ pub fn limitations_of(faults: &[SensorFault]) -> Vec<Limitation> {
             }
         })
         .collect()
-}
-
-/// The disk source a configuration names.
-#[derive(Clone, Debug)]
-pub enum AnyDiskSource {
-    /// A JSON file.
-    File(file::FileDiskSource),
-    /// Prometheus.
-    Prometheus(prometheus::PrometheusDiskSource),
-    /// CloudWatch (MSK).
-    CloudWatch(std::sync::Arc<crate::aws::cloudwatch::CloudWatchSource>),
-}
-
-impl AnyDiskSource {
-    /// The source for `config`, each read answering within `timeout`. `None` for CloudWatch, which
-    /// needs MSK discovery (see `catchup::service`).
-    pub fn from_config(
-        config: &crate::config::DiskConfig,
-        timeout: std::time::Duration,
-    ) -> Option<AnyDiskSource> {
-        Some(match config {
-            crate::config::DiskConfig::File { path } => {
-                AnyDiskSource::File(file::FileDiskSource::new(path.clone()))
-            }
-            crate::config::DiskConfig::Prometheus(p) => {
-                AnyDiskSource::Prometheus(prometheus::PrometheusDiskSource::new(p.clone(), timeout))
-            }
-            crate::config::DiskConfig::Cloudwatch(_) => return None,
-        })
-    }
-
-    /// What this source cannot give.
-    pub fn limitations(&self) -> Vec<Limitation> {
-        match self {
-            AnyDiskSource::Prometheus(_) => vec![Limitation {
-                missing:
-                    "copy lag: the Prometheus disk source gives none, so retention is never lowered"
-                        .into(),
-                disables: vec!["lower_retention".into()],
-            }],
-            AnyDiskSource::File(_) | AnyDiskSource::CloudWatch(_) => Vec::new(),
-        }
-    }
-}
-
-impl DiskSensor for AnyDiskSource {
-    async fn read_disks(&self) -> Result<Vec<BrokerDisk>, SensorError> {
-        match self {
-            AnyDiskSource::File(s) => s.read_disks().await,
-            AnyDiskSource::Prometheus(s) => s.read_disks().await,
-            AnyDiskSource::CloudWatch(s) => s.read_disks().await,
-        }
-    }
-}
-
-impl CopyLagSensor for AnyDiskSource {
-    async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
-        match self {
-            AnyDiskSource::File(s) => s.read_copy_lag().await,
-            AnyDiskSource::Prometheus(s) => s.read_copy_lag().await,
-            AnyDiskSource::CloudWatch(s) => s.read_copy_lag().await,
-        }
-    }
 }

@@ -7,13 +7,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::adapters::SimCluster;
 use super::cluster::Cluster;
 use super::run::warmup;
 use super::scenario::Scenario;
-use crate::runtime::{Clock, wall_now};
+use crate::clock::{Clock, monotonic_now, wall_now};
 use crate::units::Timestamp;
 
 /// The clock of a live simulation.
@@ -69,7 +69,7 @@ impl LiveSim {
     /// Advances the cluster with wall-clock time times the speed, forever (it stops advancing at the
     /// scenario's end). Run it as a task.
     pub async fn drive(cluster: SimCluster, clock: Arc<SimClock>, scenario_end: i64) {
-        let wall_start = Instant::now();
+        let wall_start = monotonic_now();
         let sim_start = clock.sim_ms.load(Ordering::Relaxed);
         let mut interval = tokio::time::interval(Duration::from_millis(100));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

@@ -11,15 +11,15 @@ use super::cluster::Cluster;
 use super::optimal::optimal_seconds;
 use super::scenario::Scenario;
 use crate::actuators::{GateActuator, RetentionActuator, RetentionChange, retention};
+use crate::config::Mode;
 use crate::config_file::Problem;
 use crate::policy::state::OriginalRetention;
 use crate::policy::{
     ControllerState, Decision, Gate, GroupPolicy, Policy, RetentionTarget, TopicPolicy, decide,
 };
-use crate::sensors::{
-    ConfigSource, CopyLagSensor, DiskSensor, LagSensor, Observation, SensorFault,
-    TopicConfigSensor, TopicConfigs,
-};
+use crate::runtime::observe_once;
+use crate::runtime::reconcile::{self, Action, RetentionStep};
+use crate::sensors::{ConfigSource, Observation, TopicConfigs};
 use crate::units::{Dur, Timestamp};
 
 /// Which controller drives the simulated consumers and topics.
@@ -220,41 +220,13 @@ impl EngineController {
     }
 }
 
-/// Reads every sensor of the simulated cluster into an observation.
+/// Reads every sensor of the simulated cluster into an observation, as the control loop does.
 pub fn observe(sim: &SimCluster, policy: &Policy) -> Result<Observation, SimError> {
-    let mut obs = Observation::default();
-    let fault = obs_fault;
-    let mut faults = Vec::new();
-    match ready(sim.read_disks()).ok_or(SimError::Pending("disk sensor"))? {
-        Ok(d) => obs.disks = d,
-        Err(e) => faults.push(fault("disk", e)),
-    }
-    match ready(sim.read_copy_lag()).ok_or(SimError::Pending("copy-lag sensor"))? {
-        Ok(d) => obs.copy_lag = d,
-        Err(e) => faults.push(fault("copy_lag", e)),
-    }
-    match ready(sim.read_offsets(&policy.group_names())).ok_or(SimError::Pending("lag sensor"))? {
-        Ok(d) => obs.groups = d,
-        Err(e) => faults.push(fault("lag", e)),
-    }
-    match ready(sim.read_topic_configs(&policy.managed_topics()))
-        .ok_or(SimError::Pending("config sensor"))?
-    {
-        Ok(d) => obs.topics = d,
-        Err(e) => faults.push(fault("topic_configs", e)),
-    }
-    obs.sensor_errors = faults;
-    Ok(obs)
+    ready(observe_once(sim, policy, None)).ok_or(SimError::Pending("sensors"))
 }
 
-fn obs_fault(sensor: &str, e: crate::sensors::SensorError) -> SensorFault {
-    SensorFault {
-        sensor: sensor.into(),
-        reason: e.to_string(),
-    }
-}
-
-/// Applies a decision's gates and retention targets through the actuator traits and the guard.
+/// Carries out a decision the way the control loop does in active mode ([`reconcile::plan`]):
+/// gates through the gate actuator, retention changes through the guard and the retention actuator.
 /// Returns (lowering writes, restoring writes).
 pub fn apply(
     sim: &SimCluster,
@@ -263,28 +235,31 @@ pub fn apply(
     obs: &Observation,
     policy: &Policy,
 ) -> Result<(usize, usize), SimError> {
-    for (group, d) in &decision.groups {
-        // The simulator knows every group it was built with; a failure would be a binding bug and is
-        // surfaced by the summary (the group would never be gated).
-        let _ = ready(sim.set_gate(group, d)).ok_or(SimError::Pending("gate actuator"))?;
-    }
     let (mut lowered, mut restored) = (0, 0);
-    for (topic, d) in &decision.topics {
-        let Some(configs) = obs.topics.iter().find(|t| &t.topic == topic) else {
-            continue;
-        };
-        let original = state.topics.get(topic).and_then(|t| t.original.as_ref());
-        if let Ok(Some(change)) = retention::plan(topic, &d.target, original, configs, policy)
-            && ready(sim.apply_retention(topic, &change))
-                .ok_or(SimError::Pending("retention actuator"))?
-                .is_ok()
-        {
-            if matches!(d.target, RetentionTarget::Lowered { ms } if d.current_ms.is_some_and(|c| ms < c))
-            {
-                lowered += 1;
-            } else {
-                restored += 1;
+    for action in reconcile::plan(decision, state, obs, Mode::Active, policy, true) {
+        match action {
+            Action::Gate { group, publish } => {
+                // The simulator knows every group it was built with; a failure would be a binding
+                // bug and is surfaced by the summary (the group would never be gated).
+                let _ = ready(sim.set_gate(&group, &publish))
+                    .ok_or(SimError::Pending("gate actuator"))?;
             }
+            Action::Retention {
+                topic,
+                step: RetentionStep::Apply { change, lowers },
+            } => {
+                if ready(sim.apply_retention(&topic, &change))
+                    .ok_or(SimError::Pending("retention actuator"))?
+                    .is_ok()
+                {
+                    if lowers {
+                        lowered += 1;
+                    } else {
+                        restored += 1;
+                    }
+                }
+            }
+            Action::Retention { .. } => {}
         }
     }
     Ok((lowered, restored))

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catchup::actuators::{ActuatorError, GateActuator, RetentionActuator, RetentionChange};
+use catchup::clock::Clock;
 use catchup::config::{ApiConfig, ClusterConfig, GateConfig, Mode, RunConfig};
 use catchup::policy::{GroupDecision, GroupPolicy, Policy, RateUnit, TopicPolicy};
-use catchup::runtime::{Clock, Controller, Runtime};
+use catchup::runtime::{Controller, Runtime};
 use catchup::sensors::{
     BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, GroupOffsets, LagSensor,
     Observation, PartitionOffsets, SensorError, TopicConfigSensor, TopicConfigs,

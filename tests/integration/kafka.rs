@@ -442,7 +442,7 @@ async fn group_membership_falls_back_when_the_broker_cannot_say() {
         bootstrap_servers: broker.bootstrap.clone(),
         ..Default::default()
     };
-    let reader = catchup::kafka::LagReader::new(&conn, Duration::from_secs(3)).unwrap();
+    let reader = catchup::sensors::lag::LagReader::new(&conn, Duration::from_secs(3)).unwrap();
     let members = tokio::task::spawn_blocking(move || {
         let m = reader.members(&["billing".to_string()]);
         let lag = reader.read_group("billing", catchup::units::Timestamp(0));
@@ -472,9 +472,10 @@ async fn lag_reads_survive_a_broker_restart() {
         bootstrap_servers: broker.bootstrap.clone(),
         ..Default::default()
     };
-    let reader =
-        std::sync::Arc::new(catchup::kafka::LagReader::new(&conn, Duration::from_secs(5)).unwrap());
-    let read = |reader: std::sync::Arc<catchup::kafka::LagReader>| async move {
+    let reader = std::sync::Arc::new(
+        catchup::sensors::lag::LagReader::new(&conn, Duration::from_secs(5)).unwrap(),
+    );
+    let read = |reader: std::sync::Arc<catchup::sensors::lag::LagReader>| async move {
         tokio::task::spawn_blocking(move || {
             reader.read_group("billing", catchup::units::Timestamp(0))
         })

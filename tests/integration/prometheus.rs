@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use catchup::sensors::DiskSensor;
-use catchup::sensors::prometheus::{PrometheusConfig, PrometheusDiskSource};
+use catchup::sensors::disk::prometheus::{PrometheusConfig, PrometheusDiskSource};
 
 struct Process(Child);
 
@@ -121,7 +121,7 @@ async fn reads_what_the_exporter_reports_and_goes_stale_when_it_stops() {
         "used {} vs exporter {used}: within what one scrape interval can change",
         d.used_bytes
     );
-    let age = catchup::runtime::wall_now().0 - d.sampled_at.0;
+    let age = catchup::clock::wall_now().0 - d.sampled_at.0;
     assert!(
         (0..=5_000).contains(&age),
         "the sample time is the scrape's: {age} ms old"

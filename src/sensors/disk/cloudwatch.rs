@@ -95,6 +95,21 @@ pub struct Target {
     pub copy_lag_missing: Option<String>,
 }
 
+impl Target {
+    /// What to read of a discovered MSK cluster; `None` when it has no broker volumes (Express
+    /// brokers).
+    pub fn of(cluster: &crate::aws::msk::MskCluster) -> Option<Target> {
+        let gib = cluster.volume_gib.filter(|g| *g > 0)?;
+        Some(Target {
+            cluster_name: cluster.name.clone(),
+            brokers: cluster.brokers.clone(),
+            volume_bytes: gib as u64 * (1 << 30),
+            copy_lag: cluster.copy_lag_published(),
+            copy_lag_missing: cluster.copy_lag_missing(),
+        })
+    }
+}
+
 /// One call's answer, split by metric.
 #[derive(Debug)]
 struct Answer {
@@ -158,8 +173,8 @@ impl CloudWatchSource {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let answer = Arc::new(self.fetch(&target, SystemTime::now()).await);
-        *last = Some((Instant::now(), answer.clone()));
+        let answer = Arc::new(self.fetch(&target, crate::clock::system_now()).await);
+        *last = Some((crate::clock::monotonic_now(), answer.clone()));
         answer
     }
 
@@ -204,7 +219,7 @@ impl CloudWatchSource {
                     Ok(out) => out,
                     Err(e) => {
                         let reason =
-                            format!("CloudWatch GetMetricData: {}", super::error_chain(&e));
+                            format!("CloudWatch GetMetricData: {}", crate::aws::error_chain(&e));
                         return Answer {
                             disks: Err(unavailable("disk", &reason)),
                             copy: Err(unavailable("copy_lag", &reason)),
@@ -397,7 +412,7 @@ mod tests {
     }
 
     fn now_secs() -> i64 {
-        SystemTime::now()
+        crate::clock::system_now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64
@@ -617,7 +632,7 @@ mod tests {
         let disks = source.read_disks().await.unwrap();
         assert!(disks.iter().all(|d| d.sampled_at == Timestamp(t * 1000)));
         let policy = crate::policy::Policy::default();
-        let now = crate::runtime::wall_now();
+        let now = crate::clock::wall_now();
         let age = now.since(disks[0].sampled_at);
         assert!(age > policy.staleness.max_disk_age, "{age}");
     }

@@ -5,15 +5,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::lag::{Connection, LagReader};
-use super::retention::{KafkaRetention, Phase};
-use super::topics::TopicAdmin;
+use crate::actuators::retention::journal::{self, KafkaRetention, Phase};
 use crate::actuators::{ActuatorError, GateActuator, RetentionActuator, RetentionChange};
+use crate::clock::wall_now;
+use crate::kafka::{Connection, TopicAdmin};
 use crate::policy::{GroupDecision, Policy, RetentionTarget};
-use crate::runtime::wall_now;
+use crate::sensors::disk::AnyDiskSource;
+use crate::sensors::lag::LagReader;
 use crate::sensors::{
-    AnyDiskSource, BrokerCopyLag, BrokerDisk, ClusterFacts, CopyLagSensor, DiskSensor,
-    GroupOffsets, LagSensor, Limitation, SensorError, TopicConfigSensor, TopicConfigs,
+    BrokerCopyLag, BrokerDisk, ClusterFacts, CopyLagSensor, DiskSensor, GroupOffsets, LagSensor,
+    Limitation, SensorError, TopicConfigSensor, TopicConfigs,
 };
 use crate::store::StateDir;
 
@@ -42,7 +43,10 @@ impl KafkaCluster {
         })?;
         Ok(KafkaCluster {
             lag: Arc::new(LagReader::new(conn, timeout)?),
-            topics: TopicAdmin::new(conn, timeout)?,
+            topics: TopicAdmin::new(conn, timeout).map_err(|e| SensorError::Unavailable {
+                sensor: "topic_configs",
+                reason: e.to_string(),
+            })?,
             store,
             policy,
             disk,
@@ -57,9 +61,7 @@ impl KafkaCluster {
     }
 
     /// Finishes or undoes changes a crash left half-done (run once at start-up).
-    pub async fn reconcile(
-        &self,
-    ) -> Result<Vec<(String, Phase)>, super::retention::RetentionError> {
+    pub async fn reconcile(&self) -> Result<Vec<(String, Phase)>, journal::RetentionError> {
         KafkaRetention::new(&self.topics, &self.store, &self.policy)
             .reconcile(wall_now())
             .await
@@ -126,7 +128,7 @@ impl TopicConfigSensor for KafkaCluster {
         &self,
         topics: &[String],
     ) -> Result<Vec<TopicConfigs>, SensorError> {
-        self.topics.describe(topics, wall_now()).await
+        crate::sensors::topic_config::read(&self.topics, topics, wall_now()).await
     }
 }
 

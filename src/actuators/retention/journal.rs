@@ -1,6 +1,6 @@
 //! The crash-safe retention actuator for a real cluster (DESIGN.md invariants 1-5).
 //!
-//! Every change of a topic's `local.retention.ms` goes through [`retention::plan`](crate::actuators::retention::plan)
+//! Every change of a topic's `local.retention.ms` goes through [`guard::plan`]
 //! (allow-list, deny-list, floor, `retention.ms`, `remote.storage.enable`) and this journal:
 //!
 //! 1. **intent** — before the first change of a topic, its original value and source and a snapshot of
@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ffi::AlterOp;
-use super::topics::TopicAdmin;
-use crate::actuators::retention::{self, RetentionChange};
+use super::guard::{self, RetentionChange};
+use crate::kafka::TopicAdmin;
+use crate::kafka::ffi::AlterOp;
 use crate::policy::state::OriginalRetention;
 use crate::policy::{Policy, RetentionTarget};
 use crate::sensors::{ConfigSource, ConfigValue, TopicConfigs};
@@ -180,9 +180,7 @@ impl<'a> KafkaRetention<'a> {
     }
 
     async fn read(&self, topic: &str, now: Timestamp) -> Result<TopicConfigs, RetentionError> {
-        let mut all = self
-            .admin
-            .describe(&[topic.to_string()], now)
+        let mut all = crate::sensors::topic_config::read(self.admin, &[topic.to_string()], now)
             .await
             .map_err(|e| RetentionError::Cluster {
                 topic: topic.into(),
@@ -237,10 +235,12 @@ impl<'a> KafkaRetention<'a> {
                 }
             }
         };
-        let change = retention::plan(topic, target, Some(&original), &before, self.policy)
-            .map_err(|r| RetentionError::Refused {
-                topic: topic.into(),
-                reason: r.reason,
+        let change =
+            guard::plan(topic, target, Some(&original), &before, self.policy).map_err(|r| {
+                RetentionError::Refused {
+                    topic: topic.into(),
+                    reason: r.reason,
+                }
             })?;
         let Some(change) = change else {
             return Ok(None);

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::units::Dur;
+use catchup::units::Dur;
 
 /// Connection options shared by every `ctl` command.
 #[derive(Args, Debug, Clone)]
@@ -308,7 +308,7 @@ fn str_of(v: &Value) -> String {
 
 fn time(v: &Value) -> String {
     v.as_i64()
-        .map_or("-".into(), |t| crate::units::Timestamp(t).rfc3339())
+        .map_or("-".into(), |t| catchup::units::Timestamp(t).rfc3339())
 }
 
 fn ms(v: &Value) -> String {
@@ -447,7 +447,7 @@ fn render_status(v: &Value) -> String {
         &["topic", "local retention", "original", "target", "why"],
         &topics,
     ));
-    let limitations: Vec<crate::sensors::Limitation> =
+    let limitations: Vec<catchup::sensors::Limitation> =
         serde_json::from_value(v["limitations"].clone()).unwrap_or_default();
     if !limitations.is_empty() {
         out.push_str("\nlimitations:\n");

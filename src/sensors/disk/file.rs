@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, SensorError};
+use crate::sensors::{
+    BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, SensorError,
+};
 use crate::units::Timestamp;
 
 #[derive(Deserialize)]

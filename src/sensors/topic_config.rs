@@ -1,5 +1,6 @@
-//! Deciding whether a topic config value is set on the topic or inherited, from a DescribeConfigs
-//! answer, so that a restore brings back exactly what was there (SET the value, or DELETE the key).
+//! Topic configs: [`read`] every config of the managed topics through DescribeConfigs, deciding for
+//! each value whether it is set on the topic or inherited, so that a restore brings back exactly
+//! what was there (SET the value, or DELETE the key).
 //!
 //! Apache Kafka reports every key of a topic with its source: `DYNAMIC_TOPIC_CONFIG` for values set on
 //! the topic, and the real source (`STATIC_BROKER_CONFIG`, `DYNAMIC_DEFAULT_BROKER_CONFIG`,
@@ -9,7 +10,51 @@
 //! value: a `DEFAULT_CONFIG` entry whose value is not Kafka's documented default is treated as set on
 //! the topic. For Apache Kafka this changes nothing (its `DEFAULT_CONFIG` entries carry the defaults).
 
-use super::observation::ConfigSource;
+use std::collections::BTreeMap;
+
+use super::{ConfigSource, ConfigValue, SensorError, TopicConfigs};
+use crate::kafka::TopicAdmin;
+use crate::units::Timestamp;
+
+/// Every config of each of `topics`, with its source, sampled at `now`.
+pub async fn read(
+    admin: &TopicAdmin,
+    topics: &[String],
+    now: Timestamp,
+) -> Result<Vec<TopicConfigs>, SensorError> {
+    let unavailable = |reason: String| SensorError::Unavailable {
+        sensor: "topic_configs",
+        reason,
+    };
+    let answers = admin.describe(topics).await.map_err(unavailable)?;
+    let mut out = Vec::new();
+    for (topic, answer) in topics.iter().zip(answers) {
+        let entries = answer.map_err(|e| unavailable(format!("topic {topic}: {e}")))?;
+        let configs: BTreeMap<String, ConfigValue> = entries
+            .into_iter()
+            .map(|e| {
+                let source = classify(
+                    &e.name,
+                    e.value.as_deref(),
+                    KafkaConfigSource::from_code(e.source),
+                );
+                (
+                    e.name,
+                    ConfigValue {
+                        value: e.value,
+                        source,
+                    },
+                )
+            })
+            .collect();
+        out.push(TopicConfigs {
+            topic: topic.clone(),
+            configs,
+            sampled_at: now,
+        });
+    }
+    Ok(out)
+}
 
 /// Kafka's `DescribeConfigsResponse` config source codes (KIP-226).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, SensorError};
+use crate::sensors::{
+    BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, SensorError,
+};
 use crate::units::Timestamp;
 
 /// Configuration of the Prometheus disk source (`[cluster.disk] kind = "prometheus"`).

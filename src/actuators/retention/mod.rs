@@ -1,0 +1,9 @@
+//! Topic retention: the guard that every config change must pass ([`guard`]) and the crash-safe
+//! write-ahead journal that changes a real cluster through it ([`journal`]); the runbook's commands
+//! go through both ([`runbook`]).
+
+pub mod guard;
+pub mod journal;
+pub mod runbook;
+
+pub use guard::{ALLOWED_KEYS, DENIED_KEYS, RetentionChange, RetentionRefusal, key_allowed, plan};

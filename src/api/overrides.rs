@@ -1,0 +1,183 @@
+//! Manual overrides: pause, resume, and overrides of any kind, each with a reason and a TTL.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::{Operator, Reader};
+use super::error::{ApiError, Body};
+use super::{Ctl, group_scope, parse_ttl, require_reason};
+use crate::policy::{Override, OverrideAction, OverrideScope};
+use crate::units::Dur;
+
+/// Body of pause and resume.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    /// One catch-up group; absent = every group.
+    pub group: Option<String>,
+    /// Why (required).
+    pub reason: String,
+    /// How long, e.g. "30m"; default 1h, between 10s and 7d.
+    pub ttl: Option<String>,
+    /// Who (else the X-Catchup-Actor header).
+    pub actor: Option<String>,
+    /// Resume only: also force the group(s) open against the control law (an override with a TTL).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST /v1/pause`: pause a group (or all) until the TTL expires.
+#[utoipa::path(post, path = "/v1/pause", request_body = PauseRequest, responses((status = 200, body = Object, description = "the override created"), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+pub(super) async fn pause(
+    State(ctl): Ctl,
+    op: Operator,
+    Body(req): Body<PauseRequest>,
+) -> Result<Json<Override>, ApiError> {
+    let who = op.authorized(&ctl, req.actor.as_deref())?;
+    require_reason(&req.reason)?;
+    let scope = group_scope(&ctl, req.group.as_deref())?;
+    let ttl = parse_ttl(req.ttl.as_deref(), Dur::from_hours(1))?;
+    let o = ctl.add_override(&who, scope, OverrideAction::Pause, req.reason, ttl)?;
+    Ok(Json(o))
+}
+
+/// What resume did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResumeResponse {
+    /// Pause overrides removed.
+    #[schema(value_type = Vec<Object>)]
+    pub removed: Vec<Override>,
+    /// The forcing override, with `force`.
+    #[schema(value_type = Option<Object>)]
+    pub forced: Option<Override>,
+}
+
+/// `POST /v1/resume`: remove manual pauses of a group (or all); with `force`, also hold it open.
+#[utoipa::path(post, path = "/v1/resume", request_body = PauseRequest, responses((status = 200, body = ResumeResponse), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+pub(super) async fn resume(
+    State(ctl): Ctl,
+    op: Operator,
+    Body(req): Body<PauseRequest>,
+) -> Result<Json<ResumeResponse>, ApiError> {
+    let who = op.authorized(&ctl, req.actor.as_deref())?;
+    require_reason(&req.reason)?;
+    let scope = group_scope(&ctl, req.group.as_deref())?;
+    let pauses: Vec<String> = ctl
+        .active_overrides()
+        .into_iter()
+        .filter(|o| {
+            o.action == OverrideAction::Pause
+                && (scope == OverrideScope::AllGroups || o.scope == scope)
+        })
+        .map(|o| o.id)
+        .collect();
+    let mut removed = Vec::new();
+    for id in pauses {
+        if let Some(o) = ctl.delete_override(&who, &id, &req.reason)? {
+            removed.push(o);
+        }
+    }
+    let forced = if req.force {
+        let ttl = parse_ttl(req.ttl.as_deref(), Dur::from_hours(1))?;
+        Some(ctl.add_override(&who, scope, OverrideAction::Resume, req.reason, ttl)?)
+    } else {
+        None
+    };
+    Ok(Json(ResumeResponse { removed, forced }))
+}
+
+/// Body of override creation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideRequest {
+    /// `{"kind": "group", "name": "G"}`, `{"kind": "all_groups"}` or `{"kind": "topic", "name": "T"}`.
+    #[schema(value_type = Object)]
+    pub scope: OverrideScope,
+    /// `{"action": "pause"}`, `{"action": "resume"}`, `{"action": "fixed_rate", "rate": 1000}` or
+    /// `{"action": "hold_retention"}` (topics only).
+    #[schema(value_type = Object)]
+    pub action: OverrideAction,
+    /// Why (required).
+    pub reason: String,
+    /// How long, e.g. "30m" (required: overrides always expire).
+    pub ttl: String,
+    /// Who (else the X-Catchup-Actor header).
+    pub actor: Option<String>,
+}
+
+/// `GET /v1/overrides`: overrides in force.
+#[utoipa::path(get, path = "/v1/overrides", responses((status = 200, body = Vec<Object>), (status = 401, body = ApiError)))]
+pub(super) async fn list_overrides(
+    State(ctl): Ctl,
+    _: Reader,
+) -> Result<Json<Vec<Override>>, ApiError> {
+    Ok(Json(ctl.active_overrides()))
+}
+
+/// `POST /v1/overrides`: create an override with a TTL.
+#[utoipa::path(post, path = "/v1/overrides", request_body = OverrideRequest, responses((status = 200, body = Object), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+pub(super) async fn create_override(
+    State(ctl): Ctl,
+    op: Operator,
+    Body(req): Body<OverrideRequest>,
+) -> Result<Json<Override>, ApiError> {
+    let who = op.authorized(&ctl, req.actor.as_deref())?;
+    require_reason(&req.reason)?;
+    let ttl = parse_ttl(Some(&req.ttl), Dur::from_hours(1))?;
+    match (&req.scope, &req.action) {
+        (OverrideScope::Topic(t), OverrideAction::HoldRetention) => {
+            if !ctl.policy.manages(t) {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_topic",
+                    format!("{t:?} is not a managed topic of the policy"),
+                ));
+            }
+        }
+        (OverrideScope::Topic(_), _) | (_, OverrideAction::HoldRetention) => {
+            return Err(ApiError::invalid(
+                "hold_retention applies to a topic, and a topic takes only hold_retention",
+            ));
+        }
+        (scope, action) => {
+            if let OverrideScope::Group(g) = scope {
+                group_scope(&ctl, Some(g))?;
+            }
+            if let OverrideAction::FixedRate { rate } = action
+                && !(rate.is_finite() && *rate > 0.0)
+            {
+                return Err(ApiError::invalid(format!(
+                    "rate = {rate}: must be a positive number per second"
+                )));
+            }
+        }
+    }
+    let o = ctl.add_override(&who, req.scope, req.action, req.reason, ttl)?;
+    Ok(Json(o))
+}
+
+/// `DELETE /v1/overrides/{id}?reason=...`: remove an override.
+#[utoipa::path(delete, path = "/v1/overrides/{id}", params(("id" = String, Path, description = "override id"), ("reason" = String, Query, description = "why (required)")), responses((status = 200, body = Object), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+pub(super) async fn delete_override(
+    State(ctl): Ctl,
+    op: Operator,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Override>, ApiError> {
+    let who = op.authorized(&ctl, q.get("actor").map(String::as_str))?;
+    let reason = q.get("reason").cloned().unwrap_or_default();
+    require_reason(&reason)?;
+    match ctl.delete_override(&who, &id, &reason)? {
+        Some(o) => Ok(Json(o)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_override",
+            format!("no override with id {id:?}"),
+        )),
+    }
+}

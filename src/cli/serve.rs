@@ -1,0 +1,132 @@
+//! `catchup run`, `catchup demo` and `catchup config check`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use catchup::config::{ApiConfig, ClusterConfig, GateConfig, Mode, RunConfig};
+use catchup::units::Dur;
+
+use super::runtime;
+
+/// `catchup run --config FILE`: the controller until SIGTERM or SIGINT.
+pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
+    let config = RunConfig::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (policy, scenario) = catchup::service::load(&config)?;
+    let token = config
+        .api_token(&|k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if token.is_none() {
+        eprintln!(
+            "warning: no API token (api.token_file or CATCHUP_API_TOKEN): mutating endpoints are disabled"
+        );
+    }
+    runtime()?.block_on(catchup::service::run(
+        config,
+        policy,
+        scenario,
+        token,
+        Box::new(|_| {}),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `catchup demo`: the controller on the built-in simulated cluster, accelerated.
+pub fn demo(
+    scenario: Option<PathBuf>,
+    policy: Option<PathBuf>,
+    listen: SocketAddr,
+    speed: f64,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let state_dir = state_dir.unwrap_or_else(catchup::service::demo_state_dir);
+    let scenario_file = match scenario {
+        Some(file) => file,
+        None => {
+            // The built-in replay, so the demo runs from any directory.
+            std::fs::create_dir_all(&state_dir)
+                .with_context(|| format!("cannot create {}", state_dir.display()))?;
+            let file = state_dir.join("2025-11-replay.toml");
+            std::fs::write(&file, include_str!("../../scenarios/2025-11-replay.toml"))
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            file
+        }
+    };
+    let config = RunConfig {
+        mode: Mode::Active,
+        tick: Dur::from_secs(30),
+        sensor_timeout: Dur::from_secs(10),
+        policy,
+        state_dir,
+        api: ApiConfig {
+            listen,
+            ..ApiConfig::default()
+        },
+        gate: GateConfig::default(),
+        cluster: ClusterConfig::Simulator {
+            scenario: scenario_file.clone(),
+            speed,
+        },
+        retention_actions: true,
+    };
+    let (policy, scenario) = catchup::service::load(&config)?;
+    let scenario = scenario.context("no scenario")?;
+    let token = catchup::service::random_token();
+    let api_token = token.clone();
+    let groups = policy.group_names();
+    let group = groups.first().cloned().unwrap_or_default();
+    let state_dir = config.state_dir.clone();
+    let name = scenario.name.clone();
+    let banner: catchup::service::Banner = Box::new(move |addr: &str| {
+        println!(
+            "catchup demo: the controller on the simulated cluster \"{name}\" at {speed}x real time"
+        );
+        println!("  API:       http://{addr}   (OpenAPI: http://{addr}/openapi.json)");
+        println!("  state dir: {}", state_dir.display());
+        println!("  token:     {token}");
+        println!();
+        println!("Try, in another terminal:");
+        println!("  export CATCHUP_URL=http://{addr} CATCHUP_API_TOKEN={token}");
+        println!("  catchup ctl status");
+        println!("  catchup ctl pause --group {group} --reason \"trying the demo\" --ttl 10m");
+        println!("  catchup ctl resume --group {group} --reason \"done trying\"");
+        println!("  catchup ctl audit");
+        println!("  catchup ctl restore --reason \"undo everything\"");
+        println!("  curl -s http://{addr}/v1/gates/{group}");
+        println!(
+            "  curl -s -XPOST http://{addr}/v1/gates/{group}/acquire -H 'content-type: application/json' -d '{{\"permits\":1000,\"max_wait\":\"100ms\"}}'"
+        );
+        println!("  curl -s http://{addr}/metrics | grep catchup_broker_disk");
+        println!("Ctrl-C stops the demo.");
+    });
+    runtime()?.block_on(catchup::service::run(
+        config,
+        policy,
+        Some(scenario),
+        Some(api_token),
+        banner,
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `catchup config check FILE`: validates a configuration and the policy it names.
+pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
+    let config = RunConfig::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    catchup::service::load(&config)?;
+    println!(
+        "{}: ok ({} mode, cluster {}, policy {})",
+        file.display(),
+        config.mode.as_str(),
+        match &config.cluster {
+            ClusterConfig::Simulator { .. } => "simulator",
+            ClusterConfig::Kafka { .. } => "kafka",
+            ClusterConfig::Msk { .. } => "msk",
+        },
+        config
+            .policy
+            .as_ref()
+            .map_or("built-in defaults".to_string(), |p| p.display().to_string())
+    );
+    Ok(ExitCode::SUCCESS)
+}

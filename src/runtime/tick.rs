@@ -1,0 +1,457 @@
+//! The control loop ([`Runtime`]): one tick reads the sensors, decides, carries out the actions the
+//! mode allows ([`super::reconcile`]), persists the engine state, and publishes status and metrics.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::controller::Authorized;
+use super::controller::json;
+use super::reconcile::{self, Action, RetentionStep};
+use super::status::{self, Status};
+use super::{ClusterIo, Command, Controller, Entry, limitations, observe_once, ready_after};
+use crate::actuators::retention;
+use crate::config::Mode;
+use crate::policy::{
+    ControllerState, Decision, Gate, GroupDecision, Override, OverrideAction, OverrideScope,
+    RetentionTarget, TopicDecision, decide,
+};
+use crate::sensors::{Observation, TopicConfigs};
+use crate::store::StoreError;
+use crate::units::Dur;
+
+/// The loop's own state.
+pub struct Runtime<K: ClusterIo> {
+    ctl: Arc<Controller>,
+    cluster: K,
+    state: ControllerState,
+    last_obs: Observation,
+    audited_targets: BTreeMap<String, RetentionTarget>,
+    decided: BTreeMap<String, Gate>,
+    ticks: u64,
+}
+
+impl<K: ClusterIo> Runtime<K> {
+    /// A loop over `cluster`, continuing from the state directory's `state.json` if there is one.
+    pub fn new(ctl: Arc<Controller>, cluster: K) -> Result<Runtime<K>, StoreError> {
+        let state: ControllerState = ctl.store.load("state.json")?.unwrap_or_default();
+        Ok(Runtime {
+            ctl,
+            cluster,
+            state,
+            last_obs: Observation::default(),
+            audited_targets: BTreeMap::new(),
+            decided: BTreeMap::new(),
+            ticks: 0,
+        })
+    }
+
+    /// Runs ticks every `wall_tick` until `shutdown` completes; then flushes state.
+    pub async fn run(
+        mut self,
+        wall_tick: Duration,
+        mut commands: mpsc::Receiver<Command>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let mut interval = tokio::time::interval(wall_tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = interval.tick() => self.tick().await,
+                Some(cmd) = commands.recv() => self.command(cmd).await,
+            }
+        }
+        if let Err(e) = self.ctl.store.save("state.json", &self.state) {
+            warn!(error = %e, "could not flush state on shutdown");
+        }
+        info!(ticks = self.ticks, "control loop stopped, state flushed");
+    }
+
+    /// Reads every sensor concurrently, each within the sensor timeout; a failed or late sensor
+    /// keeps its last readings (which then age) and is reported.
+    pub async fn observe(&self) -> Observation {
+        let timeout = Duration::from_millis(self.ctl.config.effective_sensor_timeout().0);
+        let mut obs = observe_once(&self.cluster, &self.ctl.policy, Some(timeout)).await;
+        let last = &self.last_obs;
+        let faults = obs.sensor_errors.clone();
+        for f in &faults {
+            match f.sensor.as_str() {
+                "disk" => obs.disks = last.disks.clone(),
+                "copy_lag" => obs.copy_lag = last.copy_lag.clone(),
+                "lag" => obs.groups = last.groups.clone(),
+                _ => obs.topics = last.topics.clone(),
+            }
+            self.ctl
+                .metrics
+                .sensor_errors
+                .get_or_create(&crate::metrics::SensorLabel {
+                    sensor: f.sensor.clone(),
+                })
+                .inc();
+            warn!(sensor = %f.sensor, reason = %f.reason, "sensor read failed");
+        }
+        obs
+    }
+
+    /// One control tick.
+    pub async fn tick(&mut self) {
+        let span = info_span!("tick", n = self.ticks + 1);
+        async {
+            let started = crate::clock::monotonic_now();
+            let now = self.ctl.clock.now();
+            if let Err(e) = self.ctl.expire_overrides(now) {
+                warn!(error = %e, "could not persist expired overrides");
+            }
+            let obs = self.observe().await;
+            let share_alert = self.share_by_membership().await;
+            let overrides = self.ctl.active_overrides();
+            let (mut decision, state) =
+                decide(&obs, &self.ctl.policy, &self.state, &overrides, now);
+            decision.alerts.extend(share_alert);
+            let mode = self.ctl.mode();
+            let actions = reconcile::plan(
+                &decision,
+                &state,
+                &obs,
+                mode,
+                &self.ctl.policy,
+                self.ctl.config.retention_actions,
+            );
+            self.carry_out(actions, &decision, mode).await;
+            if mode != Mode::Observe {
+                if self.ctl.config.retention_actions {
+                    self.note_targets(&decision, &obs);
+                }
+                self.state = state;
+                if let Err(e) = self.ctl.store.save("state.json", &self.state) {
+                    warn!(error = %e, "could not persist engine state");
+                }
+            }
+            self.ticks += 1;
+            if ready_after(&decision, &obs) && !self.ctl.ready.swap(true, Ordering::Relaxed) {
+                info!("first tick with fresh disk and lag data: ready");
+                self.ctl.metrics.ready.set(1);
+            }
+            self.ctl.metrics.observe_tick(&obs, &decision);
+            self.ctl.metrics.permits(&self.ctl.gates.counters());
+            self.publish_status(obs.clone(), decision, overrides, mode);
+            self.last_obs = obs;
+            self.ctl
+                .metrics
+                .tick_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// With `gate.share = "membership"`, divides each group's rate by its member count; when the
+    /// broker cannot say, falls back to `gate.instances` and says so.
+    async fn share_by_membership(&self) -> Option<crate::policy::Alert> {
+        if self.ctl.config.gate.share != crate::config::ShareMode::Membership {
+            return None;
+        }
+        let groups = self.ctl.policy.group_names();
+        let timeout = Duration::from_millis(self.ctl.config.effective_sensor_timeout().0);
+        let answer = tokio::time::timeout(timeout, self.cluster.read_members(&groups)).await;
+        match answer {
+            Ok(Ok(members)) => {
+                for (group, n) in members {
+                    let _ = self.ctl.gates.set_share(&group, (n > 0).then_some(n));
+                }
+                None
+            }
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no answer in time".to_string(),
+                };
+                for g in &groups {
+                    let _ = self.ctl.gates.set_share(g, None);
+                }
+                Some(crate::policy::Alert {
+                    severity: crate::policy::Severity::Warning,
+                    code: "gate_share_fallback".into(),
+                    message: format!(
+                        "the broker cannot say how many members the catch-up groups have ({why}): each instance hands out rate / gate.instances ({})",
+                        self.ctl.config.gate.instances
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Carries out the tick's actions: gates published (and audited when the decision changed
+    /// significantly; in dry-run as what would have been done), retention changed through the
+    /// actuator and audited.
+    async fn carry_out(&mut self, actions: Vec<Action>, decision: &Decision, mode: Mode) {
+        for action in actions {
+            match action {
+                Action::Gate { group, publish } => {
+                    let Some(decided) = decision.groups.get(&group) else {
+                        continue;
+                    };
+                    self.publish_gate(&group, &publish, decided, mode).await;
+                }
+                Action::Retention { topic, step } => {
+                    let Some(d) = decision.topics.get(&topic) else {
+                        continue;
+                    };
+                    self.change_retention(&topic, d, step).await;
+                }
+            }
+        }
+    }
+
+    async fn publish_gate(
+        &mut self,
+        group: &str,
+        publish: &GroupDecision,
+        decided: &GroupDecision,
+        mode: Mode,
+    ) {
+        let before = self.ctl.gates.view(group).ok();
+        let expires_at = self.ctl.clock.to_wall(publish.expires_at);
+        if let Err(e) =
+            self.ctl
+                .gates
+                .publish_gate(group, &publish.gate, expires_at, &publish.reasons)
+        {
+            warn!(group, error = %e, "gate not registered");
+        }
+        let _ = self.ctl.gates.set_fallback(group, self.fallback(group));
+        if let Err(e) = self.cluster.set_gate(group, publish).await {
+            warn!(group, error = %e, "gate actuator failed");
+        }
+        let view = self.ctl.gates.view(group).ok();
+        self.ctl.metrics.gate(
+            group,
+            publish.gate.name(),
+            view.as_ref().and_then(|v| v.rate),
+        );
+        // Audit what the engine decided whenever the state changes or the rate moves by 10% or
+        // more; in dry-run that is what it would have done.
+        let previous = self.decided.insert(group.to_string(), decided.gate.clone());
+        if mode != Mode::Observe
+            && previous
+                .as_ref()
+                .is_none_or(|p| significant_change(p, &decided.gate))
+        {
+            let outcome = if mode == Mode::DryRun {
+                "dry-run"
+            } else {
+                "applied"
+            };
+            let _ = self.ctl.audit(Entry {
+                actor: "controller",
+                action: "gate",
+                target: group,
+                reason: &decided.reasons.join("; "),
+                before: json(&before),
+                after: json(&decided.gate),
+                outcome,
+            });
+        }
+    }
+
+    /// The policy's fallback for `group`, with its minimum rate when known.
+    fn fallback(&self, group: &str) -> crate::actuators::gate::FallbackHint {
+        let p = &self.ctl.policy;
+        let g = p.groups.iter().find(|g| g.name == group);
+        let reference = g
+            .and_then(|g| g.max_rate)
+            .or_else(|| self.state.groups.get(group).and_then(|t| t.reference_rate));
+        let min_rate = g
+            .and_then(|g| g.min_rate)
+            .or_else(|| reference.map(|r| r * p.throttle.min_fraction));
+        crate::actuators::gate::FallbackHint {
+            hold_secs: p.throttle.fallback_hold.secs_f64(),
+            ramp_secs: p.throttle.fallback_ramp.secs_f64(),
+            min_rate,
+        }
+    }
+
+    /// Carries out one topic's retention step and audits it: every write, and a dry run or a
+    /// refusal when the target is new.
+    async fn change_retention(&mut self, topic: &str, d: &TopicDecision, step: RetentionStep) {
+        let new_target = self.audited_targets.get(topic) != Some(&d.target);
+        let (after, outcome, record) = match step {
+            RetentionStep::WouldApply { change } => {
+                (json(&change), "dry-run".to_string(), new_target)
+            }
+            RetentionStep::Apply { change, .. } => {
+                let outcome = match self.cluster.apply_retention(topic, &change).await {
+                    Ok(()) => "applied".to_string(),
+                    Err(e) => format!("failed: {e}"),
+                };
+                (json(&change), outcome, true)
+            }
+            RetentionStep::Refused { target, reason } => {
+                (json(&target), format!("refused: {reason}"), new_target)
+            }
+        };
+        if record {
+            let _ = self.ctl.audit(Entry {
+                actor: "controller",
+                action: "retention",
+                target: topic,
+                reason: &d.reasons.join("; "),
+                before: json(&d.current_ms),
+                after,
+                outcome: &outcome,
+            });
+        }
+    }
+
+    /// Remembers each readable topic's target, so a dry run or a refusal is audited once per target.
+    fn note_targets(&mut self, decision: &Decision, obs: &Observation) {
+        for (topic, d) in &decision.topics {
+            if obs.topics.iter().any(|t| &t.topic == topic) {
+                self.audited_targets.insert(topic.clone(), d.target.clone());
+            }
+        }
+    }
+
+    fn publish_status(
+        &self,
+        obs: Observation,
+        decision: Decision,
+        overrides: Vec<Override>,
+        mode: Mode,
+    ) {
+        let topics = status::managed_topics(&self.ctl.policy, &self.state, &decision);
+        let status = Status {
+            mode,
+            ready: self.ctl.ready.load(Ordering::Relaxed),
+            ticks: self.ticks,
+            sensor_errors: obs.sensor_errors.clone(),
+            limitations: {
+                let l = limitations(&self.cluster, &self.ctl.config, &obs.sensor_errors);
+                self.ctl.metrics.limitations(&obs.sensor_errors, &l);
+                l
+            },
+            cluster: self.cluster.describe(),
+            observation: Some(obs),
+            decision: Some(decision),
+            overrides,
+            topics,
+        };
+        *self.ctl.status.write().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Restore {
+                who,
+                reason,
+                hold,
+                reply,
+            } => {
+                let results = self.restore(&who, &reason, hold).await;
+                let _ = reply.send(results);
+            }
+        }
+    }
+
+    /// Brings every managed topic back to its original now and holds it there for `hold`; per
+    /// topic, what happened.
+    async fn restore(
+        &mut self,
+        who: &Authorized,
+        reason: &str,
+        hold: Dur,
+    ) -> Vec<(String, String)> {
+        if !self.ctl.config.retention_actions {
+            let why = "not restored: this instance does not own retention (retention_actions = false); ask the instance that does";
+            return self
+                .ctl
+                .policy
+                .managed_topics()
+                .into_iter()
+                .map(|t| (t, why.to_string()))
+                .collect();
+        }
+        let obs = self.observe().await;
+        let mut results = Vec::new();
+        for topic in self.ctl.policy.managed_topics() {
+            let Some(configs) = obs.topics.iter().find(|t| t.topic == topic) else {
+                results.push((topic, "configs could not be read: not restored".to_string()));
+                continue;
+            };
+            let outcome = self.restore_topic(who, reason, configs).await;
+            if let Err(e) = self.ctl.add_override(
+                who,
+                OverrideScope::Topic(topic.clone()),
+                OverrideAction::HoldRetention,
+                format!("after restore: {reason}"),
+                hold,
+            ) {
+                warn!(error = %e, "could not record the hold override");
+            }
+            results.push((topic, outcome));
+        }
+        if let Err(e) = self.ctl.store.save("state.json", &self.state) {
+            warn!(error = %e, "could not persist engine state");
+        }
+        results
+    }
+
+    /// Restores one topic through the guard and the actuator, auditing it.
+    async fn restore_topic(
+        &mut self,
+        who: &Authorized,
+        reason: &str,
+        configs: &TopicConfigs,
+    ) -> String {
+        let topic = &configs.topic;
+        let original = self
+            .state
+            .topics
+            .get(topic)
+            .and_then(|t| t.original.clone());
+        let change = match retention::plan(
+            topic,
+            &RetentionTarget::Original,
+            original.as_ref(),
+            configs,
+            &self.ctl.policy,
+        ) {
+            Ok(None) => return "already at its original".to_string(),
+            Ok(Some(change)) => change,
+            Err(refusal) => return format!("refused: {}", refusal.reason),
+        };
+        if let Err(e) = self.cluster.apply_retention(topic, &change).await {
+            return format!("failed: {e}");
+        }
+        if let Some(t) = self.state.topics.get_mut(topic) {
+            t.previous_ms = t.lowered_ms.take();
+        }
+        let _ = self.ctl.audit(Entry {
+            actor: who.actor(),
+            action: "restore",
+            target: topic,
+            reason,
+            before: json(&configs.effective_local_retention_ms()),
+            after: json(&change),
+            outcome: "applied",
+        });
+        "restored".to_string()
+    }
+}
+
+/// Whether a gate change is worth an audit record: a different state, or a rate 10% off.
+fn significant_change(before: &Gate, after: &Gate) -> bool {
+    match (before, after) {
+        (Gate::Throttled { rate: a, .. }, Gate::Throttled { rate: b, .. }) => {
+            (a - b).abs() >= 0.1 * a.abs().max(b.abs())
+        }
+        _ => before.name() != after.name(),
+    }
+}
