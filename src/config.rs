@@ -14,43 +14,7 @@ use crate::config_file::{self, FileError, Problem, Problems};
 use crate::sensors::disk::DiskConfig;
 use crate::units::{Bytes, Dur};
 
-/// What the controller is allowed to do.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Decide and act: gates and retention changes.
-    #[default]
-    Active,
-    /// Decide and record what would be done; change nothing (gates stay open).
-    DryRun,
-    /// Read sensors and report status only; no decisions are published.
-    Observe,
-}
-
-impl Mode {
-    /// The name as written in files and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Active => "active",
-            Mode::DryRun => "dry-run",
-            Mode::Observe => "observe",
-        }
-    }
-}
-
-impl std::str::FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Mode, String> {
-        match s {
-            "active" => Ok(Mode::Active),
-            "dry-run" => Ok(Mode::DryRun),
-            "observe" => Ok(Mode::Observe),
-            other => Err(format!(
-                "{other:?} is not a mode: use active, dry-run or observe"
-            )),
-        }
-    }
-}
+pub use catchup_proto::status::Mode;
 
 /// The whole configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

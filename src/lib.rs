@@ -36,4 +36,5 @@ pub mod sensors;
 pub mod service;
 pub mod sim;
 pub mod store;
-pub mod units;
+
+pub use catchup_proto::units;

@@ -3,16 +3,64 @@
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::policy::Decision;
-use crate::sensors::Limitation;
-use crate::sensors::Observation;
+use crate::config::Mode;
+use crate::policy::{AlertCode, Decision, GateState};
+use crate::sensors::{Limitation, Observation, SensorFault, SensorKind};
+use crate::store::OutcomeKind;
+
+/// A label value taken from one of the API's enums, so it is spelt exactly as the API spells it
+/// and cannot be misspelt here.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct Label<T>(pub T);
+
+/// An enum whose values are metric label values.
+pub trait LabelValue {
+    /// The value as exported.
+    fn label(&self) -> &'static str;
+}
+
+impl<T: LabelValue> EncodeLabelValue for Label<T> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.0.label())
+    }
+}
+
+impl LabelValue for GateState {
+    fn label(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl LabelValue for SensorKind {
+    fn label(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl LabelValue for AlertCode {
+    fn label(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl LabelValue for Mode {
+    fn label(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl LabelValue for OutcomeKind {
+    fn label(&self) -> &'static str {
+        self.as_str()
+    }
+}
 
 /// Label set with one group.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -27,7 +75,7 @@ pub struct GateStateLabel {
     /// Consumer group.
     pub group: String,
     /// `open`, `throttled` or `paused`.
-    pub state: String,
+    pub state: Label<GateState>,
 }
 
 /// Label set with one broker.
@@ -52,14 +100,14 @@ pub struct ActionLabel {
     /// `gate`, `retention`, `override`, `mode`, `restore`.
     pub kind: String,
     /// `applied`, `dry_run`, `refused`, `failed`.
-    pub outcome: String,
+    pub outcome: Label<OutcomeKind>,
 }
 
 /// Label set with one sensor.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SensorLabel {
     /// `disk`, `copy_lag`, `lag`, `topic_configs`.
-    pub sensor: String,
+    pub sensor: Label<SensorKind>,
 }
 
 /// Label set with one action.
@@ -69,11 +117,18 @@ pub struct DisabledLabel {
     pub action: String,
 }
 
+/// Label set with one mode.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabel {
+    /// `active`, `dry-run` or `observe`.
+    pub mode: Label<Mode>,
+}
+
 /// Label set with one alert code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AlertLabel {
     /// Alert code.
-    pub code: String,
+    pub code: Label<AlertCode>,
 }
 
 /// Every metric the controller exports.
@@ -114,7 +169,7 @@ pub struct Metrics {
     /// 1 once a tick with fresh disk and lag data completed.
     pub ready: Gauge,
     /// 1 for the current mode (`active`, `dry-run`, `observe`).
-    pub mode: Family<Vec<(String, String)>, Gauge>,
+    pub mode: Family<ModeLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -122,27 +177,6 @@ impl Default for Metrics {
         Metrics::new()
     }
 }
-
-/// Every alert code the engine and the runtime raise: exported as 0 when not raised, so alert rules
-/// can tell "not raised" from "not exported". A test keeps the list complete.
-pub const ALERT_CODES: [&str; 13] = [
-    "disk_above_ceiling",
-    "disk_no_data",
-    "disk_stale",
-    "drift_detected",
-    "gate_share_fallback",
-    "groups_paused",
-    "lag_missing",
-    "lag_stale",
-    "override_conflict",
-    "retention_at_floor",
-    "retention_blocked",
-    "topic_config_stale",
-    "topic_not_tiered",
-];
-
-/// The sensors, each exported from the start.
-const SENSORS: [&str; 4] = ["disk", "copy_lag", "lag", "topic_configs"];
 
 impl Metrics {
     /// Creates and registers every metric.
@@ -257,14 +291,16 @@ impl Metrics {
             "1 for the controller's current mode",
             m.mode.clone(),
         );
-        for code in ALERT_CODES {
+        // Every alert code and sensor is exported from the start, so alert rules can tell "not
+        // raised" from "not exported".
+        for code in AlertCode::ALL {
             m.alerts
-                .get_or_create(&AlertLabel { code: code.into() })
+                .get_or_create(&AlertLabel { code: Label(code) })
                 .set(0);
         }
-        for sensor in SENSORS {
+        for sensor in SensorKind::TICK {
             let label = SensorLabel {
-                sensor: sensor.into(),
+                sensor: Label(sensor),
             };
             let _ = m.sensor_errors.get_or_create(&label);
         }
@@ -272,11 +308,11 @@ impl Metrics {
     }
 
     /// Counts an action.
-    pub fn action(&self, kind: &str, outcome: &str) {
+    pub fn action(&self, kind: &str, outcome: OutcomeKind) {
         self.actions
             .get_or_create(&ActionLabel {
                 kind: kind.into(),
-                outcome: outcome.into(),
+                outcome: Label(outcome),
             })
             .inc();
     }
@@ -319,15 +355,15 @@ impl Metrics {
                 }
             }
         }
-        for code in ALERT_CODES {
+        for code in AlertCode::ALL {
             self.alerts
-                .get_or_create(&AlertLabel { code: code.into() })
+                .get_or_create(&AlertLabel { code: Label(code) })
                 .set(0);
         }
         for a in &decision.alerts {
             self.alerts
                 .get_or_create(&AlertLabel {
-                    code: a.code.clone(),
+                    code: Label(a.code),
                 })
                 .inc();
         }
@@ -336,26 +372,26 @@ impl Metrics {
         let age = |t: crate::units::Timestamp| now.since(t).secs_f64();
         for (sensor, value) in [
             (
-                "disk",
+                SensorKind::Disk,
                 newest(obs.disks.iter().map(|d| age(d.sampled_at)).collect()),
             ),
             (
-                "copy_lag",
+                SensorKind::CopyLag,
                 newest(obs.copy_lag.iter().map(|d| age(d.sampled_at)).collect()),
             ),
             (
-                "lag",
+                SensorKind::Lag,
                 newest(obs.groups.iter().map(|d| age(d.sampled_at)).collect()),
             ),
             (
-                "topic_configs",
+                SensorKind::TopicConfigs,
                 newest(obs.topics.iter().map(|d| age(d.sampled_at)).collect()),
             ),
         ] {
             if value.is_finite() {
                 self.sensor_age
                     .get_or_create(&SensorLabel {
-                        sensor: sensor.into(),
+                        sensor: Label(sensor),
                     })
                     .set(value);
             }
@@ -363,12 +399,12 @@ impl Metrics {
     }
 
     /// Sets `sensor_up` from a tick's failures and `action_disabled` from its limitations.
-    pub fn limitations(&self, faults: &[crate::sensors::SensorFault], limits: &[Limitation]) {
-        for sensor in SENSORS {
+    pub fn limitations(&self, faults: &[SensorFault], limits: &[Limitation]) {
+        for sensor in SensorKind::TICK {
             let up = !faults.iter().any(|f| f.sensor == sensor);
             self.sensor_up
                 .get_or_create(&SensorLabel {
-                    sensor: sensor.into(),
+                    sensor: Label(sensor),
                 })
                 .set(i64::from(up));
         }
@@ -392,12 +428,12 @@ impl Metrics {
     }
 
     /// Sets a group's gate gauges.
-    pub fn gate(&self, group: &str, state: &str, rate: Option<f64>) {
-        for s in ["open", "throttled", "paused"] {
+    pub fn gate(&self, group: &str, state: GateState, rate: Option<f64>) {
+        for s in GateState::ALL {
             self.gate_state
                 .get_or_create(&GateStateLabel {
                     group: group.into(),
-                    state: s.into(),
+                    state: Label(s),
                 })
                 .set(i64::from(s == state));
         }
@@ -428,10 +464,10 @@ impl Metrics {
     }
 
     /// Sets the mode gauge.
-    pub fn set_mode(&self, mode: &str) {
-        for m in ["active", "dry-run", "observe"] {
+    pub fn set_mode(&self, mode: Mode) {
+        for m in [Mode::Active, Mode::DryRun, Mode::Observe] {
             self.mode
-                .get_or_create(&vec![("mode".to_string(), m.to_string())])
+                .get_or_create(&ModeLabel { mode: Label(m) })
                 .set(i64::from(m == mode));
         }
     }
@@ -450,43 +486,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_alert_code_raised_anywhere_is_exported_from_the_start() {
-        let sources = [
-            include_str!("policy/engine/mod.rs"),
-            include_str!("runtime/tick.rs"),
-        ];
-        let mut found = Vec::new();
-        for src in sources {
-            for (i, _) in src.match_indices("Severity::") {
-                let rest = &src[i..];
-                let Some(q) = rest.find('"') else { continue };
-                // The code is the first string literal after the severity, on the same call.
-                if rest[..q].contains(';') || rest[..q].len() > 60 {
-                    continue;
-                }
-                let code: String = rest[q + 1..].chars().take_while(|c| *c != '"').collect();
-                if code.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !code.is_empty() {
-                    found.push(code);
-                }
-            }
-        }
-        found.sort();
-        found.dedup();
-        assert!(found.len() >= 12, "{found:?}");
-        for code in &found {
+    fn every_alert_code_and_sensor_is_exported_from_the_start() {
+        let text = Metrics::new().encode();
+        for code in AlertCode::ALL {
             assert!(
-                ALERT_CODES.contains(&code.as_str()),
-                "{code} missing from ALERT_CODES"
+                text.contains(&format!("catchup_alerts{{code=\"{code}\"}} 0")),
+                "{code}: {text}"
             );
         }
-        let text = Metrics::new().encode();
-        assert!(
-            text.contains("catchup_alerts{code=\"drift_detected\"} 0"),
-            "{text}"
-        );
         assert!(
             text.contains("catchup_sensor_errors_total{sensor=\"disk\"} 0"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn label_values_are_spelt_as_the_api_spells_them() {
+        let m = Metrics::new();
+        m.set_mode(Mode::DryRun);
+        m.action("gate", OutcomeKind::DryRun);
+        m.gate("g", GateState::Throttled, Some(5.0));
+        let text = m.encode();
+        for line in [
+            "catchup_mode{mode=\"dry-run\"} 1",
+            "catchup_actions_total{kind=\"gate\",outcome=\"dry_run\"} 1",
+            "catchup_gate_state{group=\"g\",state=\"throttled\"} 1",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
     }
 }

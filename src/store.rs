@@ -14,10 +14,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
-use crate::units::Timestamp;
+pub use catchup_proto::audit::{AuditRecord, Outcome, OutcomeKind};
 
 /// Errors of the state directory.
 #[derive(Debug, thiserror::Error)]
@@ -58,31 +58,6 @@ pub struct StateDir {
 #[derive(Debug)]
 struct AuditFile {
     next_id: u64,
-}
-
-/// One audit record: who did what, why, and what it changed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AuditRecord {
-    /// Increasing id (the pagination cursor).
-    pub id: u64,
-    /// When.
-    pub at: Timestamp,
-    /// Who: `controller` for automatic actions, the API caller's actor otherwise.
-    pub actor: String,
-    /// What kind: `gate`, `retention`, `override.create`, `override.delete`, `mode`, `restore`, ...
-    pub action: String,
-    /// What it applies to (group, topic, `*`).
-    pub target: String,
-    /// Why.
-    pub reason: String,
-    /// State before.
-    #[schema(value_type = Object)]
-    pub before: serde_json::Value,
-    /// State after.
-    #[schema(value_type = Object)]
-    pub after: serde_json::Value,
-    /// `applied`, `dry-run`, `refused: ...` or `failed: ...`.
-    pub outcome: String,
 }
 
 impl StateDir {
@@ -241,6 +216,7 @@ fn read_audit(path: &Path) -> Result<Vec<AuditRecord>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::Timestamp;
 
     fn temp_dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("catchup-store-{name}-{}", std::process::id()));
@@ -258,7 +234,7 @@ mod tests {
             reason: reason.into(),
             before: serde_json::Value::Null,
             after: serde_json::Value::Null,
-            outcome: "applied".into(),
+            outcome: Outcome::Applied,
         }
     }
 

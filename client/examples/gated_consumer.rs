@@ -6,6 +6,10 @@
 //! e.g. `... -- 127.0.0.1:9092 ingestion events http://127.0.0.1:8080`. It prints how many records it
 //! was allowed to process each second and the gate it sees; processing is where your pipeline goes.
 
+// Tests, benchmarks and examples measure and wait in real time; the clock ban is for the
+// controller's code.
+#![allow(clippy::disallowed_methods)]
+
 use std::time::{Duration, Instant};
 
 use catchup_client::{GateClient, GatedConsumer};

@@ -30,39 +30,12 @@ use governor::{Quota, RateLimiter};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use serde::Deserialize;
 use tokio::sync::watch;
 
-/// The gate as the controller publishes it (`GET /v1/gates/{group}`).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct GateView {
-    /// `open`, `throttled` or `paused`.
-    pub state: String,
-    /// Rate for this consumer's controller instance, per second.
-    pub rate: Option<f64>,
-    /// Bucket size.
-    pub burst: Option<f64>,
-    /// `records` or `bytes`.
-    pub unit: Option<String>,
-    /// Version.
-    pub version: u64,
-    /// Milliseconds since the Unix epoch after which the fallback applies.
-    pub expires_at: i64,
-    /// The fallback.
-    #[serde(default)]
-    pub fallback: FallbackHint,
-}
-
-/// The policy's fallback.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-pub struct FallbackHint {
-    /// Keep the last decision this long after expiry, seconds.
-    pub hold_secs: f64,
-    /// Then double the rate every this many seconds.
-    pub ramp_secs: f64,
-    /// Rate to resume at after a pause.
-    pub min_rate: Option<f64>,
-}
+pub use catchup_proto::decision::GateState;
+/// The gate as the controller publishes it (`GET /v1/gates/{group}`), and the policy's fallback:
+/// the API's own types.
+pub use catchup_proto::gate::{FallbackHint, GateView};
 
 /// What the consumer should do now.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,12 +51,12 @@ pub enum Effective {
 /// Applies the fallback: what `view` means at wall-clock time `now_ms`. `default_min_rate` is used
 /// when the controller did not say what the group's minimum rate is.
 pub fn effective(view: &GateView, now_ms: i64, default_min_rate: f64) -> Effective {
-    let decided = match view.state.as_str() {
-        "paused" => Effective::Paused,
-        "throttled" => Effective::Throttled(view.rate.unwrap_or(default_min_rate)),
-        _ => Effective::Open,
+    let decided = match view.state {
+        GateState::Paused => Effective::Paused,
+        GateState::Throttled => Effective::Throttled(view.rate.unwrap_or(default_min_rate)),
+        GateState::Open => Effective::Open,
     };
-    let expired_for = (now_ms - view.expires_at) as f64 / 1000.0;
+    let expired_for = (now_ms - view.expires_at.0) as f64 / 1000.0;
     let hold = if view.fallback.hold_secs > 0.0 {
         view.fallback.hold_secs
     } else {
@@ -116,6 +89,8 @@ pub fn effective(view: &GateView, now_ms: i64, default_min_rate: f64) -> Effecti
     }
 }
 
+/// The wall clock, in ms since the epoch: the controller's deadlines are wall-clock times.
+#[allow(clippy::disallowed_methods)] // the client's one clock read; it has no clock module
 fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -485,12 +460,17 @@ mod tests {
 
     fn view(state: &str, rate: Option<f64>) -> GateView {
         GateView {
-            state: state.into(),
+            group: "g".into(),
+            state: GateState::ALL
+                .into_iter()
+                .find(|s| *s == state)
+                .expect("a gate state"),
             rate,
             burst: rate,
             unit: None,
             version: 1,
-            expires_at: 1_000_000,
+            expires_at: catchup_proto::units::Timestamp(1_000_000),
+            reasons: Vec::new(),
             fallback: FallbackHint {
                 hold_secs: 900.0,
                 ramp_secs: 300.0,

@@ -1,12 +1,16 @@
 //! The gated consumer against a real Kafka-compatible broker (tansu 0.6.0, SQLite engine, started
 //! here on a free loopback port) and the real catchup API serving the gate.
 
+// Tests, benchmarks and examples measure and wait in real time; the clock ban is for the
+// controller's code.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use catchup::clock::WallClock;
 use catchup::config::{ApiConfig, ClusterConfig, GateConfig, Mode, RunConfig};
 use catchup::policy::{Gate, GroupPolicy, Policy, RateUnit};
-use catchup::clock::WallClock;
 use catchup::runtime::Controller;
 use catchup::units::{Dur, Timestamp};
 use catchup_client::{GateClient, GatedConsumer};

@@ -25,49 +25,12 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::policy::{Gate, GroupDecision, RateUnit};
+pub use catchup_proto::gate::{FallbackHint, GateView};
+
+use crate::policy::{Gate, GateState, GroupDecision};
 use crate::units::Timestamp;
-
-/// What a consumer reads: the desired state of its group's gate, for this controller instance.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct GateView {
-    /// Consumer group.
-    pub group: String,
-    /// `open`, `throttled` or `paused`.
-    pub state: String,
-    /// Rate for this instance, per second (throttled only).
-    pub rate: Option<f64>,
-    /// Burst for this instance (throttled only).
-    pub burst: Option<f64>,
-    /// `records` or `bytes` (throttled only).
-    #[schema(value_type = Option<String>)]
-    pub unit: Option<RateUnit>,
-    /// Bumped on every change of state, rate or burst.
-    pub version: u64,
-    /// After this, without a renewal, consumers fall back to their configured default. Milliseconds
-    /// since the Unix epoch.
-    #[schema(value_type = i64)]
-    pub expires_at: Timestamp,
-    /// Why the gate is as it is.
-    pub reasons: Vec<String>,
-    /// What consumers do once `expires_at` has passed without a renewal.
-    pub fallback: FallbackHint,
-}
-
-/// The policy's fallback, as consumers apply it (see `throttle.fallback_hold` in docs/policy.md).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct FallbackHint {
-    /// Keep the last decision this long after it expired, seconds.
-    pub hold_secs: f64,
-    /// Then double the rate every this many seconds until open.
-    pub ramp_secs: f64,
-    /// The rate to resume at after a pause (this instance's share), per second; `None` when not known
-    /// yet (consumers then use their own configured minimum).
-    pub min_rate: Option<f64>,
-}
 
 /// The answer to a permit request.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,14 +63,26 @@ pub enum GateError {
 
 type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
-/// Gate states on the hot path.
-const OPEN: u8 = 0;
-const THROTTLED: u8 = 1;
-const PAUSED: u8 = 2;
+/// A gate state as the hot path stores it (an atomic byte, so a permit check takes no view lock).
+fn state_byte(state: GateState) -> u8 {
+    match state {
+        GateState::Open => 0,
+        GateState::Throttled => 1,
+        GateState::Paused => 2,
+    }
+}
+
+fn state_of_byte(byte: u8) -> GateState {
+    match byte {
+        0 => GateState::Open,
+        2 => GateState::Paused,
+        _ => GateState::Throttled,
+    }
+}
 
 struct GroupGate<C: Clock> {
     view: RwLock<GateView>,
-    /// `OPEN`, `THROTTLED` or `PAUSED`, mirrored from `view` so a permit check takes no view lock.
+    /// The state (see [`state_byte`]), mirrored from `view` so a permit check takes no view lock.
     kind: std::sync::atomic::AtomicU8,
     /// How many instances share this group's rate (`gate.instances`, or the group's member count).
     share: std::sync::atomic::AtomicU32,
@@ -149,7 +124,7 @@ impl<C: Clock + Clone> GateBoard<C> {
                 Arc::new(GroupGate {
                     view: RwLock::new(GateView {
                         group: g.clone(),
-                        state: "open".into(),
+                        state: GateState::Open,
                         rate: None,
                         burst: None,
                         unit: None,
@@ -159,7 +134,7 @@ impl<C: Clock + Clone> GateBoard<C> {
                         fallback: FallbackHint::default(),
                     }),
                     limiter: RwLock::new(None),
-                    kind: std::sync::atomic::AtomicU8::new(OPEN),
+                    kind: std::sync::atomic::AtomicU8::new(state_byte(GateState::Open)),
                     share: std::sync::atomic::AtomicU32::new(self.instances),
                     version: watch::channel(1).0,
                     granted: AtomicU64::new(0),
@@ -198,15 +173,12 @@ impl<C: Clock + Clone> GateBoard<C> {
     ) -> Result<bool, GateError> {
         let g = self.group(group)?;
         let n = f64::from(g.share.load(Ordering::Relaxed).max(1));
-        let (state, rate, burst, unit) = match gate {
-            Gate::Open => ("open", None, None, None),
-            Gate::Paused => ("paused", None, None, None),
-            Gate::Throttled { rate, burst, unit } => (
-                "throttled",
-                Some(rate / n),
-                Some((burst / n).max(1.0)),
-                Some(*unit),
-            ),
+        let state = gate.state();
+        let (rate, burst, unit) = match gate {
+            Gate::Open | Gate::Paused => (None, None, None),
+            Gate::Throttled { rate, burst, unit } => {
+                (Some(rate / n), Some((burst / n).max(1.0)), Some(*unit))
+            }
         };
         let mut view = g.view.write().unwrap_or_else(|e| e.into_inner());
         let changed =
@@ -219,13 +191,8 @@ impl<C: Clock + Clone> GateBoard<C> {
                 _ => None,
             };
             *g.limiter.write().unwrap_or_else(|e| e.into_inner()) = limiter;
-            let kind = match state {
-                "open" => OPEN,
-                "paused" => PAUSED,
-                _ => THROTTLED,
-            };
-            g.kind.store(kind, Ordering::Release);
-            view.state = state.into();
+            g.kind.store(state_byte(state), Ordering::Release);
+            view.state = state;
             view.rate = rate;
             view.burst = burst;
             view.unit = unit;
@@ -271,16 +238,11 @@ impl<C: Clock + Clone> GateBoard<C> {
     /// Asks for `permits` from `group`'s bucket, without waiting.
     pub fn try_acquire(&self, group: &str, permits: NonZeroU32) -> Result<Admission, GateError> {
         let g = self.group(group)?;
-        let state = g
-            .view
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .state
-            .clone();
-        let admission = match state.as_str() {
-            "paused" => Admission::Paused,
-            "open" => Admission::Granted,
-            _ => {
+        let state = g.view.read().unwrap_or_else(|e| e.into_inner()).state;
+        let admission = match state {
+            GateState::Paused => Admission::Paused,
+            GateState::Open => Admission::Granted,
+            GateState::Throttled => {
                 let limiter = g.limiter.read().unwrap_or_else(|e| e.into_inner()).clone();
                 match limiter {
                     None => Admission::Granted,
@@ -317,15 +279,13 @@ impl<C: Clock + Clone> GateBoard<C> {
         Ok(admission)
     }
 
-    /// The state name (`open`, `throttled`, `paused`) and version of `group`'s gate, cheaply.
-    pub fn state(&self, group: &str) -> Result<(&'static str, u64), GateError> {
+    /// The state and version of `group`'s gate, cheaply.
+    pub fn state(&self, group: &str) -> Result<(GateState, u64), GateError> {
         let g = self.group(group)?;
-        let name = match g.kind.load(Ordering::Acquire) {
-            OPEN => "open",
-            PAUSED => "paused",
-            _ => "throttled",
-        };
-        Ok((name, *g.version.borrow()))
+        Ok((
+            state_of_byte(g.kind.load(Ordering::Acquire)),
+            *g.version.borrow(),
+        ))
     }
 
     /// The gate of `group` as consumers see it.
@@ -373,6 +333,7 @@ mod tests {
     use governor::clock::FakeRelativeClock;
 
     use super::*;
+    use crate::policy::RateUnit;
 
     fn board(instances: u32) -> (GateBoard<FakeRelativeClock>, FakeRelativeClock) {
         let clock = FakeRelativeClock::default();

@@ -8,13 +8,12 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::Ctl;
 use super::error::{ApiError, Body};
 use crate::actuators::gate::{Admission, GateView};
 use crate::units::Dur;
+use catchup_proto::gate::{AcquireRequest, AcquireResponse};
 
 /// `GET /v1/gates/{group}?after_version=N&wait=30s`: the gate's desired state; with `after_version`,
 /// waits up to `wait` (max 60s) for a newer version.
@@ -48,29 +47,6 @@ pub(super) async fn get_gate(
         }
     }
     Ok(Json(ctl.gates.view(&group)?))
-}
-
-/// Body of a permit request.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AcquireRequest {
-    /// Permits (records or bytes, per the gate's unit); at least 1.
-    pub permits: u32,
-    /// Longest time to wait for them, e.g. "100ms" (max 30s); default 0 (answer at once).
-    pub max_wait: Option<String>,
-}
-
-/// Answer to a permit request.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AcquireResponse {
-    /// Whether the permits were granted.
-    pub granted: bool,
-    /// When denied: try again after this many milliseconds (for a pause: long-poll the gate).
-    pub retry_after_ms: Option<u64>,
-    /// `open`, `throttled` or `paused`.
-    pub state: String,
-    /// The gate's version.
-    pub version: u64,
 }
 
 /// `POST /v1/gates/{group}/acquire`: take permits, waiting up to `max_wait`; 200 granted, 429 denied
@@ -108,7 +84,7 @@ pub(super) async fn acquire(
         let body = AcquireResponse {
             granted,
             retry_after_ms: retry.map(|d| d.as_millis().max(1) as u64),
-            state: state.to_string(),
+            state,
             version,
         };
         if granted {

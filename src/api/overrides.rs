@@ -5,31 +5,13 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::auth::{Operator, Reader};
 use super::error::{ApiError, Body};
 use super::{Ctl, group_scope, parse_ttl, require_reason};
 use crate::policy::{Override, OverrideAction, OverrideScope};
 use crate::units::Dur;
-
-/// Body of pause and resume.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PauseRequest {
-    /// One catch-up group; absent = every group.
-    pub group: Option<String>,
-    /// Why (required).
-    pub reason: String,
-    /// How long, e.g. "30m"; default 1h, between 10s and 7d.
-    pub ttl: Option<String>,
-    /// Who (else the X-Catchup-Actor header).
-    pub actor: Option<String>,
-    /// Resume only: also force the group(s) open against the control law (an override with a TTL).
-    #[serde(default)]
-    pub force: bool,
-}
+use catchup_proto::requests::{OverrideRequest, PauseRequest, ResumeResponse};
 
 /// `POST /v1/pause`: pause a group (or all) until the TTL expires.
 #[utoipa::path(post, path = "/v1/pause", request_body = PauseRequest, responses((status = 200, body = Object, description = "the override created"), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
@@ -44,17 +26,6 @@ pub(super) async fn pause(
     let ttl = parse_ttl(req.ttl.as_deref(), Dur::from_hours(1))?;
     let o = ctl.add_override(&who, scope, OverrideAction::Pause, req.reason, ttl)?;
     Ok(Json(o))
-}
-
-/// What resume did.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ResumeResponse {
-    /// Pause overrides removed.
-    #[schema(value_type = Vec<Object>)]
-    pub removed: Vec<Override>,
-    /// The forcing override, with `force`.
-    #[schema(value_type = Option<Object>)]
-    pub forced: Option<Override>,
 }
 
 /// `POST /v1/resume`: remove manual pauses of a group (or all); with `force`, also hold it open.
@@ -89,25 +60,6 @@ pub(super) async fn resume(
         None
     };
     Ok(Json(ResumeResponse { removed, forced }))
-}
-
-/// Body of override creation.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OverrideRequest {
-    /// `{"kind": "group", "name": "G"}`, `{"kind": "all_groups"}` or `{"kind": "topic", "name": "T"}`.
-    #[schema(value_type = Object)]
-    pub scope: OverrideScope,
-    /// `{"action": "pause"}`, `{"action": "resume"}`, `{"action": "fixed_rate", "rate": 1000}` or
-    /// `{"action": "hold_retention"}` (topics only).
-    #[schema(value_type = Object)]
-    pub action: OverrideAction,
-    /// Why (required).
-    pub reason: String,
-    /// How long, e.g. "30m" (required: overrides always expire).
-    pub ttl: String,
-    /// Who (else the X-Catchup-Actor header).
-    pub actor: Option<String>,
 }
 
 /// `GET /v1/overrides`: overrides in force.

@@ -6,14 +6,12 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::Ctl;
 use super::auth::Reader;
 use super::error::ApiError;
 use crate::runtime::Status;
-use crate::store::AuditRecord;
+use catchup_proto::audit::AuditPage;
 
 /// `GET /healthz`: the process is up.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "up")))]
@@ -54,15 +52,6 @@ pub(super) async fn status(State(ctl): Ctl, _: Reader) -> Result<Json<Status>, A
     s.mode = ctl.mode();
     s.overrides = ctl.active_overrides();
     Ok(Json(s))
-}
-
-/// A page of the audit log.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditPage {
-    /// Newest first.
-    pub records: Vec<AuditRecord>,
-    /// Pass as `before` for the next page; absent on the last page.
-    pub next_before: Option<u64>,
 }
 
 /// `GET /v1/audit?limit=50&before=ID`: every action, newest first.

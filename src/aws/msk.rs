@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::kafka::{AWS_MSK_IAM, Connection};
-use crate::sensors::Limitation;
 use crate::units::{Dur, Timestamp};
+use catchup_proto::observation::Limitation;
 
 /// `[cluster.msk]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

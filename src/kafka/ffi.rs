@@ -158,8 +158,8 @@ fn wait(
     // flight trips librdkafka's own assertions. So wait for the event well past the request timeout;
     // in the pathological case that none comes, leak the queue rather than free it under librdkafka.
     let limit = timeout * 3 + Duration::from_secs(30);
-    let deadline = std::time::Instant::now() + limit;
-    while guard.event.is_null() && std::time::Instant::now() < deadline {
+    let deadline = crate::clock::monotonic_now() + limit;
+    while guard.event.is_null() && crate::clock::monotonic_now() < deadline {
         // SAFETY: the queue is valid until the guard drops; the event is owned by the guard from here on.
         guard.event = unsafe { rd::rd_kafka_queue_poll(guard.queue, 1000) };
     }

@@ -10,6 +10,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::config_file::{self, FileError, Problems};
+pub use catchup_proto::decision::RateUnit;
+
 use crate::units::{Bytes, Dur};
 
 /// A complete policy.
@@ -253,17 +255,6 @@ impl Default for StalenessPolicy {
             max_config_age: Dur::from_mins(5),
         }
     }
-}
-
-/// Unit of a gate's rate.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RateUnit {
-    /// Records per second (the default: lag is counted in records, so the reference rate can be measured).
-    #[default]
-    Records,
-    /// Bytes per second (requires `max_rate` and `min_rate`, since offsets do not measure bytes).
-    Bytes,
 }
 
 /// One catch-up consumer group.

@@ -16,8 +16,8 @@ mod tests;
 
 pub use config::{GroupPolicy, Policy, RateUnit, StaleMode, TopicPolicy};
 pub use decision::{
-    Alert, BrokerForecast, Decision, Gate, GroupDecision, Origin, Override, OverrideAction,
-    OverrideScope, RetentionTarget, Severity, TopicDecision,
+    Alert, AlertCode, BrokerForecast, Decision, Gate, GateState, GroupDecision, Origin, Override,
+    OverrideAction, OverrideScope, RetentionTarget, Severity, TopicDecision,
 };
 pub use engine::decide;
 pub use state::ControllerState;

@@ -38,13 +38,13 @@ impl KafkaCluster {
         disk: AnyDiskSource,
     ) -> Result<KafkaCluster, SensorError> {
         let store = StateDir::open(state_dir).map_err(|e| SensorError::Unavailable {
-            sensor: "state",
+            sensor: crate::sensors::SensorKind::State,
             reason: e.to_string(),
         })?;
         Ok(KafkaCluster {
             lag: Arc::new(LagReader::new(conn, timeout)?),
             topics: TopicAdmin::new(conn, timeout).map_err(|e| SensorError::Unavailable {
-                sensor: "topic_configs",
+                sensor: crate::sensors::SensorKind::TopicConfigs,
                 reason: e.to_string(),
             })?,
             store,
@@ -105,7 +105,7 @@ impl LagSensor for KafkaCluster {
         let results = tokio::task::spawn_blocking(move || reader.read_groups(&groups, wall_now()))
             .await
             .map_err(|e| SensorError::Unavailable {
-                sensor: "lag",
+                sensor: crate::sensors::SensorKind::Lag,
                 reason: e.to_string(),
             })?;
         results.into_iter().collect()
@@ -117,7 +117,7 @@ impl LagSensor for KafkaCluster {
         tokio::task::spawn_blocking(move || reader.members(&groups))
             .await
             .map_err(|e| SensorError::Unavailable {
-                sensor: "members",
+                sensor: crate::sensors::SensorKind::Members,
                 reason: e.to_string(),
             })?
     }

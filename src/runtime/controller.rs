@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::config::{Mode, RunConfig};
 use crate::metrics::Metrics;
 use crate::policy::{Override, OverrideAction, OverrideScope, Policy};
-use crate::store::{AuditRecord, StateDir, StoreError};
+use crate::store::{AuditRecord, Outcome, StateDir, StoreError};
 use crate::units::{Dur, Timestamp};
 
 /// Proof that a request carried the operator token, and who made it. Only
@@ -118,8 +118,8 @@ impl Controller {
         gates.register(&policy.group_names(), clock.now());
         let (tx, rx) = mpsc::channel(16);
         let metrics = Metrics::new();
-        metrics.set_mode(config.mode.as_str());
-        let status = Status::initial(config.mode, overrides.clone());
+        metrics.set_mode(config.mode);
+        let status = super::status::initial(config.mode, overrides.clone());
         let c = Controller {
             mode: RwLock::new(config.mode),
             policy,
@@ -183,8 +183,7 @@ impl Controller {
             outcome,
         } = entry;
         let kind = action.split('.').next().unwrap_or(action);
-        self.metrics
-            .action(kind, outcome.split(':').next().unwrap_or(outcome).trim());
+        self.metrics.action(kind, outcome.kind());
         let record = AuditRecord {
             id: 0,
             at: self.clock.now(),
@@ -194,9 +193,9 @@ impl Controller {
             reason: reason.into(),
             before,
             after,
-            outcome: outcome.into(),
+            outcome,
         };
-        info!(actor, action, target, reason, outcome, "audit");
+        info!(actor, action, target, reason, outcome = %record.outcome, "audit");
         self.store
             .audit(record)
             .inspect_err(|e| warn!(error = %e, "audit log write failed"))
@@ -248,7 +247,7 @@ impl Controller {
             reason: &o.reason,
             before: serde_json::Value::Null,
             after: json(&o),
-            outcome: "applied",
+            outcome: Outcome::Applied,
         })?;
         Ok(o)
     }
@@ -277,7 +276,7 @@ impl Controller {
             reason,
             before: json(&removed),
             after: serde_json::Value::Null,
-            outcome: "applied",
+            outcome: Outcome::Applied,
         })?;
         Ok(Some(removed))
     }
@@ -303,7 +302,7 @@ impl Controller {
                 reason: &o.reason,
                 before: json(&o),
                 after: serde_json::Value::Null,
-                outcome: "applied",
+                outcome: Outcome::Applied,
             })?;
         }
         Ok(())
@@ -316,7 +315,7 @@ impl Controller {
             &mut *self.mode.write().unwrap_or_else(|e| e.into_inner()),
             mode,
         );
-        self.metrics.set_mode(mode.as_str());
+        self.metrics.set_mode(mode);
         self.audit(Entry {
             actor,
             action: "mode",
@@ -324,7 +323,7 @@ impl Controller {
             reason,
             before: json(&before),
             after: json(&mode),
-            outcome: "applied",
+            outcome: Outcome::Applied,
         })?;
         Ok(before)
     }
@@ -344,8 +343,8 @@ pub struct Entry<'a> {
     pub before: serde_json::Value,
     /// State after.
     pub after: serde_json::Value,
-    /// `applied`, `dry-run`, `refused: ...`, `failed: ...`.
-    pub outcome: &'a str,
+    /// How it ended.
+    pub outcome: Outcome,
 }
 
 /// Name of an override's scope, for the audit log.

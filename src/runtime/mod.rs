@@ -22,7 +22,7 @@ use crate::config::RunConfig;
 use crate::policy::{Decision, Policy};
 use crate::sensors::{
     ClusterFacts, CopyLagSensor, DiskSensor, LagSensor, Limitation, Observation, SensorError,
-    SensorFault, TopicConfigSensor,
+    SensorFault, SensorKind, TopicConfigSensor,
 };
 use crate::units::Dur;
 
@@ -72,7 +72,7 @@ pub fn ready_after(decision: &Decision, obs: &Observation) -> bool {
         && !obs
             .sensor_errors
             .iter()
-            .any(|f| f.sensor == "disk" || f.sensor == "lag")
+            .any(|f| matches!(f.sensor, SensorKind::Disk | SensorKind::Lag))
 }
 
 /// Reads every sensor of `cluster` once, concurrently, each within `timeout` (none: as long as it
@@ -97,10 +97,10 @@ where
     );
     let mut faults = Vec::new();
     let mut obs = Observation {
-        disks: reading("disk", disks, &late, &mut faults),
-        copy_lag: reading("copy_lag", copy, &late, &mut faults),
-        groups: reading("lag", lag, &late, &mut faults),
-        topics: reading("topic_configs", configs, &late, &mut faults),
+        disks: reading(SensorKind::Disk, disks, &late, &mut faults),
+        copy_lag: reading(SensorKind::CopyLag, copy, &late, &mut faults),
+        groups: reading(SensorKind::Lag, lag, &late, &mut faults),
+        topics: reading(SensorKind::TopicConfigs, configs, &late, &mut faults),
         ..Observation::default()
     };
     obs.sensor_errors = faults;
@@ -136,7 +136,7 @@ async fn within<T>(limit: Option<Duration>, f: impl Future<Output = T>) -> Optio
 
 /// A sensor's answer within its timeout, or empty with the fault recorded.
 fn reading<T: Default>(
-    sensor: &str,
+    sensor: SensorKind,
     answer: Option<Result<T, SensorError>>,
     late: &str,
     faults: &mut Vec<SensorFault>,
@@ -146,10 +146,7 @@ fn reading<T: Default>(
         Some(Err(e)) => e.to_string(),
         None => late.to_string(),
     };
-    faults.push(SensorFault {
-        sensor: sensor.into(),
-        reason,
-    });
+    faults.push(SensorFault { sensor, reason });
     T::default()
 }
 
@@ -161,7 +158,10 @@ mod tests {
 
     fn fault(sensor: &str) -> SensorFault {
         SensorFault {
-            sensor: sensor.into(),
+            sensor: SensorKind::TICK
+                .into_iter()
+                .find(|k| *k == sensor)
+                .expect("a sensor of the tick"),
             reason: "test".into(),
         }
     }

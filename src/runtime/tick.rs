@@ -17,11 +17,13 @@ use super::status::{self, Status};
 use super::{ClusterIo, Command, Controller, Entry, limitations, observe_once, ready_after};
 use crate::actuators::retention;
 use crate::config::Mode;
+use crate::metrics::Label;
 use crate::policy::{
-    ControllerState, Decision, Gate, GroupDecision, Override, OverrideAction, OverrideScope,
-    RetentionTarget, TopicDecision, decide,
+    AlertCode, ControllerState, Decision, Gate, GroupDecision, Override, OverrideAction,
+    OverrideScope, RetentionTarget, TopicDecision, decide,
 };
-use crate::sensors::{Observation, TopicConfigs};
+use crate::sensors::{Observation, SensorKind, TopicConfigs};
+use crate::store::Outcome;
 use crate::store::StoreError;
 use crate::units::Dur;
 
@@ -82,17 +84,18 @@ impl<K: ClusterIo> Runtime<K> {
         let last = &self.last_obs;
         let faults = obs.sensor_errors.clone();
         for f in &faults {
-            match f.sensor.as_str() {
-                "disk" => obs.disks = last.disks.clone(),
-                "copy_lag" => obs.copy_lag = last.copy_lag.clone(),
-                "lag" => obs.groups = last.groups.clone(),
-                _ => obs.topics = last.topics.clone(),
+            match f.sensor {
+                SensorKind::Disk => obs.disks = last.disks.clone(),
+                SensorKind::CopyLag => obs.copy_lag = last.copy_lag.clone(),
+                SensorKind::Lag => obs.groups = last.groups.clone(),
+                SensorKind::TopicConfigs => obs.topics = last.topics.clone(),
+                SensorKind::Members | SensorKind::State => {}
             }
             self.ctl
                 .metrics
                 .sensor_errors
                 .get_or_create(&crate::metrics::SensorLabel {
-                    sensor: f.sensor.clone(),
+                    sensor: Label(f.sensor),
                 })
                 .inc();
             warn!(sensor = %f.sensor, reason = %f.reason, "sensor read failed");
@@ -178,7 +181,7 @@ impl<K: ClusterIo> Runtime<K> {
                 }
                 Some(crate::policy::Alert {
                     severity: crate::policy::Severity::Warning,
-                    code: "gate_share_fallback".into(),
+                    code: AlertCode::GateShareFallback,
                     message: format!(
                         "the broker cannot say how many members the catch-up groups have ({why}): each instance hands out rate / gate.instances ({})",
                         self.ctl.config.gate.instances
@@ -233,7 +236,7 @@ impl<K: ClusterIo> Runtime<K> {
         let view = self.ctl.gates.view(group).ok();
         self.ctl.metrics.gate(
             group,
-            publish.gate.name(),
+            publish.gate.state(),
             view.as_ref().and_then(|v| v.rate),
         );
         // Audit what the engine decided whenever the state changes or the rate moves by 10% or
@@ -245,9 +248,9 @@ impl<K: ClusterIo> Runtime<K> {
                 .is_none_or(|p| significant_change(p, &decided.gate))
         {
             let outcome = if mode == Mode::DryRun {
-                "dry-run"
+                Outcome::DryRun
             } else {
-                "applied"
+                Outcome::Applied
             };
             let _ = self.ctl.audit(Entry {
                 actor: "controller",
@@ -283,18 +286,16 @@ impl<K: ClusterIo> Runtime<K> {
     async fn change_retention(&mut self, topic: &str, d: &TopicDecision, step: RetentionStep) {
         let new_target = self.audited_targets.get(topic) != Some(&d.target);
         let (after, outcome, record) = match step {
-            RetentionStep::WouldApply { change } => {
-                (json(&change), "dry-run".to_string(), new_target)
-            }
+            RetentionStep::WouldApply { change } => (json(&change), Outcome::DryRun, new_target),
             RetentionStep::Apply { change, .. } => {
                 let outcome = match self.cluster.apply_retention(topic, &change).await {
-                    Ok(()) => "applied".to_string(),
-                    Err(e) => format!("failed: {e}"),
+                    Ok(()) => Outcome::Applied,
+                    Err(e) => Outcome::Failed(e.to_string()),
                 };
                 (json(&change), outcome, true)
             }
             RetentionStep::Refused { target, reason } => {
-                (json(&target), format!("refused: {reason}"), new_target)
+                (json(&target), Outcome::Refused(reason), new_target)
             }
         };
         if record {
@@ -305,7 +306,7 @@ impl<K: ClusterIo> Runtime<K> {
                 reason: &d.reasons.join("; "),
                 before: json(&d.current_ms),
                 after,
-                outcome: &outcome,
+                outcome,
             });
         }
     }
@@ -440,7 +441,7 @@ impl<K: ClusterIo> Runtime<K> {
             reason,
             before: json(&configs.effective_local_retention_ms()),
             after: json(&change),
-            outcome: "applied",
+            outcome: Outcome::Applied,
         });
         "restored".to_string()
     }
@@ -452,6 +453,6 @@ fn significant_change(before: &Gate, after: &Gate) -> bool {
         (Gate::Throttled { rate: a, .. }, Gate::Throttled { rate: b, .. }) => {
             (a - b).abs() >= 0.1 * a.abs().max(b.abs())
         }
-        _ => before.name() != after.name(),
+        _ => before.state() != after.state(),
     }
 }

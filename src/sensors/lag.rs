@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::kafka::ffi::{self, End};
 use crate::kafka::{Admin, Connection};
-use crate::sensors::{GroupOffsets, PartitionOffsets, SensorError};
+use crate::sensors::{GroupOffsets, PartitionOffsets, SensorError, SensorKind};
 use crate::units::Timestamp;
 
 /// Reads committed and log offsets of consumer groups.
@@ -16,7 +16,7 @@ pub struct LagReader {
     timeout: Duration,
 }
 
-fn unavailable(sensor: &'static str, e: impl std::fmt::Display) -> SensorError {
+fn unavailable(sensor: SensorKind, e: impl std::fmt::Display) -> SensorError {
     SensorError::Unavailable {
         sensor,
         reason: e.to_string(),
@@ -26,7 +26,7 @@ fn unavailable(sensor: &'static str, e: impl std::fmt::Display) -> SensorError {
 impl LagReader {
     /// Connects (lazily: librdkafka connects on first use).
     pub fn new(conn: &Connection, timeout: Duration) -> Result<LagReader, SensorError> {
-        let admin = conn.admin().map_err(|e| unavailable("lag", e))?;
+        let admin = conn.admin().map_err(|e| unavailable(SensorKind::Lag, e))?;
         Ok(LagReader { admin, timeout })
     }
 
@@ -34,7 +34,7 @@ impl LagReader {
     pub fn read_group(&self, group: &str, now: Timestamp) -> Result<GroupOffsets, SensorError> {
         self.read_groups(&[group.to_string()], now)
             .pop()
-            .unwrap_or_else(|| Err(unavailable("lag", "no answer")))
+            .unwrap_or_else(|| Err(unavailable(SensorKind::Lag, "no answer")))
     }
 
     /// Offsets of every partition of every topic each group has committed on, one result per group.
@@ -55,12 +55,12 @@ impl LagReader {
         let metadata = match self.admin.inner().fetch_metadata(None, self.timeout) {
             Ok(m) => m,
             Err(e) => {
-                let why = unavailable("lag", format!("metadata: {e}"));
+                let why = unavailable(SensorKind::Lag, format!("metadata: {e}"));
                 return groups
                     .iter()
                     .map(|_| {
                         Err(SensorError::Unavailable {
-                            sensor: "lag",
+                            sensor: crate::sensors::SensorKind::Lag,
                             reason: why.to_string(),
                         })
                     })
@@ -96,8 +96,10 @@ impl LagReader {
             .iter()
             .zip(committed)
             .map(|(group, committed)| {
-                let committed = committed.map_err(|e| unavailable("lag", e))?;
-                let shared = shared.as_ref().map_err(|e| unavailable("lag", e))?;
+                let committed = committed.map_err(|e| unavailable(SensorKind::Lag, e))?;
+                let shared = shared
+                    .as_ref()
+                    .map_err(|e| unavailable(SensorKind::Lag, e))?;
                 Ok(assemble(group, committed, shared, now))
             })
             .collect()
@@ -132,7 +134,7 @@ impl LagReader {
             let starts = self.offsets(partitions, End::Earliest);
             (
                 ends.join()
-                    .unwrap_or_else(|_| Err(unavailable("lag", "reader thread failed"))),
+                    .unwrap_or_else(|_| Err(unavailable(SensorKind::Lag, "reader thread failed"))),
                 starts,
             )
         });
@@ -150,7 +152,9 @@ impl LagReader {
                     .admin
                     .inner()
                     .fetch_group_list(Some(g), self.timeout)
-                    .map_err(|e| unavailable("members", format!("DescribeGroups of {g}: {e}")))?;
+                    .map_err(|e| {
+                        unavailable(SensorKind::Members, format!("DescribeGroups of {g}: {e}"))
+                    })?;
                 let n = list
                     .groups()
                     .iter()
@@ -163,7 +167,7 @@ impl LagReader {
 
     fn offsets(&self, partitions: &[(String, i32)], end: End) -> Result<Offsets, SensorError> {
         let answers = ffi::list_offsets(&self.admin, partitions, end, self.timeout)
-            .map_err(|e| unavailable("lag", e))?;
+            .map_err(|e| unavailable(SensorKind::Lag, e))?;
         Ok(answers
             .into_iter()
             .map(|a| {

@@ -7,14 +7,14 @@
 
 pub mod disk;
 pub mod lag;
-mod observation;
 pub mod topic_config;
 
 use std::future::Future;
 
-pub use observation::{
+pub use catchup_proto::observation::{
     BrokerCopyLag, BrokerDisk, BrokerId, ConfigSource, ConfigValue, DiskSource, GroupOffsets,
-    LOCAL_RETENTION_INHERIT, Limitation, Observation, PartitionOffsets, SensorFault, TopicConfigs,
+    LOCAL_RETENTION_INHERIT, Limitation, Observation, PartitionOffsets, SensorFault, SensorKind,
+    TopicConfigs,
 };
 
 /// Why a sensor could not be read.
@@ -23,16 +23,16 @@ pub enum SensorError {
     /// The source answered but has no data (for example no datapoints yet).
     #[error("{sensor}: no data: {reason}")]
     NoData {
-        /// Sensor name.
-        sensor: &'static str,
+        /// Which sensor.
+        sensor: SensorKind,
         /// What is missing.
         reason: String,
     },
     /// The source could not be reached or refused the request.
     #[error("{sensor}: unavailable: {reason}")]
     Unavailable {
-        /// Sensor name.
-        sensor: &'static str,
+        /// Which sensor.
+        sensor: SensorKind,
         /// What went wrong.
         reason: String,
     },
@@ -68,7 +68,7 @@ pub trait LagSensor: Send + Sync {
         let _ = groups;
         async {
             Err(SensorError::NoData {
-                sensor: "members",
+                sensor: crate::sensors::SensorKind::Members,
                 reason: "this cluster does not report group membership".into(),
             })
         }
@@ -105,11 +105,13 @@ pub fn limitations_of(faults: &[SensorFault]) -> Vec<Limitation> {
     faults
         .iter()
         .map(|f| {
-            let disables: &[&str] = match f.sensor.as_str() {
-                "disk" => &["lower_retention", "restore_retention", "raise_rate"],
-                "copy_lag" => &["lower_retention"],
-                "lag" => &["raise_rate", "restore_retention"],
-                _ => &["lower_retention", "restore_retention"],
+            let disables: &[&str] = match f.sensor {
+                SensorKind::Disk => &["lower_retention", "restore_retention", "raise_rate"],
+                SensorKind::CopyLag => &["lower_retention"],
+                SensorKind::Lag => &["raise_rate", "restore_retention"],
+                SensorKind::TopicConfigs | SensorKind::Members | SensorKind::State => {
+                    &["lower_retention", "restore_retention"]
+                }
             };
             Limitation {
                 missing: format!("{}: {}", f.sensor, f.reason),

@@ -23,7 +23,7 @@ pub async fn read(
     now: Timestamp,
 ) -> Result<Vec<TopicConfigs>, SensorError> {
     let unavailable = |reason: String| SensorError::Unavailable {
-        sensor: "topic_configs",
+        sensor: crate::sensors::SensorKind::TopicConfigs,
         reason,
     };
     let answers = admin.describe(topics).await.map_err(unavailable)?;

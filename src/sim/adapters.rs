@@ -74,7 +74,7 @@ impl DiskSensor for SimCluster {
             .collect();
         if disks.is_empty() {
             return Err(SensorError::NoData {
-                sensor: "disk",
+                sensor: crate::sensors::SensorKind::Disk,
                 reason: "no datapoints published yet".into(),
             });
         }

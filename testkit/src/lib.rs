@@ -2,6 +2,9 @@
 //! directory on a free loopback port, stopped and cleaned up on drop, and restartable on the same
 //! port and database.
 
+// Test support waits in real time; the clock ban is for the controller's code.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -494,7 +494,7 @@ async fn lag_reads_survive_a_broker_restart() {
     // Restart it on the same port and database: the same reader recovers.
     broker.restart();
     let mut after = Err(catchup::sensors::SensorError::NoData {
-        sensor: "lag",
+        sensor: catchup::sensors::SensorKind::Lag,
         reason: "not read".into(),
     });
     for _ in 0..30 {

@@ -8,7 +8,7 @@ use super::journal::{Journal, KafkaRetention, Phase, RetentionError};
 use crate::kafka::TopicAdmin;
 use crate::policy::state::OriginalRetention;
 use crate::policy::{Policy, RetentionTarget, TopicPolicy};
-use crate::store::{AuditRecord, StateDir, StoreError};
+use crate::store::{AuditRecord, Outcome, StateDir, StoreError};
 use crate::units::Timestamp;
 
 /// A policy for the runbook: `given` when it names managed topics, else one that manages exactly
@@ -169,10 +169,10 @@ impl<'a> Runbook<'a> {
     ) {
         let (outcome, after) = match result {
             Ok(change) => (
-                "applied".to_string(),
+                Outcome::Applied,
                 serde_json::to_value(change).unwrap_or_default(),
             ),
-            Err(e) => (format!("refused: {e}"), serde_json::Value::Null),
+            Err(e) => (Outcome::Refused(e.to_string()), serde_json::Value::Null),
         };
         let _ = self.store.audit(AuditRecord {
             id: 0,

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use super::config::{GroupPolicy, Policy, StaleMode};
 use super::decision::{
-    Alert, BrokerForecast, Decision, Gate, GroupDecision, Origin, Override, OverrideAction,
-    RetentionTarget, Severity, TopicDecision,
+    Alert, AlertCode, BrokerForecast, Decision, Gate, GroupDecision, Origin, Override,
+    OverrideAction, RetentionTarget, Severity, TopicDecision,
 };
 use super::forecast;
 use super::state::{ControllerState, DiskPoint, OriginalRetention, TopicTrack};
@@ -989,7 +989,10 @@ fn trend(slope: Option<f64>) -> String {
 fn alert(severity: Severity, code: &str, message: impl Into<String>) -> Alert {
     Alert {
         severity,
-        code: code.to_string(),
+        code: AlertCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == code)
+            .unwrap_or(AlertCode::RetentionBlocked),
         message: message.into(),
     }
 }

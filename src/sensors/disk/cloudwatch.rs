@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::sensors::{
     BrokerCopyLag, BrokerDisk, BrokerId, CopyLagSensor, DiskSensor, DiskSource, SensorError,
+    SensorKind,
 };
 use crate::units::{Dur, Timestamp};
 
@@ -221,8 +222,8 @@ impl CloudWatchSource {
                         let reason =
                             format!("CloudWatch GetMetricData: {}", crate::aws::error_chain(&e));
                         return Answer {
-                            disks: Err(unavailable("disk", &reason)),
-                            copy: Err(unavailable("copy_lag", &reason)),
+                            disks: Err(unavailable(SensorKind::Disk, &reason)),
+                            copy: Err(unavailable(SensorKind::CopyLag, &reason)),
                         };
                     }
                 };
@@ -283,7 +284,7 @@ impl CloudWatchSource {
             })
         };
         let disks = match missing(&target.brokers, DISK_METRIC, disk_id) {
-            Some(reason) => Err(no_data("disk", reason)),
+            Some(reason) => Err(no_data(SensorKind::Disk, reason)),
             None => Ok(target
                 .brokers
                 .iter()
@@ -302,7 +303,7 @@ impl CloudWatchSource {
         };
         let copy = if !target.copy_lag {
             Err(no_data(
-                "copy_lag",
+                SensorKind::CopyLag,
                 target
                     .copy_lag_missing
                     .clone()
@@ -310,7 +311,7 @@ impl CloudWatchSource {
             ))
         } else {
             match missing(&target.brokers, COPY_LAG_METRIC, copy_id) {
-                Some(reason) => Err(no_data("copy_lag", reason)),
+                Some(reason) => Err(no_data(SensorKind::CopyLag, reason)),
                 None => Ok(target
                     .brokers
                     .iter()
@@ -366,14 +367,14 @@ fn query(
         .build()
 }
 
-fn unavailable(sensor: &'static str, reason: &str) -> SensorError {
+fn unavailable(sensor: SensorKind, reason: &str) -> SensorError {
     SensorError::Unavailable {
         sensor,
         reason: reason.to_string(),
     }
 }
 
-fn no_data(sensor: &'static str, reason: String) -> SensorError {
+fn no_data(sensor: SensorKind, reason: String) -> SensorError {
     SensorError::NoData { sensor, reason }
 }
 
@@ -520,7 +521,13 @@ mod tests {
         let source = CloudWatchSource::new(client, CloudWatchConfig::default(), target(6, true));
         let err = source.read_disks().await.unwrap_err();
         assert!(
-            matches!(err, SensorError::NoData { sensor: "disk", .. }),
+            matches!(
+                err,
+                SensorError::NoData {
+                    sensor: crate::sensors::SensorKind::Disk,
+                    ..
+                }
+            ),
             "{err}"
         );
         let text = err.to_string();

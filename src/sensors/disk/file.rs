@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::sensors::{
-    BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, SensorError,
+    BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, SensorError, SensorKind,
 };
 use crate::units::Timestamp;
 
@@ -48,7 +48,7 @@ impl FileDiskSource {
         FileDiskSource { path }
     }
 
-    fn read(&self, sensor: &'static str) -> Result<(Timestamp, Vec<FileBroker>), SensorError> {
+    fn read(&self, sensor: SensorKind) -> Result<(Timestamp, Vec<FileBroker>), SensorError> {
         let unavailable = |reason: String| SensorError::Unavailable {
             sensor,
             reason: format!("{}: {reason}", self.path.display()),
@@ -74,7 +74,7 @@ impl FileDiskSource {
 
 impl DiskSensor for FileDiskSource {
     async fn read_disks(&self) -> Result<Vec<BrokerDisk>, SensorError> {
-        let (at, brokers) = self.read("disk")?;
+        let (at, brokers) = self.read(SensorKind::Disk)?;
         Ok(brokers
             .into_iter()
             .map(|b| BrokerDisk {
@@ -90,7 +90,7 @@ impl DiskSensor for FileDiskSource {
 
 impl CopyLagSensor for FileDiskSource {
     async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
-        let (at, brokers) = self.read("copy_lag")?;
+        let (at, brokers) = self.read(SensorKind::CopyLag)?;
         Ok(brokers
             .into_iter()
             .filter_map(|b| {

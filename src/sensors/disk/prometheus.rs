@@ -75,7 +75,7 @@ impl PrometheusDiskSource {
     /// Broker id -> (value, sample time) for an instant query.
     async fn query(&self, promql: &str) -> Result<BTreeMap<i32, (f64, Timestamp)>, SensorError> {
         let unavailable = |reason: String| SensorError::Unavailable {
-            sensor: "disk",
+            sensor: crate::sensors::SensorKind::Disk,
             reason: format!("prometheus {}: {reason}", self.config.url),
         };
         let url = format!("{}/api/v1/query", self.config.url.trim_end_matches('/'));
@@ -124,7 +124,7 @@ impl PrometheusDiskSource {
         }
         if out.is_empty() {
             return Err(SensorError::NoData {
-                sensor: "disk",
+                sensor: crate::sensors::SensorKind::Disk,
                 reason: format!(
                     "prometheus {}: no series with label {:?} for {promql}",
                     self.config.url, self.config.broker_label
@@ -160,6 +160,6 @@ impl DiskSensor for PrometheusDiskSource {
 
 impl CopyLagSensor for PrometheusDiskSource {
     async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
-        Err(SensorError::NoData { sensor: "copy_lag", reason: "the Prometheus source reads disk use only; without copy lag the controller never lowers retention".into() })
+        Err(SensorError::NoData { sensor: crate::sensors::SensorKind::CopyLag, reason: "the Prometheus source reads disk use only; without copy lag the controller never lowers retention".into() })
     }
 }

@@ -12,6 +12,59 @@ use crate::units::Timestamp;
 /// A broker id as Kafka reports it.
 pub type BrokerId = i32;
 
+/// What a sensor reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SensorKind {
+    /// Broker disk use.
+    Disk,
+    /// Tiered-storage copy lag.
+    CopyLag,
+    /// Consumer-group offsets.
+    Lag,
+    /// Configs of the managed topics.
+    TopicConfigs,
+    /// Members of the catch-up groups (for sharing a gate's rate).
+    Members,
+    /// The state directory.
+    State,
+}
+
+impl SensorKind {
+    /// The sensors every tick reads, in order.
+    pub const TICK: [SensorKind; 4] = [
+        SensorKind::Disk,
+        SensorKind::CopyLag,
+        SensorKind::Lag,
+        SensorKind::TopicConfigs,
+    ];
+
+    /// The name as the API, logs and metrics write it (`copy_lag`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SensorKind::Disk => "disk",
+            SensorKind::CopyLag => "copy_lag",
+            SensorKind::Lag => "lag",
+            SensorKind::TopicConfigs => "topic_configs",
+            SensorKind::Members => "members",
+            SensorKind::State => "state",
+        }
+    }
+}
+
+impl PartialEq<&str> for SensorKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for SensorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where a disk reading came from (shown in status so on-call knows what to trust).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -129,6 +182,7 @@ impl GroupOffsets {
 
 /// Whether a config value was set on the topic or inherited from the broker or Kafka's default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConfigSource {
     /// Set on the topic (`DYNAMIC_TOPIC_CONFIG`): restore by SETting the value back.
@@ -205,7 +259,8 @@ pub struct Observation {
 }
 
 /// Something the controller cannot see or do on this cluster, and the actions it disables.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Limitation {
     /// What is missing, in words on-call can act on.
     pub missing: String,
@@ -232,9 +287,10 @@ impl std::fmt::Display for Limitation {
 
 /// A sensor that could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SensorFault {
-    /// Which sensor: `disk`, `copy_lag`, `lag` or `topic_configs`.
-    pub sensor: String,
+    /// Which sensor.
+    pub sensor: SensorKind,
     /// What went wrong.
     pub reason: String,
 }

@@ -11,19 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 /// A point in time: milliseconds since the Unix epoch (or since the start of a simulation).
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -224,6 +214,7 @@ impl fmt::Display for Dur {
     }
 }
 
+#[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for Dur {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
@@ -235,6 +226,7 @@ impl utoipa::PartialSchema for Dur {
     }
 }
 
+#[cfg(feature = "openapi")]
 impl utoipa::ToSchema for Dur {}
 
 impl Serialize for Dur {

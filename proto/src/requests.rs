@@ -1,0 +1,112 @@
+//! Bodies of the operator endpoints: pause and resume, overrides, mode and restore, and the
+//! error every endpoint answers with.
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::{Override, OverrideAction, OverrideScope};
+use crate::status::Mode;
+
+/// Body of pause and resume.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    /// One catch-up group; absent = every group.
+    pub group: Option<String>,
+    /// Why (required).
+    pub reason: String,
+    /// How long, e.g. "30m"; default 1h, between 10s and 7d.
+    pub ttl: Option<String>,
+    /// Who (else the X-Catchup-Actor header).
+    pub actor: Option<String>,
+    /// Resume only: also force the group(s) open against the control law (an override with a TTL).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What resume did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResumeResponse {
+    /// Pause overrides removed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub removed: Vec<Override>,
+    /// The forcing override, with `force`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub forced: Option<Override>,
+}
+
+/// Body of override creation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OverrideRequest {
+    /// `{"kind": "group", "name": "G"}`, `{"kind": "all_groups"}` or `{"kind": "topic", "name": "T"}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub scope: OverrideScope,
+    /// `{"action": "pause"}`, `{"action": "resume"}`, `{"action": "fixed_rate", "rate": 1000}` or
+    /// `{"action": "hold_retention"}` (topics only).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub action: OverrideAction,
+    /// Why (required).
+    pub reason: String,
+    /// How long, e.g. "30m" (required: overrides always expire).
+    pub ttl: String,
+    /// Who (else the X-Catchup-Actor header).
+    pub actor: Option<String>,
+}
+
+/// Body of a mode change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ModeRequest {
+    /// `active`, `dry-run` or `observe`.
+    pub mode: Mode,
+    /// Why (required).
+    pub reason: String,
+    /// Who (else the X-Catchup-Actor header).
+    pub actor: Option<String>,
+}
+
+/// What a mode change did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ModeResponse {
+    /// The mode before.
+    pub before: Mode,
+    /// The mode now.
+    pub mode: Mode,
+}
+
+/// Body of a restore.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// Why (required).
+    pub reason: String,
+    /// How long to hold retention afterwards so the controller does not lower it again at once;
+    /// default 1h.
+    pub hold: Option<String>,
+    /// Who (else the X-Catchup-Actor header).
+    pub actor: Option<String>,
+}
+
+/// What a restore did, per topic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RestoreResponse {
+    /// Topic to outcome (`restored`, `already at its original`, `refused: ...`, `failed: ...`).
+    pub topics: std::collections::BTreeMap<String, String>,
+}
+
+/// The body of every error answer: a stable machine-readable code and a human message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `unauthorized` or `unknown_group`.
+    pub code: String,
+    /// What went wrong and what to do.
+    pub message: String,
+}

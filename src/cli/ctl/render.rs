@@ -1,0 +1,310 @@
+//! The API's answers as tables for people, from the API's own types ([`catchup_proto`]), so a
+//! renamed field fails to compile instead of printing nothing.
+
+use std::fmt::Write as _;
+
+use catchup::units::{Dur, Timestamp};
+use catchup_proto::audit::AuditPage;
+use catchup_proto::decision::{Gate, Override, OverrideAction, OverrideScope, RetentionTarget};
+use catchup_proto::requests::{ModeResponse, RestoreResponse, ResumeResponse};
+use catchup_proto::status::Status;
+
+/// A JSON value as one cell: strings bare, `-` for nothing.
+fn json_cell<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Null) | Err(_) => "-".into(),
+        Ok(other) => other.to_string(),
+    }
+}
+
+fn time(t: Timestamp) -> String {
+    t.rfc3339()
+}
+
+fn ms(v: Option<i64>) -> String {
+    v.map_or("-".into(), |ms| {
+        if ms < 0 {
+            "unlimited".into()
+        } else {
+            Dur(ms as u64).to_string()
+        }
+    })
+}
+
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ");
+        s.truncate(s.trim_end().len());
+        s + "\n"
+    };
+    let mut out = line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for row in rows {
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+/// `ctl status`: mode, brokers, groups, topics, limitations, alerts and overrides.
+pub fn status(s: &Status) -> String {
+    let mut out = format!(
+        "mode: {}   ready: {}   ticks: {}\n\n",
+        s.mode.as_str(),
+        s.ready,
+        s.ticks
+    );
+    let d = s.decision.as_ref();
+    let brokers: Vec<Vec<String>> = d
+        .map(|d| {
+            d.brokers
+                .iter()
+                .map(|b| {
+                    vec![
+                        b.broker.to_string(),
+                        format!("{:.1}%", b.sampled_percent),
+                        b.trend_percent_per_hour
+                            .map_or("-".into(), |t| format!("{t:+.1}%/h")),
+                        format!("{:.0}s", b.age_secs),
+                        if b.stale { "STALE" } else { "fresh" }.into(),
+                        b.time_to_ceiling_secs
+                            .map_or("-".into(), |s| Dur((s * 1000.0) as u64).to_string()),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push_str(&table(
+        &["broker", "disk", "trend", "age", "data", "to ceiling"],
+        &brokers,
+    ));
+    out.push('\n');
+    let groups: Vec<Vec<String>> = d
+        .map(|d| {
+            d.groups
+                .iter()
+                .map(|(name, g)| {
+                    let state = match &g.gate {
+                        Gate::Throttled { rate, .. } => format!("throttled {rate:.0}/s"),
+                        other => other.name().to_string(),
+                    };
+                    vec![
+                        name.clone(),
+                        state,
+                        json_cell(&g.origin),
+                        g.lag.map_or("-".into(), |l| l.to_string()),
+                        g.drain_eta_secs
+                            .map_or("-".into(), |s| Dur::from_secs(s as u64).to_string()),
+                        g.reasons.first().cloned().unwrap_or_default(),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push_str(&table(
+        &["group", "gate", "by", "lag", "drain eta", "why"],
+        &groups,
+    ));
+    out.push('\n');
+    let topics: Vec<Vec<String>> = s
+        .topics
+        .iter()
+        .map(|t| {
+            let target = match &t.target {
+                RetentionTarget::Lowered { ms: to } => format!("lowered to {}", ms(Some(*to))),
+                RetentionTarget::Original => "original".into(),
+                RetentionTarget::HandsOff => "hands_off".into(),
+            };
+            let why = d
+                .and_then(|d| d.topics.get(&t.topic))
+                .and_then(|t| t.reasons.first().cloned())
+                .unwrap_or_default();
+            vec![
+                t.topic.clone(),
+                ms(t.current_ms),
+                ms(t.original_ms),
+                target,
+                why,
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["topic", "local retention", "original", "target", "why"],
+        &topics,
+    ));
+    if !s.limitations.is_empty() {
+        out.push_str("\nlimitations:\n");
+        for l in &s.limitations {
+            let _ = writeln!(out, "  - {l}");
+        }
+    }
+    if let Some(alerts) = d.map(|d| &d.alerts).filter(|a| !a.is_empty()) {
+        out.push_str("\nalerts:\n");
+        for a in alerts {
+            let _ = writeln!(
+                out,
+                "  [{}] {}: {}",
+                json_cell(&a.severity),
+                a.code,
+                a.message
+            );
+        }
+    }
+    if !s.overrides.is_empty() {
+        out.push_str("\noverrides:\n");
+        out.push_str(&overrides(&s.overrides));
+    }
+    out
+}
+
+fn override_row(o: &Override) -> Vec<String> {
+    let scope = match &o.scope {
+        OverrideScope::AllGroups => "all groups".to_string(),
+        OverrideScope::Group(g) => format!("group {g}"),
+        OverrideScope::Topic(t) => format!("topic {t}"),
+    };
+    let action = match &o.action {
+        OverrideAction::FixedRate { rate } => format!("fixed rate {}/s", json_cell(rate)),
+        OverrideAction::Pause => "pause".into(),
+        OverrideAction::Resume => "resume".into(),
+        OverrideAction::HoldRetention => "hold retention".into(),
+    };
+    vec![
+        o.id.clone(),
+        scope,
+        action,
+        o.actor.clone(),
+        time(o.expires_at),
+        o.reason.clone(),
+    ]
+}
+
+/// Overrides in force.
+// Renderers take the answer's own type (`fn(&T)`), here `Vec<Override>`.
+#[allow(clippy::ptr_arg)]
+pub fn overrides(list: &Vec<Override>) -> String {
+    if list.is_empty() {
+        return "no overrides in force\n".into();
+    }
+    let rows: Vec<Vec<String>> = list.iter().map(override_row).collect();
+    table(&["id", "scope", "action", "by", "expires", "reason"], &rows)
+}
+
+/// One override (created or removed).
+pub fn one_override(o: &Override) -> String {
+    table(
+        &["id", "scope", "action", "by", "expires", "reason"],
+        &[override_row(o)],
+    )
+}
+
+/// What resume did.
+pub fn resume(r: &ResumeResponse) -> String {
+    let mut out = format!("removed {} pause override(s)\n", r.removed.len());
+    if let Some(forced) = &r.forced {
+        out.push_str("forced open:\n");
+        out.push_str(&one_override(forced));
+    }
+    out
+}
+
+/// A page of the audit log.
+pub fn audit(page: &AuditPage) -> String {
+    let rows: Vec<Vec<String>> = page
+        .records
+        .iter()
+        .map(|r| {
+            let mut reason = r.reason.clone();
+            if reason.chars().count() > 80 {
+                reason = reason.chars().take(77).collect::<String>() + "...";
+            }
+            vec![
+                r.id.to_string(),
+                time(r.at),
+                r.actor.clone(),
+                r.action.clone(),
+                r.target.clone(),
+                r.outcome.to_string(),
+                reason,
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "id", "at (ms)", "actor", "action", "target", "outcome", "reason",
+        ],
+        &rows,
+    );
+    if let Some(next) = page.next_before {
+        let _ = writeln!(out, "more: --before {next}");
+    }
+    out
+}
+
+/// A mode change.
+pub fn mode(m: &ModeResponse) -> String {
+    format!("mode: {} (was {})\n", m.mode.as_str(), m.before.as_str())
+}
+
+/// What a restore did, per topic.
+pub fn restore(r: &RestoreResponse) -> String {
+    let rows: Vec<Vec<String>> = r
+        .topics
+        .iter()
+        .map(|(t, o)| vec![t.clone(), o.clone()])
+        .collect();
+    table(&["topic", "outcome"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catchup::sensors::Limitation;
+
+    fn empty_status() -> Status {
+        Status {
+            mode: catchup::config::Mode::Active,
+            ready: true,
+            ticks: 3,
+            observation: None,
+            decision: None,
+            overrides: Vec::new(),
+            topics: Vec::new(),
+            sensor_errors: Vec::new(),
+            limitations: Vec::new(),
+            cluster: None,
+        }
+    }
+
+    #[test]
+    fn status_lists_limitations_with_what_they_disable() {
+        let mut s = empty_status();
+        s.limitations = vec![
+            Limitation {
+                missing: "storage mode is LOCAL, not TIERED".into(),
+                disables: vec!["lower_retention".into()],
+            },
+            Limitation {
+                missing: "the cluster's state is UPDATING, not ACTIVE".into(),
+                disables: vec![],
+            },
+        ];
+        let text = status(&s);
+        assert!(
+            text.contains("limitations:\n  - storage mode is LOCAL, not TIERED [disables lower_retention]\n  - the cluster's state is UPDATING, not ACTIVE [warning only]\n"),
+            "{text}"
+        );
+        let none = status(&empty_status());
+        assert!(!none.contains("limitations"), "{none}");
+    }
+}
