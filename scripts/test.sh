@@ -12,7 +12,12 @@ log() { printf '== %s\n' "$*"; }
 # start), kafka-python (an independent client to cross-check lag), AWS's MSK IAM signer (to
 # cross-check our tokens), moto's server (the MSK control plane for discovery tests), Helm's Go SDK
 # for Python, kubernetes-validate and hadolint (chart and Dockerfile checks), and Prometheus with
-# the node exporter (Debian packages; promtool checks the alert rules). Each is skipped when present.
+# the node exporter (Debian packages; promtool checks the alert rules), and cargo-deny (what may
+# enter the build). Each is skipped when present.
+#
+# Tiers: `cargo test` alone is hermetic (unit, property, simulator, API over loopback); the tests
+# that start those outside programs sit behind the `external` feature, turned on here after they
+# are installed.
 need_rust() {
   if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust (https://rustup.rs), then rerun" >&2
@@ -86,6 +91,13 @@ need_python_clients() {
   fi
 }
 
+need_cargo_deny() {
+  if ! cargo deny --version >/dev/null 2>&1; then
+    log "installing cargo-deny (licenses, bans and sources of every dependency)"
+    cargo install cargo-deny --locked
+  fi
+}
+
 need_prometheus() {
   if ! command -v prometheus >/dev/null 2>&1 || ! command -v prometheus-node-exporter >/dev/null 2>&1; then
     log "installing prometheus and prometheus-node-exporter (Debian packages)"
@@ -105,13 +117,20 @@ need_c_toolchain
 need_tansu
 need_python_clients
 need_prometheus
+need_cargo_deny
 
 # --- checks --------------------------------------------------------------------------------------
 log "cargo fmt --check"
 cargo fmt --all -- --check
-log "cargo clippy --workspace --all-targets -- -D warnings"
+log "cargo clippy -D warnings (the hermetic tier, then with the external tests)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+log "rustdoc -D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+log "cargo deny check bans licenses sources (advisories need GitHub, which CI cannot reach)"
+cargo deny --log-level error check bans licenses sources
 log "policy check on the shipped policies"
 cargo run --quiet -- policy check policies/*.toml
-log "cargo test (unit, property, integration and real-broker tests)"
-cargo test --workspace --quiet --lib --bins --tests
+log "cargo test --all-features (unit, property, simulator, API, layout, and the external tier:"
+log "  real broker, moto, Prometheus, chart and Dockerfile checks)"
+cargo test --workspace --all-features --quiet --lib --bins --tests

@@ -8,16 +8,31 @@
 //! invariants; they are enforced in [`policy`] and [`actuators::retention`].
 //!
 //! A tour of the modules, in the order data flows:
-//! - [`units`]: timestamps, durations and sizes as files write them;
-//! - [`sensors`]: what the controller sees ([`sensors::Observation`]) and the sensor traits;
-//! - [`policy`]: policy files and the pure decision engine [`policy::decide`];
-//! - [`actuators`]: the consumer gate and the retention guard, as traits;
-//! - [`sim`]: a deterministic tiered-storage cluster that implements the same traits, scenarios, the
-//!   `runbook` and `none` baselines, the optimal bound, and plots;
-//! - [`aws`]: MSK discovery, CloudWatch disk and copy lag, MSK IAM tokens;
-//! - [`kafka`]: the real cluster: batched lag through librdkafka's admin API (the only unsafe code,
-//!   in [`kafka::ffi`]);
-//! - [`config_file`]: TOML loading that reports every problem with file, field and value.
+//!
+//! ```text
+//! sensors ──► Observation ──► policy::decide (pure) ──► Decision ──► runtime::reconcile ──► actuators
+//! ```
+//!
+//! - [`sensors`]: what the controller sees, each reading with its own sample time: broker disk and
+//!   tiered-storage copy lag ([`sensors::disk`]: CloudWatch, Prometheus, a file), consumer-group lag
+//!   ([`sensors::lag`]) and the managed topics' configs ([`sensors::topic_config`]);
+//! - [`policy`]: policy files and the pure control law [`policy::decide`] (no I/O, no clock);
+//! - [`actuators`]: how a decision reaches the world: the consumer gate ([`actuators::gate`]) and
+//!   topic retention through its guard and write-ahead journal ([`actuators::retention`]);
+//! - [`runtime`]: the control loop: observe, decide, reconcile (the pure step from a decision to
+//!   actions, shared with the simulator), act, audit; and the state it shares with the API;
+//! - [`api`]: the HTTP API (status, pause/resume, overrides, mode, restore, the gate endpoints);
+//! - [`metrics`] and [`store`]: Prometheus metrics; the state directory and the audit log;
+//! - [`service`]: wiring of `catchup run` and `catchup demo`;
+//! - [`sim`]: a deterministic tiered-storage cluster behind the same sensor and actuator traits,
+//!   scenarios, the `runbook` and `none` baselines, the optimal bound, and plots.
+//!
+//! Beneath them, plumbing that knows nothing of the controller: [`kafka`] (connections, admin
+//! requests, and [`kafka::ffi`], the only unsafe code), [`aws`] (SDK clients, MSK discovery, MSK IAM
+//! tokens), [`clock`] (the only place that reads the system clocks), [`config`] and
+//! [`config_file`] (the run configuration; TOML loading that reports every problem with file,
+//! field and value), and [`units`] (time, durations and sizes as the API and files write them,
+//! from the `catchup-proto` crate that holds every wire type).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

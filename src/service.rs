@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::runtime::cluster::KafkaCluster;
 use crate::runtime::{ClusterIo, Controller, Runtime, RuntimeError};
-use crate::sensors::disk::cloudwatch::{CloudWatchSource, Target};
+use crate::sensors::disk::cloudwatch::Target;
 use crate::sensors::disk::{AnyDiskSource, DiskConfig};
 use crate::sim::Scenario;
 use crate::sim::live::LiveSim;
@@ -215,9 +215,8 @@ pub async fn real_cluster(
                             &"the cluster has no EBS volume size (Express brokers?); use [cluster.disk] kind = \"prometheus\" or \"file\"",
                         )
                     })?;
-                    let cw = Arc::new(CloudWatchSource::new(
+                    let cw = Arc::new(cw_config.build(
                         crate::aws::cloudwatch_client(&sdk, cw_config.endpoint_url.as_deref()),
-                        cw_config,
                         target,
                     ));
                     (AnyDiskSource::CloudWatch(cw.clone()), Some(cw))

@@ -1,5 +1,8 @@
 //! The gated consumer against a real Kafka-compatible broker (tansu 0.6.0, SQLite engine, started
 //! here on a free loopback port) and the real catchup API serving the gate.
+//!
+//! Needs the tansu broker: runs with the `external` feature (`scripts/test.sh` turns it on).
+#![cfg(feature = "external")]
 
 // Tests, benchmarks and examples measure and wait in real time; the clock ban is for the
 // controller's code.

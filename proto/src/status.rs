@@ -67,7 +67,7 @@ pub struct ManagedTopic {
 pub struct Status {
     /// Current mode.
     pub mode: Mode,
-    /// Whether a tick with fresh disk and lag data has completed (see [`ready_after`]).
+    /// Whether a tick with fresh disk and lag data has completed.
     pub ready: bool,
     /// Ticks completed since start.
     pub ticks: u64,

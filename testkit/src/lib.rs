@@ -187,6 +187,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(
+        not(feature = "external"),
+        ignore = "needs the tansu broker: run with --features external"
+    )]
     fn a_broker_starts_stops_and_restarts_on_the_same_port() {
         let mut b = Broker::start("testkit");
         assert!(std::net::TcpStream::connect(&b.bootstrap).is_ok());

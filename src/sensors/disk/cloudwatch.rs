@@ -70,6 +70,13 @@ fn default_refresh() -> Dur {
     Dur(20_000)
 }
 
+impl CloudWatchConfig {
+    /// The source reading `target` (what MSK discovery found) through `client`.
+    pub fn build(&self, client: aws_sdk_cloudwatch::Client, target: Target) -> CloudWatchSource {
+        CloudWatchSource::new(client, self.clone(), target)
+    }
+}
+
 impl Default for CloudWatchConfig {
     fn default() -> Self {
         CloudWatchConfig {

@@ -3,7 +3,7 @@
 //!
 //! - [`cloudwatch`]: MSK's `KafkaDataLogsDiskUsed` and `RemoteCopyLagBytes` (the MSK default);
 //! - [`prometheus`]: instant queries, for example of a node exporter's filesystem metrics;
-//! - [`file`]: a JSON file written by something else.
+//! - [`file`](mod@file): a JSON file written by something else.
 
 pub mod cloudwatch;
 pub mod file;
