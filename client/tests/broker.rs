@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use catchup::clock::WallClock;
 use catchup::config::{ApiConfig, ClusterConfig, GateConfig, Mode, RunConfig};
 use catchup::policy::{Gate, GroupPolicy, Policy, RateUnit};
-use catchup::clock::WallClock;
 use catchup::runtime::Controller;
 use catchup::units::{Dur, Timestamp};
 use catchup_client::{GateClient, GatedConsumer};
