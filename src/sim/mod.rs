@@ -5,17 +5,26 @@
 //! - [`scenario`]: the scenario file format;
 //! - [`cluster`]: the physics (segments, uploads, retention, producers, consumers, metrics);
 //! - [`adapters`]: the sensor and actuator trait implementations;
-//! - [`run`]: running a scenario under `catchup`, `none` or `runbook`, and the summary;
+//! - [`bind`]: fitting a policy to a scenario;
+//! - [`controllers`]: the `catchup` engine and the `none` and `runbook` baselines;
+//! - [`run`]: running a scenario under one of them;
+//! - [`summary`]: what a run measured, and its table;
 //! - [`optimal`]: the lower bound on catch-up duration;
 //! - [`plot`]: the SVG picture of a run.
 
 pub mod adapters;
+pub mod bind;
 pub mod cluster;
+pub mod controllers;
 pub mod live;
 pub mod optimal;
 pub mod plot;
 pub mod run;
 pub mod scenario;
+pub mod summary;
 
-pub use run::{ControllerKind, Outcome, SimError, Summary, bind_policy, simulate};
+pub use bind::bind_policy;
+pub use controllers::ControllerKind;
+pub use run::{SimError, simulate};
 pub use scenario::Scenario;
+pub use summary::{Outcome, Summary};

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::run::Outcome;
+use super::summary::Outcome;
 use crate::policy::Policy;
 
 /// Errors drawing a plot.

@@ -1,33 +1,16 @@
-//! The only unsafe code of catchup: librdkafka admin calls that rust-rdkafka's safe API lacks,
-//! behind a small safe wrapper.
-//!
-//! Why FFI: config changes must be IncrementalAlterConfigs of one key — rust-rdkafka only offers the
-//! legacy AlterConfigs, which resets every other dynamic config of the topic — and lag must be read in batches — one `ListConsumerGroupOffsets` (OffsetFetch) per group and
-//! one `ListOffsets` per leader broker — and rust-rdkafka exposes neither admin call. Its consumer-side
-//! alternatives need one client instance per group (`committed_offsets`) or one request per partition
-//! (`fetch_watermarks`). librdkafka has both admin calls; rdkafka-sys binds them; this module wraps
-//! them with owned inputs and outputs so no raw pointer escapes.
-//!
-//! Every call: build the request, submit it on a private queue, block on that queue for the result
-//! event (callers run this off the async executor), copy the result into Rust values, and free
-//! everything librdkafka allocated on every path.
-//!
-//! [`MainQueuePump`] serves a client's main queue, which rust-rdkafka's `AdminClient` never polls:
-//! without it librdkafka's log lines pile up there unread for the life of the process (one per
-//! failed connection attempt during an outage), and an OAUTHBEARER token refresh request (MSK IAM)
-//! is never answered, so the client never authenticates.
+//! The admin calls: `ListConsumerGroupOffsets` (committed offsets of a group), `ListOffsets`
+//! (log-start or log-end offsets, one request per leader broker) and `IncrementalAlterConfigs` (one
+//! key of one topic), on the plumbing they share: `begin` a call on a private queue, submit it,
+//! `wait` for its result event, copy the answer out, free everything on every path.
 
-#![allow(unsafe_code)]
-
-use std::ffi::{CStr, CString, c_char};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::ffi::{CString, c_char};
 use std::time::Duration;
 
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka_sys as rd;
+
+use super::{Owned, cstr, err_string};
 
 /// One partition's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,35 +33,6 @@ pub struct AdminError {
     pub call: &'static str,
     /// What librdkafka said.
     pub reason: String,
-}
-
-fn cstr(p: *const c_char) -> String {
-    if p.is_null() {
-        return String::new();
-    }
-    // SAFETY: librdkafka returns NUL-terminated strings that live at least as long as the object they
-    // were read from; we copy them before that object is freed.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
-
-fn err_string(err: rd::rd_kafka_resp_err_t) -> Option<String> {
-    if err as i32 == 0 {
-        return None;
-    }
-    // SAFETY: rd_kafka_err2str returns a static string for every error code.
-    Some(cstr(unsafe { rd::rd_kafka_err2str(err) }))
-}
-
-/// One librdkafka object and its destructor: destroyed exactly once, when dropped, on every path.
-/// Only ever built from a non-null pointer just returned by the matching constructor.
-struct Owned<T>(*mut T, unsafe extern "C" fn(*mut T));
-
-impl<T> Drop for Owned<T> {
-    fn drop(&mut self) {
-        // SAFETY: the pointer came from the constructor matching `self.1` (see the type's note) and
-        // nothing else destroys it.
-        unsafe { (self.1)(self.0) };
-    }
 }
 
 /// Frees the queue, options and event of one call on every path.
@@ -381,6 +335,41 @@ pub enum AlterOp {
     Delete,
 }
 
+/// The C strings and librdkafka operation type of `op` on `key` of `topic`, or which one holds a NUL
+/// byte.
+fn alter_args(
+    call: &'static str,
+    topic: &str,
+    key: &str,
+    op: &AlterOp,
+) -> Result<
+    (
+        CString,
+        CString,
+        rd::rd_kafka_AlterConfigOpType_t,
+        Option<CString>,
+    ),
+    AdminError,
+> {
+    let nul = |what: &str| AdminError {
+        call,
+        reason: format!("{what} contains a NUL byte"),
+    };
+    let topic_c = CString::new(topic).map_err(|_| nul("topic"))?;
+    let key_c = CString::new(key).map_err(|_| nul("key"))?;
+    let (op_type, value_c) = match op {
+        AlterOp::Set(v) => (
+            rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET,
+            Some(CString::new(v.as_str()).map_err(|_| nul("value"))?),
+        ),
+        AlterOp::Delete => (
+            rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE,
+            None,
+        ),
+    };
+    Ok((topic_c, key_c, op_type, value_c))
+}
+
 /// IncrementalAlterConfigs of one key of one topic: every other config of the topic is left exactly
 /// as it is (unlike the legacy AlterConfigs, which resets what it is not given).
 pub fn incremental_alter_topic(
@@ -396,22 +385,7 @@ pub fn incremental_alter_topic(
         rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
         timeout,
     )?;
-    let nul = |what: &str| AdminError {
-        call: CALL,
-        reason: format!("{what} contains a NUL byte"),
-    };
-    let topic_c = CString::new(topic).map_err(|_| nul("topic"))?;
-    let key_c = CString::new(key).map_err(|_| nul("key"))?;
-    let (op_type, value_c) = match op {
-        AlterOp::Set(v) => (
-            rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET,
-            Some(CString::new(v.as_str()).map_err(|_| nul("value"))?),
-        ),
-        AlterOp::Delete => (
-            rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE,
-            None,
-        ),
-    };
+    let (topic_c, key_c, op_type, value_c) = alter_args(CALL, topic, key, op)?;
     // SAFETY: a valid C string; the resource is destroyed below on every path.
     let mut resource = unsafe {
         rd::rd_kafka_ConfigResource_new(
@@ -479,248 +453,4 @@ pub fn incremental_alter_topic(
         }
     }
     Ok(())
-}
-
-/// An OAUTHBEARER token for librdkafka.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BearerToken {
-    /// The token.
-    pub value: String,
-    /// The principal librdkafka reports it for (logs only; the broker derives its own).
-    pub principal: String,
-    /// When it expires, ms since the Unix epoch; librdkafka asks for a new one at 80% of the lifetime.
-    pub expires_ms: i64,
-}
-
-/// Makes OAUTHBEARER tokens on request (blocking; called on the pump's thread).
-pub type TokenSource = Arc<dyn Fn() -> Result<BearerToken, String> + Send + Sync>;
-
-/// A client handle that may cross to the pump thread.
-struct ClientPtr(*mut rd::rd_kafka_t);
-
-// SAFETY: librdkafka client handles are thread-safe for the calls the pump makes (queue poll, set
-// token); the pump is joined before the client it serves is destroyed (see `MainQueuePump`).
-unsafe impl Send for ClientPtr {}
-
-/// Serves a client's main queue on a thread of its own until dropped: log lines go to `tracing`,
-/// error events are logged, OAUTHBEARER refresh requests are answered from the token source.
-///
-/// Must be dropped before the client it serves: keep it in a field declared before the client.
-pub struct MainQueuePump {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl MainQueuePump {
-    /// Starts serving `admin`'s main queue.
-    pub fn start(
-        admin: &AdminClient<DefaultClientContext>,
-        tokens: Option<TokenSource>,
-    ) -> MainQueuePump {
-        let stop = Arc::new(AtomicBool::new(false));
-        let client = ClientPtr(admin.inner().native_ptr());
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("rdkafka-main-queue".into())
-            .spawn(move || serve_main_queue(client, &flag, tokens.as_ref()))
-            .ok();
-        MainQueuePump { stop, thread }
-    }
-}
-
-impl Drop for MainQueuePump {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve_main_queue(client: ClientPtr, stop: &AtomicBool, tokens: Option<&TokenSource>) {
-    let rk = client.0;
-    // SAFETY: `rk` is a live client (the pump is joined before it is destroyed); the queue handle is
-    // released below.
-    let queue = unsafe { rd::rd_kafka_queue_get_main(rk) };
-    while !stop.load(Ordering::Relaxed) {
-        // SAFETY: `queue` is the live main queue; the event returned (or null) is destroyed below.
-        let event = unsafe { rd::rd_kafka_queue_poll(queue, 200) };
-        if event.is_null() {
-            continue;
-        }
-        // SAFETY: `event` is a live event until destroyed at the end of this iteration.
-        match unsafe { rd::rd_kafka_event_type(event) } {
-            rd::RD_KAFKA_EVENT_LOG => log_event(event),
-            rd::RD_KAFKA_EVENT_ERROR => {
-                // SAFETY: as above; the string lives as long as the event and is copied.
-                let reason = cstr(unsafe { rd::rd_kafka_event_error_string(event) });
-                tracing::warn!(target: "librdkafka", "{reason}");
-            }
-            rd::RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH => refresh_token(rk, tokens),
-            _ => {}
-        }
-        // SAFETY: destroyed exactly once.
-        unsafe { rd::rd_kafka_event_destroy(event) };
-    }
-    // SAFETY: releases the reference `rd_kafka_queue_get_main` took.
-    unsafe { rd::rd_kafka_queue_destroy(queue) };
-}
-
-fn log_event(event: *mut rd::rd_kafka_event_t) {
-    let (mut fac, mut text, mut level) = (std::ptr::null(), std::ptr::null(), 0);
-    // SAFETY: `event` is a live log event; the out-pointers point at locals; the strings live as
-    // long as the event and are copied before it is destroyed.
-    if unsafe { rd::rd_kafka_event_log(event, &mut fac, &mut text, &mut level) } != 0 {
-        return;
-    }
-    let (fac, text) = (cstr(fac), cstr(text));
-    // syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug.
-    match level {
-        0..=3 => tracing::error!(target: "librdkafka", facility = %fac, "{text}"),
-        4 => tracing::warn!(target: "librdkafka", facility = %fac, "{text}"),
-        5 | 6 => tracing::info!(target: "librdkafka", facility = %fac, "{text}"),
-        _ => tracing::debug!(target: "librdkafka", facility = %fac, "{text}"),
-    }
-}
-
-fn refresh_token(rk: *mut rd::rd_kafka_t, tokens: Option<&TokenSource>) {
-    let result = match tokens {
-        Some(source) => source(),
-        None => Err("sasl.mechanism is OAUTHBEARER but no token source is configured (use sasl_mechanism = \"AWS_MSK_IAM\" for MSK IAM)".into()),
-    };
-    let failure = match result {
-        Ok(token) => match set_token(rk, &token) {
-            Ok(()) => {
-                tracing::debug!(expires_ms = token.expires_ms, "OAUTHBEARER token set");
-                return;
-            }
-            Err(e) => e,
-        },
-        Err(e) => e,
-    };
-    tracing::warn!(reason = %failure, "OAUTHBEARER token refresh failed; librdkafka retries in 10 s");
-    let reason = CString::new(failure.replace('\0', " ")).unwrap_or_default();
-    // SAFETY: `rk` is live; `reason` outlives the call.
-    unsafe { rd::rd_kafka_oauthbearer_set_token_failure(rk, reason.as_ptr()) };
-}
-
-fn set_token(rk: *mut rd::rd_kafka_t, token: &BearerToken) -> Result<(), String> {
-    let value = CString::new(token.value.as_str()).map_err(|e| e.to_string())?;
-    let principal = CString::new(token.principal.as_str()).map_err(|e| e.to_string())?;
-    let mut errstr = [0 as c_char; 512];
-    // SAFETY: `rk` is live; every string outlives the call; no extensions (null, 0); `errstr` is a
-    // writable buffer of the length passed.
-    let err = unsafe {
-        rd::rd_kafka_oauthbearer_set_token(
-            rk,
-            value.as_ptr(),
-            token.expires_ms,
-            principal.as_ptr(),
-            std::ptr::null_mut(),
-            0,
-            errstr.as_mut_ptr(),
-            errstr.len(),
-        )
-    };
-    match err_string(err) {
-        None => Ok(()),
-        Some(e) => Err(format!("{e}: {}", cstr(errstr.as_ptr()))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_codes_become_text_and_success_is_none() {
-        assert_eq!(
-            err_string(rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR),
-            None
-        );
-        let text =
-            err_string(rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART).unwrap();
-        assert!(text.to_lowercase().contains("unknown topic"), "{text}");
-        assert_eq!(cstr(std::ptr::null()), "");
-    }
-
-    #[test]
-    fn an_unreachable_cluster_is_an_error_not_a_hang_or_a_crash() {
-        let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", "127.0.0.1:1")
-            .create()
-            .expect("client");
-        let err = list_offsets(
-            &admin,
-            &[("t".into(), 0)],
-            End::Latest,
-            Duration::from_millis(500),
-        )
-        .unwrap_err();
-        assert_eq!(err.call, "ListOffsets");
-        let err = committed_offsets(&admin, "g", Duration::from_millis(500)).unwrap_err();
-        assert_eq!(err.call, "ListConsumerGroupOffsets");
-        assert!(
-            list_offsets(&admin, &[], End::Latest, Duration::from_millis(10))
-                .unwrap()
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn the_pump_answers_token_refreshes_and_again_before_expiry() {
-        use std::sync::Mutex;
-        let calls = Arc::new(Mutex::new(Vec::<i64>::new()));
-        let seen = calls.clone();
-        let source: TokenSource = Arc::new(move || {
-            let now = crate::clock::wall_now().0;
-            seen.lock().unwrap().push(now);
-            // A 6-second token: librdkafka must ask again at 80% of that (its refresh timer ticks
-            // once a second), before it expires.
-            Ok(BearerToken {
-                value: "token".into(),
-                principal: "catchup".into(),
-                expires_ms: now + 6_000,
-            })
-        });
-        let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", "127.0.0.1:1")
-            .set("security.protocol", "SASL_PLAINTEXT")
-            .set("sasl.mechanism", "OAUTHBEARER")
-            .create()
-            .expect("client");
-        let pump = MainQueuePump::start(&admin, Some(source));
-        std::thread::sleep(Duration::from_millis(6_500));
-        drop(pump);
-        let calls = calls.lock().unwrap().clone();
-        assert!(calls.len() >= 2, "refreshes: {calls:?}");
-        let gap = calls[1] - calls[0];
-        assert!(
-            (4_000..6_000).contains(&gap),
-            "second token asked for {gap} ms after the first; the first expires after 6000 ms"
-        );
-    }
-
-    #[test]
-    fn a_failing_token_source_is_retried_not_fatal() {
-        use std::sync::atomic::AtomicUsize;
-        let calls = Arc::new(AtomicUsize::new(0));
-        let seen = calls.clone();
-        let source: TokenSource = Arc::new(move || {
-            seen.fetch_add(1, Ordering::Relaxed);
-            Err("no credentials".into())
-        });
-        let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", "127.0.0.1:1")
-            .set("security.protocol", "SASL_PLAINTEXT")
-            .set("sasl.mechanism", "OAUTHBEARER")
-            .create()
-            .expect("client");
-        let pump = MainQueuePump::start(&admin, Some(source));
-        std::thread::sleep(Duration::from_millis(1_000));
-        drop(pump);
-        assert!(calls.load(Ordering::Relaxed) >= 1);
-        // The client is still usable: a call fails cleanly instead of crashing.
-        assert!(committed_offsets(&admin, "g", Duration::from_millis(300)).is_err());
-    }
 }
