@@ -453,6 +453,11 @@ mod tests {
     fn every_alert_code_raised_anywhere_is_exported_from_the_start() {
         let sources = [
             include_str!("policy/engine/mod.rs"),
+            include_str!("policy/engine/disks.rs"),
+            include_str!("policy/engine/drain.rs"),
+            include_str!("policy/engine/throttle.rs"),
+            include_str!("policy/engine/gates.rs"),
+            include_str!("policy/engine/retention.rs"),
             include_str!("runtime/tick.rs"),
         ];
         let mut found = Vec::new();
