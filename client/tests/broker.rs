@@ -3,7 +3,6 @@
 //!
 //! Needs the tansu broker: runs with the `external` feature (`scripts/test.sh` turns it on).
 #![cfg(feature = "external")]
-
 // Tests, benchmarks and examples measure and wait in real time; the clock ban is for the
 // controller's code.
 #![allow(clippy::disallowed_methods)]

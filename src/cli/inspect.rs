@@ -96,7 +96,7 @@ fn snapshot(
             let scenario = scenario.context("no scenario")?;
             let live = catchup::sim::live::LiveSim::start(&scenario, *speed);
             (
-                catchup::sim::run::observe(&live.cluster, &policy)?,
+                catchup::sim::controllers::observe(&live.cluster, &policy)?,
                 Facts::default(),
             )
         }

@@ -1,10 +1,10 @@
 //! The policy engine: policy files, the pure `decide` function and its inputs and outputs.
 //!
-//! - [`config`]: the policy file format (`Policy`) and its validation;
+//! - [`config`]: the policy file format (`Policy`); `validate`: its range and cross-field checks;
 //! - [`decision`]: what `decide` returns (`Decision`) and the manual `Override`s it honours;
 //! - [`state`]: what it remembers between ticks (`ControllerState`);
 //! - [`forecast`]: disk trends;
-//! - [`engine`]: [`decide`] itself.
+//! - `engine`: [`decide`] itself, one module per step (disks, drain, throttle, gates, retention).
 
 pub mod config;
 pub mod decision;
@@ -13,6 +13,7 @@ pub mod forecast;
 pub mod state;
 #[cfg(test)]
 mod tests;
+pub mod validate;
 
 pub use config::{GroupPolicy, Policy, RateUnit, StaleMode, TopicPolicy};
 pub use decision::{

@@ -1,7 +1,7 @@
 //! Fitting a policy to a scenario before a run: a policy naming no groups or topics takes the
 //! scenario's, one that names them must name ones the scenario has.
 
-use super::run::SimError;
+use super::error::SimError;
 use super::scenario::Scenario;
 use crate::config_file::Problem;
 use crate::policy::{GroupPolicy, Policy, TopicPolicy};

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::adapters::{SimCluster, ready};
-use super::run::SimError;
+use super::error::SimError;
 use super::scenario::{RunbookSpec, Scenario};
 use crate::actuators::{GateActuator, RetentionActuator, RetentionChange, retention};
 use crate::config::Mode;

@@ -7,7 +7,7 @@
 //! - [`adapters`]: the sensor and actuator trait implementations;
 //! - [`bind`]: fitting a policy to a scenario;
 //! - [`controllers`]: the `catchup` engine and the `none` and `runbook` baselines;
-//! - [`run`]: running a scenario under one of them;
+//! - [`run`]: running a scenario under one of them ([`error`]: what can go wrong);
 //! - [`summary`]: what a run measured, and its table;
 //! - [`optimal`]: the lower bound on catch-up duration;
 //! - [`plot`]: the SVG picture of a run.
@@ -16,6 +16,7 @@ pub mod adapters;
 pub mod bind;
 pub mod cluster;
 pub mod controllers;
+pub mod error;
 pub mod live;
 pub mod optimal;
 pub mod plot;
@@ -25,6 +26,7 @@ pub mod summary;
 
 pub use bind::bind_policy;
 pub use controllers::ControllerKind;
-pub use run::{SimError, simulate};
+pub use error::SimError;
+pub use run::simulate;
 pub use scenario::Scenario;
 pub use summary::{Outcome, Summary};

@@ -3,8 +3,7 @@
 //! the catch-up, recording what happened.
 //!
 //! The pieces live next door: [`super::bind`] fits the policy to the scenario,
-//! [`super::controllers`] holds the three controllers, [`super::summary`] what a run measured. Their
-//! public items are re-exported here, where they have always been reachable.
+//! [`super::controllers`] holds the three controllers, [`super::summary`] what a run measured.
 
 use std::collections::BTreeMap;
 
@@ -13,25 +12,13 @@ use super::cluster::Cluster;
 use super::controllers;
 use super::scenario::Scenario;
 use super::summary::Recorder;
-use crate::config_file::Problem;
 use crate::policy::Policy;
 use crate::sensors::{ConfigSource, TopicConfigs};
 use crate::units::{Dur, Timestamp};
 
-pub use super::bind::bind_policy;
-pub use super::controllers::{ControllerKind, EngineController, apply, observe};
-pub use super::summary::{Outcome, Series, Summary};
-
-/// Errors of a simulation run.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    /// The policy does not fit the scenario.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Mismatch(Vec<Problem>),
-    /// A simulated adapter did not complete at once (a bug).
-    #[error("simulated {0} did not complete synchronously")]
-    Pending(&'static str),
-}
+use super::controllers::ControllerKind;
+use super::error::SimError;
+use super::summary::Outcome;
 
 /// How long the cluster warms up at normal load before catch-up starts: twice the longest local
 /// window (segments must fill, close, upload and age out before deletion reaches a steady state),

@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::config_file::{self, FileError, Problems};
-use crate::policy::config::check_topic_name;
+use crate::policy::validate::check_topic_name;
 use crate::units::{ByteRate, Bytes, Dur};
 
 /// A whole scenario.

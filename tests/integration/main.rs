@@ -17,6 +17,7 @@ mod cli;
 mod deploy;
 #[cfg(feature = "external")]
 mod kafka;
+mod layout;
 #[cfg(feature = "external")]
 mod prometheus;
 mod simulation;

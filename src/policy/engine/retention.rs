@@ -1,0 +1,491 @@
+//! Step 5, retention: lower managed topics' `local.retention.ms` stepwise on a long-horizon forecast,
+//! restore them step by step once the backlog has drained, and keep hands off a topic someone else
+//! changed.
+
+use std::collections::BTreeMap;
+
+use super::disks::DiskView;
+use super::{Tick, alert};
+use crate::policy::AlertCode;
+use crate::policy::config::Policy;
+use crate::policy::decision::{RetentionTarget, Severity, TopicDecision};
+use crate::policy::state::{ControllerState, OriginalRetention, TopicTrack};
+use crate::sensors::{ConfigSource, Observation, TopicConfigs};
+use crate::units::{Dur, Timestamp};
+
+/// Every managed topic's decision (alerting on stale configs, drift, untiered topics, blocked
+/// lowering and every topic at its floor).
+pub(super) fn retention_decisions(
+    st: &mut ControllerState,
+    obs: &Observation,
+    disks: &DiskView,
+    drained: bool,
+    tick: &mut Tick,
+) -> BTreeMap<String, TopicDecision> {
+    let p = tick.policy;
+    let outlook = Outlook::new(st, obs, disks, drained, tick);
+    let mut out = BTreeMap::new();
+    let mut at_floor = Vec::new();
+    for managed in &p.retention.topics {
+        let name = &managed.name;
+        let track = st.topics.entry(name.clone()).or_default();
+        let configs = obs.topics.iter().find(|t| &t.topic == name);
+        let mut topic = Topic::new(name, track, configs);
+        if let Some(configs) = topic.admit(configs, tick) {
+            if topic.step(configs, &outlook, tick) {
+                at_floor.push(name.clone());
+            }
+            topic.settle(tick.now);
+        }
+        out.insert(name.clone(), topic.decision);
+    }
+    if !at_floor.is_empty() && at_floor.len() == p.retention.topics.len() {
+        tick.alerts.push(alert(
+            Severity::Warning,
+            AlertCode::RetentionAtFloor,
+            format!(
+                "every managed topic is at its floor ({}): only the throttle is left",
+                at_floor.join(", ")
+            ),
+        ));
+    }
+    out
+}
+
+/// What this tick's disks and backlog say about every managed topic.
+struct Outlook {
+    /// Why retention may not be lowered now, if it may not.
+    blocked: Option<String>,
+    /// Why retention should be lowered, if it should.
+    pressure: Option<String>,
+    /// Every broker is fresh and below `disk.restore_below_percent`.
+    healthy: bool,
+    /// The backlog has drained.
+    drained: bool,
+    /// Every known broker has a fresh disk reading.
+    fresh: bool,
+}
+
+impl Outlook {
+    /// Reads the outlook off the disks, the copy lag and the refills under way.
+    fn new(
+        st: &ControllerState,
+        obs: &Observation,
+        disks: &DiskView,
+        drained: bool,
+        tick: &Tick,
+    ) -> Outlook {
+        let (p, now) = (tick.policy, tick.now);
+        let blocked = lowering_blocked(obs, disks, p, now);
+        // Raising local retention from R to R' stops deletion of managed data until the oldest data
+        // left is older than R': the disk grows by the managed topics' write rate until then, then
+        // levels off. A straight-line forecast over the whole lead time would read that as a surge
+        // and lower again, so while refilling the forecast looks no further than the refill's end.
+        let refill_left = st
+            .topics
+            .values()
+            .filter_map(|t| t.refill_until)
+            .map(|until| until.since(now))
+            .max()
+            .unwrap_or_default();
+        let pressure = retention_pressure(disks, p, refill_left);
+        let healthy = disks.all_fresh
+            && disks
+                .fresh
+                .iter()
+                .all(|b| b.percent < p.disk.restore_below_percent);
+        Outlook {
+            blocked,
+            pressure,
+            healthy,
+            drained,
+            fresh: disks.all_fresh,
+        }
+    }
+}
+
+/// One managed topic while its decision is made.
+struct Topic<'a> {
+    /// The topic's name.
+    name: &'a str,
+    /// What the engine remembers about it.
+    track: &'a mut TopicTrack,
+    /// The decision so far: hold what was last decided, unless a step below changes it.
+    decision: TopicDecision,
+}
+
+impl<'a> Topic<'a> {
+    /// Starts with holding what was last decided.
+    fn new(name: &'a str, track: &'a mut TopicTrack, configs: Option<&TopicConfigs>) -> Topic<'a> {
+        let current_ms = configs.and_then(TopicConfigs::effective_local_retention_ms);
+        let original_ms =
+            track
+                .original
+                .as_ref()
+                .and_then(|o| o.effective_ms)
+                .or(if track.original.is_none() {
+                    current_ms
+                } else {
+                    None
+                });
+        let decision = TopicDecision {
+            target: held_target(track),
+            current_ms,
+            original_ms,
+            reasons: Vec::new(),
+        };
+        Topic {
+            name,
+            track,
+            decision,
+        }
+    }
+
+    /// The topic's configs if the engine may act on the topic this tick; otherwise `None`, with the
+    /// decision saying why: hands off, configs missing or stale, drift, not tiered, or an override.
+    fn admit<'c>(
+        &mut self,
+        configs: Option<&'c TopicConfigs>,
+        tick: &mut Tick,
+    ) -> Option<&'c TopicConfigs> {
+        let (p, now, name) = (tick.policy, tick.now, self.name);
+        let (track, decision) = (&mut *self.track, &mut self.decision);
+        if let Some(why) = &track.hands_off {
+            decision.target = RetentionTarget::HandsOff;
+            decision.reasons.push(why.clone());
+            return None;
+        }
+        let Some(configs) =
+            configs.filter(|c| now.since(c.sampled_at) <= p.staleness.max_config_age)
+        else {
+            decision
+                .reasons
+                .push("topic configs missing or stale: no change".into());
+            tick.alerts.push(alert(
+                Severity::Warning,
+                AlertCode::TopicConfigStale,
+                format!("topic {name}: configs missing or stale"),
+            ));
+            return None;
+        };
+        if let Some(why) = detect_drift(track, configs) {
+            tick.alerts.push(alert(
+                Severity::Critical,
+                AlertCode::DriftDetected,
+                format!("topic {name}: {why}"),
+            ));
+            track.hands_off = Some(why.clone());
+            decision.target = RetentionTarget::HandsOff;
+            decision.reasons.push(why);
+            return None;
+        }
+        if !configs.remote_storage_enabled() {
+            let why = "remote.storage.enable is not true: lowering local retention would delete data that exists nowhere else; refusing";
+            tick.alerts.push(alert(
+                Severity::Warning,
+                AlertCode::TopicNotTiered,
+                format!("topic {name}: {why}"),
+            ));
+            decision.target = if track.lowered_ms.is_some() {
+                held_target(track)
+            } else {
+                RetentionTarget::HandsOff
+            };
+            decision.reasons.push(why.into());
+            return None;
+        }
+        if let Some(o) = tick
+            .overrides
+            .iter()
+            .filter(|o| o.covers_topic(name, now))
+            .max_by_key(|o| o.created_at)
+        {
+            decision.reasons.push(o.describe());
+            return None;
+        }
+        Some(configs)
+    }
+
+    /// Lowers, restores or holds the topic as the outlook asks; returns whether it is at its floor.
+    fn step(&mut self, configs: &TopicConfigs, outlook: &Outlook, tick: &mut Tick) -> bool {
+        let name = self.name;
+        match (
+            &outlook.pressure,
+            &outlook.blocked,
+            self.decision.current_ms,
+        ) {
+            (Some(why), None, Some(current)) => return self.lower(configs, current, why, tick),
+            (Some(why), Some(block), _) => {
+                self.decision.reasons.push(format!("{why}, but {block}"));
+                tick.alerts.push(alert(
+                    Severity::Warning,
+                    AlertCode::RetentionBlocked,
+                    format!("topic {name}: {why}, but {block}"),
+                ));
+            }
+            (Some(why), None, None) => {
+                self.decision.reasons.push(format!("{why}, but the topic's local retention is unlimited: set a finite local.retention.ms"));
+            }
+            (None, _, _) if self.track.lowered_ms.is_some() => self.restore(outlook, tick),
+            (None, _, _) => self
+                .decision
+                .reasons
+                .push("no disk pressure: original setting".into()),
+        }
+        false
+    }
+
+    /// Lowers local retention one step from `current` towards the floor, unless the last step is too
+    /// recent to have shown its effect; returns whether the topic is at its floor.
+    fn lower(&mut self, configs: &TopicConfigs, current: i64, why: &str, tick: &Tick) -> bool {
+        let (p, now) = (tick.policy, tick.now);
+        let floor = p.floor_ms(self.name);
+        let total = configs.retention_ms();
+        let since_step = self.track.last_step_at.map(|t| now.since(t));
+        let mut next = ((current as f64) * p.retention.step_factor).floor() as i64;
+        next = next.max(floor);
+        if let Some(total) = total {
+            next = next.min(total);
+        }
+        let (track, decision) = (&mut *self.track, &mut self.decision);
+        if since_step.is_some_and(|s| s < p.retention.step_interval) {
+            decision.reasons.push(format!(
+                "{why}; waiting for the last step to take effect ({} of {})",
+                since_step.unwrap_or_default(),
+                p.retention.step_interval
+            ));
+            false
+        } else if next >= current {
+            let note =
+                if decision.original_ms.is_some_and(|o| o <= floor) && track.original.is_none() {
+                    format!(
+                        "original local retention {} is at or below the floor {}: never lowered",
+                        Dur(current as u64),
+                        Dur(floor as u64)
+                    )
+                } else {
+                    format!("at the floor of {}", Dur(floor as u64))
+                };
+            decision.reasons.push(format!("{why}; {note}"));
+            true
+        } else {
+            remember_lowering(track, configs, current, next, now);
+            decision.target = RetentionTarget::Lowered { ms: next };
+            decision.original_ms = track.original.as_ref().and_then(|o| o.effective_ms);
+            decision.reasons.push(format!(
+                "{why}: lowering local.retention.ms from {} to {} (floor {})",
+                Dur(current as u64),
+                Dur(next as u64),
+                Dur(floor as u64)
+            ));
+            false
+        }
+    }
+
+    /// Raises a lowered topic one step back towards its original when the backlog has drained and the
+    /// disk is healthy.
+    fn restore(&mut self, outlook: &Outlook, tick: &Tick) {
+        let (p, now) = (tick.policy, tick.now);
+        let (track, decision) = (&mut *self.track, &mut self.decision);
+        let since_step = track.last_step_at.map(|t| now.since(t));
+        let Some(lowered) = track.lowered_ms else {
+            return;
+        };
+        let restore_wait =
+            Dur(p.retention.restore_step_interval.0 << track.restore_setbacks.min(4));
+        if !outlook.fresh {
+            decision
+                .reasons
+                .push("holding the lowered value: disk data is stale, no config change".into());
+        } else if !outlook.drained {
+            decision
+                .reasons
+                .push("holding the lowered value until the backlog has drained".into());
+        } else if !outlook.healthy {
+            decision.reasons.push(format!(
+                "drained; holding until every broker is below {}%",
+                p.disk.restore_below_percent
+            ));
+        } else if since_step.is_some_and(|s| s < restore_wait) {
+            decision.reasons.push(format!(
+                "drained and healthy; next restore step {} after the last step",
+                restore_wait
+            ));
+        } else {
+            let original = track.original.as_ref().and_then(|o| o.effective_ms);
+            let next = (lowered as f64 / p.retention.step_factor).ceil() as i64;
+            // The oldest managed data still on disk: nothing is deleted until it is older than the new
+            // window, so the window refills until then (plus one forecast window, until the trend no
+            // longer includes refill samples).
+            let oldest = match track.refill_until {
+                Some(until) if until > now => {
+                    until - p.forecast.window - Dur(lowered.max(0) as u64)
+                }
+                _ => now - Dur(lowered.max(0) as u64),
+            };
+            track.previous_ms = Some(lowered);
+            track.last_step_at = Some(now);
+            if original.is_none_or(|o| next >= o) {
+                track.lowered_ms = None;
+                decision.target = RetentionTarget::Original;
+                decision
+                    .reasons
+                    .push("drained and healthy: restoring the original setting".into());
+                track.refill_until =
+                    original.map(|o| oldest + Dur(o.max(0) as u64) + p.forecast.window);
+            } else {
+                track.lowered_ms = Some(next);
+                decision.target = RetentionTarget::Lowered { ms: next };
+                decision.reasons.push(format!(
+                    "drained and healthy: raising local.retention.ms to {}",
+                    Dur(next as u64)
+                ));
+                track.refill_until = Some(oldest + Dur(next.max(0) as u64) + p.forecast.window);
+            }
+        }
+    }
+
+    /// Forgets what the engine no longer needs to remember about the topic.
+    fn settle(&mut self, now: Timestamp) {
+        let track = &mut *self.track;
+        if track.lowered_ms.is_none()
+            && track
+                .original
+                .as_ref()
+                .is_some_and(|o| o.effective_ms == self.decision.current_ms)
+        {
+            // Back at the original and confirmed by the cluster: nothing of ours is left on the topic.
+            track.original = None;
+            track.previous_ms = None;
+        }
+        if track.original.is_none() && track.refill_until.is_some_and(|until| until <= now) {
+            // Fully restored and the window has refilled without trouble: forget the setbacks.
+            track.refill_until = None;
+            track.restore_setbacks = 0;
+        }
+    }
+}
+
+/// What to hold a topic at when nothing changes: the value last decided.
+fn held_target(track: &TopicTrack) -> RetentionTarget {
+    track
+        .lowered_ms
+        .map_or(RetentionTarget::Original, |ms| RetentionTarget::Lowered {
+            ms,
+        })
+}
+
+/// Records a step down from `current` to `next`: the original on the first step, a setback if the
+/// step undoes a refill still under way, and the new value.
+fn remember_lowering(
+    track: &mut TopicTrack,
+    configs: &TopicConfigs,
+    current: i64,
+    next: i64,
+    now: Timestamp,
+) {
+    if track.original.is_none() {
+        let raw = configs.configs.get("local.retention.ms");
+        track.original = Some(OriginalRetention {
+            value: raw.and_then(|c| c.value.clone()),
+            source: raw.map_or(ConfigSource::Inherited, |c| c.source),
+            effective_ms: Some(current),
+        });
+    }
+    if track.refill_until.is_some_and(|until| until > now) {
+        track.restore_setbacks = (track.restore_setbacks + 1).min(4);
+    }
+    track.previous_ms = track.lowered_ms;
+    track.lowered_ms = Some(next);
+    track.last_step_at = Some(now);
+    track.refill_until = None;
+}
+
+/// Why retention may not be lowered right now, if it may not.
+fn lowering_blocked(
+    obs: &Observation,
+    disks: &DiskView,
+    p: &Policy,
+    now: Timestamp,
+) -> Option<String> {
+    if !disks.all_fresh {
+        return Some("disk data is stale or missing: no config change".into());
+    }
+    for f in &disks.forecasts {
+        let Some(c) = obs.copy_lag.iter().find(|c| c.broker == f.broker) else {
+            return Some(format!(
+                "no tiered-storage copy-lag reading for broker {}: cannot prove lowering frees space",
+                f.broker
+            ));
+        };
+        if now.since(c.sampled_at) > p.staleness.max_copy_lag_age {
+            return Some(format!(
+                "copy-lag reading of broker {} is {} old",
+                c.broker,
+                now.since(c.sampled_at)
+            ));
+        }
+        if c.bytes > p.retention.max_copy_lag.0 {
+            return Some(format!(
+                "broker {} has {} not yet copied to remote storage (limit {}): lowering would free nothing",
+                c.broker,
+                crate::units::human_bytes(c.bytes as f64),
+                p.retention.max_copy_lag
+            ));
+        }
+    }
+    None
+}
+
+/// Whether some broker is forecast to cross the throttle start within the retention lead time (or,
+/// while a window refills after a restore step, within what is left of the refill).
+fn retention_pressure(disks: &DiskView, p: &Policy, refill_left: Dur) -> Option<String> {
+    let lead = if refill_left.0 > 0 {
+        refill_left.min(p.retention.lead_time)
+    } else {
+        p.retention.lead_time
+    };
+    let horizon = lead.secs_f64();
+    disks.fresh.iter().find_map(|b| {
+        let (broker, level) = (b.broker, b.percent);
+        let g = b.slope.unwrap_or(0.0);
+        if level >= p.disk.throttle_start_percent {
+            Some(format!(
+                "broker {broker} at {level:.1}%, above the throttle start of {}%",
+                p.disk.throttle_start_percent
+            ))
+        } else if g > 0.0 && level + g * horizon >= p.disk.throttle_start_percent {
+            Some(format!(
+                "broker {broker} at {level:.1}% rising {:.1}%/h: forecast to cross {}% within {}",
+                g * 3600.0,
+                p.disk.throttle_start_percent,
+                lead
+            ))
+        } else {
+            None
+        }
+    })
+}
+
+/// Someone else changed a topic the engine lowered: the observed value is neither the original nor a
+/// value the engine asked for (the last or the one before, which the actuator may still be applying).
+fn detect_drift(track: &TopicTrack, configs: &TopicConfigs) -> Option<String> {
+    let original = track.original.as_ref()?;
+    let observed = configs.effective_local_retention_ms();
+    let ours = [track.lowered_ms, track.previous_ms, original.effective_ms];
+    if ours.contains(&observed) {
+        return None;
+    }
+    let show = |v: Option<i64>| {
+        v.map_or("unlimited".to_string(), |ms| {
+            Dur(ms.max(0) as u64).to_string()
+        })
+    };
+    Some(format!(
+        "local.retention.ms is {} but the controller set {}: changed by someone else; not touching this topic again \
+         (original was {}; restore it by hand or with `catchup retention restore`)",
+        show(observed),
+        show(track.lowered_ms.or(original.effective_ms)),
+        show(original.effective_ms)
+    ))
+}

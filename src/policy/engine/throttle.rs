@@ -1,0 +1,308 @@
+//! Step 3, the throttle law: pause on the hard limit, cut the rate in proportion to the forecast
+//! excess, give it back additively when there is room. See `docs/policy.md`, "The throttle".
+
+use super::disks::{BrokerLevel, DiskView};
+use super::{Tick, alert, trend};
+use crate::policy::AlertCode;
+use crate::policy::config::{DiskPolicy, Policy, StaleMode};
+use crate::policy::decision::Severity;
+use crate::policy::state::{ControllerState, ThrottleState};
+use crate::units::{Dur, Timestamp};
+
+/// The control law's verdict for every group (before overrides).
+pub(super) struct LawView {
+    /// The groups are paused.
+    pub(super) paused: bool,
+    /// Why, in the order reasoned.
+    pub(super) reasons: Vec<String>,
+}
+
+/// Sets `st.throttle` and every group's fraction.
+pub(super) fn steer_throttle(
+    st: &mut ControllerState,
+    disks: &DiskView,
+    tick: &mut Tick,
+) -> LawView {
+    let survey = Survey::of(disks, tick.policy);
+    let mut reasons = Vec::new();
+    if !survey.pause.is_empty() {
+        hold_paused(&mut st.throttle, tick.now);
+        reasons.extend(survey.pause);
+    } else if st.throttle.paused {
+        reasons.push(resume_or_stay(st, disks, tick));
+    } else if let Some(cut) = survey.cut {
+        reasons.push(apply_cut(st, disks, cut, tick));
+    } else if survey.room {
+        reasons.push(give_back(st, disks, survey.give, tick));
+    } else {
+        reasons.extend(survey.notes);
+    }
+    if !disks.all_fresh {
+        reasons.push(apply_stale_mode(st, tick));
+    }
+    let th = &st.throttle;
+    if th.paused {
+        tick.alerts.push(alert(
+            Severity::Warning,
+            AlertCode::GroupsPaused,
+            format!(
+                "catch-up groups paused since {}",
+                th.since.unwrap_or(tick.now)
+            ),
+        ));
+    }
+    LawView {
+        paused: th.paused,
+        reasons,
+    }
+}
+
+/// What the brokers ask of the throttle, gathered over every broker before any of it is applied.
+struct Survey {
+    /// Why the groups must pause; empty when none needs to.
+    pause: Vec<String>,
+    /// The deepest cut any broker asks for.
+    cut: Option<Cut>,
+    /// Every broker is fresh and none is at or forecast to reach the throttle start: the rate may rise.
+    room: bool,
+    /// Brokers at or forecast to reach the throttle start but already on course for the target.
+    notes: Vec<String>,
+    /// How much of the additive increase to give: all of it when the forecast is at or below the
+    /// target, tapering to none at the throttle start, so the rate settles instead of overshooting.
+    give: f64,
+}
+
+/// A rate cut one broker asks for.
+struct Cut {
+    /// The factor to scale the groups' rate by, below 1.
+    factor: f64,
+    /// Why, naming the broker.
+    why: String,
+}
+
+impl Survey {
+    /// Surveys every broker, fresh and stale.
+    fn of(disks: &DiskView, p: &Policy) -> Survey {
+        let mut survey = Survey {
+            pause: Vec::new(),
+            cut: None,
+            room: disks.all_fresh,
+            notes: Vec::new(),
+            give: if disks.all_fresh { 1.0f64 } else { 0.0 },
+        };
+        // Stale brokers take part with their last trend extrapolated: they can cut or pause (safe),
+        // never raise (`room` is false unless every broker is fresh).
+        for b in disks.fresh.iter().chain(&disks.stale) {
+            survey.take(b, p);
+        }
+        survey
+    }
+
+    /// Adds what one broker asks for.
+    fn take(&mut self, b: &BrokerLevel, p: &Policy) {
+        let d = &p.disk;
+        let horizon = p.forecast.throttle_horizon.secs_f64();
+        let (broker, level) = (b.broker, b.percent);
+        let g = b.slope.unwrap_or(0.0);
+        if let Some(why) = pause_reason(b, p) {
+            self.pause.push(why);
+        }
+        let ahead = level + g * horizon;
+        let span = d.throttle_start_percent - d.target_percent;
+        self.give = self
+            .give
+            .min(((d.throttle_start_percent - ahead.max(level)) / span).clamp(0.0, 1.0));
+        if level >= d.throttle_start_percent || ahead >= d.throttle_start_percent {
+            self.room = false;
+            let wanted = (d.target_percent - level) / horizon;
+            if g > wanted {
+                let factor = cut_factor(level, g, wanted, d);
+                if self.cut.as_ref().is_none_or(|c| factor < c.factor) {
+                    self.cut = Some(Cut {
+                        factor,
+                        why: cut_reason(b, ahead, wanted, p),
+                    });
+                }
+            } else {
+                self.notes.push(format!(
+                    "broker {broker} at {level:.1}% is on course for the {}% target",
+                    d.target_percent
+                ));
+            }
+        }
+    }
+}
+
+/// Why a broker makes the groups pause: at the pause limit, or forecast to reach the ceiling within
+/// the pause lead.
+fn pause_reason(b: &BrokerLevel, p: &Policy) -> Option<String> {
+    let d = &p.disk;
+    let lead = p.forecast.pause_lead.secs_f64();
+    let (broker, level) = (b.broker, b.percent);
+    let g = b.slope.unwrap_or(0.0);
+    if level >= d.pause_percent {
+        Some(format!(
+            "broker {broker} at {level:.1}%, at or above the pause limit of {}%",
+            d.pause_percent
+        ))
+    } else if g > 0.0 && level + g * lead >= d.ceiling_percent {
+        Some(format!(
+            "broker {broker} at {level:.1}% rising {:.1}%/h: forecast to reach the ceiling of {}% within {}",
+            g * 3600.0,
+            d.ceiling_percent,
+            p.forecast.pause_lead
+        ))
+    } else {
+        None
+    }
+}
+
+/// The factor a broker at `level` growing `g` %/s asks the rate to be scaled by, when it should grow
+/// at most `wanted` %/s.
+fn cut_factor(level: f64, g: f64, wanted: f64, d: &DiskPolicy) -> f64 {
+    if wanted > 0.0 && g > 0.0 {
+        // Writes grow the disk at least as fast as it grows (deletion only subtracts), so
+        // scaling the rate by wanted/g brings growth down to at most `wanted`.
+        wanted / g
+    } else {
+        // Above the target the disk must shrink, and how much a cut shrinks it depends on
+        // deletion, which the trend cannot show: cut in proportion to the excess, harder
+        // the closer the pause limit.
+        let excess = (level - d.target_percent) / (d.pause_percent - d.target_percent);
+        (1.0 - 0.5 * excess).clamp(0.5, 0.95)
+    }
+}
+
+/// Why a broker forecast `ahead` % at the throttle horizon asks for a cut.
+fn cut_reason(b: &BrokerLevel, ahead: f64, wanted: f64, p: &Policy) -> String {
+    let d = &p.disk;
+    let (broker, level) = (b.broker, b.percent);
+    format!(
+        "broker {broker} at {level:.1}% {}, forecast {ahead:.1}% in {} (throttle starts at {}%): \
+         growth must fall to {:.1}%/h to settle at the {}% target",
+        trend(b.slope),
+        p.forecast.throttle_horizon,
+        d.throttle_start_percent,
+        wanted * 3600.0,
+        d.target_percent
+    )
+}
+
+/// Pauses the groups, keeping the start of a pause already under way.
+fn hold_paused(th: &mut ThrottleState, now: Timestamp) {
+    if !th.paused {
+        th.paused = true;
+        th.since = Some(now);
+    }
+}
+
+/// While paused with no broker asking to pause: resumes at the minimum rate once every broker is
+/// fresh, below the throttle start and not rising towards the pause limit; stays paused otherwise.
+fn resume_or_stay(st: &mut ControllerState, disks: &DiskView, tick: &Tick) -> String {
+    let (p, now) = (tick.policy, tick.now);
+    let d = &p.disk;
+    let horizon = p.forecast.throttle_horizon.secs_f64();
+    let clear = disks.all_fresh
+        && disks.fresh.iter().all(|b| {
+            b.percent < d.throttle_start_percent
+                && b.percent + b.slope.unwrap_or(0.0) * horizon < d.pause_percent
+        });
+    if clear {
+        let th = &mut st.throttle;
+        th.paused = false;
+        th.since = Some(now);
+        th.last_cut_at = Some(now);
+        for track in st.groups.values_mut() {
+            track.fraction = p.throttle.min_fraction;
+        }
+        format!(
+            "resumed at the minimum rate: every broker is below {}% and not forecast to reach the pause limit",
+            d.throttle_start_percent
+        )
+    } else {
+        format!(
+            "staying paused until every broker is fresh, below {}% and not rising towards the pause limit",
+            d.throttle_start_percent
+        )
+    }
+}
+
+/// Cuts every group's rate, unless the disk samples do not show the last cut yet.
+fn apply_cut(st: &mut ControllerState, disks: &DiskView, cut: Cut, tick: &Tick) -> String {
+    let (p, now) = (tick.policy, tick.now);
+    let Cut { factor, why } = cut;
+    let th = &mut st.throttle;
+    let seen = match (th.last_cut_at, disks.newest_common_sample) {
+        (None, _) => true,
+        (Some(cut_at), Some(sample)) => sample > cut_at + Dur(p.forecast.window.0 / 3),
+        (Some(_), None) => false,
+    };
+    if !seen {
+        return format!("holding the rate until a disk sample shows the last cut: {why}");
+    }
+    th.last_cut_at = Some(now);
+    th.since.get_or_insert(now);
+    for track in st.groups.values_mut() {
+        let achieved = match (track.consume_rate, track.reference_rate) {
+            (Some(c), Some(r)) if r > 0.0 => (c / r).min(1.0),
+            _ => 1.0,
+        };
+        track.fraction = (track.fraction.min(achieved) * factor).max(p.throttle.min_fraction);
+    }
+    format!(
+        "rate cut to {:.0}% of its current value: {why}",
+        factor * 100.0
+    )
+}
+
+/// Gives every throttled group `give` of the additive increase for the time since the last tick.
+fn give_back(st: &mut ControllerState, disks: &DiskView, give: f64, tick: &Tick) -> String {
+    let p = tick.policy;
+    let d = &p.disk;
+    let dt_min = st
+        .last_tick
+        .map_or(0.0, |t| tick.now.since(t).secs_f64().min(300.0) / 60.0);
+    let mut raised = false;
+    for track in st.groups.values_mut() {
+        if track.fraction < 1.0 && give > 0.0 {
+            track.fraction =
+                (track.fraction + p.throttle.increase_per_minute * give * dt_min).min(1.0);
+            raised = true;
+        }
+    }
+    if raised {
+        format!(
+            "every broker has room below {}% within {}: giving rate back",
+            d.throttle_start_percent, p.forecast.throttle_horizon
+        )
+    } else {
+        st.throttle.since = None;
+        let worst = disks
+            .fresh
+            .iter()
+            .map(|b| b.percent)
+            .fold(f64::NAN, f64::max);
+        format!(
+            "every broker has room (highest {worst:.1}%, throttle starts at {}%)",
+            d.throttle_start_percent
+        )
+    }
+}
+
+/// Applies `throttle.stale_mode` while some disk reading is stale or missing.
+fn apply_stale_mode(st: &mut ControllerState, tick: &Tick) -> String {
+    let p = tick.policy;
+    match p.throttle.stale_mode {
+        StaleMode::Hold => "disk data stale: holding the rate, no increase".into(),
+        StaleMode::MinRate => {
+            for track in st.groups.values_mut() {
+                track.fraction = p.throttle.min_fraction;
+            }
+            "disk data stale: minimum rate (stale_mode = min_rate)".into()
+        }
+        StaleMode::Pause => {
+            hold_paused(&mut st.throttle, tick.now);
+            "disk data stale: paused (stale_mode = pause)".into()
+        }
+    }
+}
