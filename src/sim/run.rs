@@ -33,7 +33,7 @@ pub fn warmup(scenario: &Scenario) -> Dur {
     Dur((longest.0 * 2).min(Dur::from_hours(24).0)).max(Dur::from_hours(1))
 }
 
-/// Runs `scenario` under `kind`. `policy` must already be bound to the scenario ([`bind_policy`]).
+/// Runs `scenario` under `kind`. `policy` must already be bound to the scenario ([`super::bind_policy`]).
 pub fn simulate(
     scenario: &Scenario,
     policy: &Policy,
