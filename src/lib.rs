@@ -29,10 +29,12 @@
 //!
 //! Beneath them, plumbing that knows nothing of the controller: [`kafka`] (connections, admin
 //! requests, and [`kafka::ffi`], the only unsafe code), [`aws`] (SDK clients, MSK discovery, MSK IAM
-//! tokens), [`clock`] (the only place that reads the system clocks), [`config`] and
+//! tokens), [`clock`] (the only place that reads the system clocks), [`blocking`] (slow calls
+//! kept off the async workers), [`config`] and
 //! [`config_file`] (the run configuration; TOML loading that reports every problem with file,
-//! field and value), and [`units`] (time, durations and sizes as the API and files write them,
-//! from the `catchup-proto` crate that holds every wire type).
+//! field and value), [`units`] (time, durations and sizes as the API and files write them) and
+//! [`observation`] (what the sensors see, as data), both from the `catchup-proto` crate that holds
+//! every wire type.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -40,6 +42,7 @@
 pub mod actuators;
 pub mod api;
 pub mod aws;
+pub mod blocking;
 pub mod clock;
 pub mod config;
 pub mod config_file;
@@ -52,4 +55,4 @@ pub mod service;
 pub mod sim;
 pub mod store;
 
-pub use catchup_proto::units;
+pub use catchup_proto::{observation, units};

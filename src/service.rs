@@ -93,12 +93,13 @@ pub async fn run(
             let live = LiveSim::start(&scenario, speed);
             let wall_tick = Duration::from_secs_f64((config.tick.secs_f64() / speed).max(0.01));
             let driver = tokio::spawn(live.driver());
+            let cluster = live.cluster.clone().guarded_by(&policy);
             let result = serve(
                 config,
                 policy,
                 token,
                 banner,
-                live.cluster.clone(),
+                cluster,
                 live.clock.clone(),
                 wall_tick,
             )
@@ -108,17 +109,8 @@ pub async fn run(
         }
         (ClusterConfig::Kafka { .. } | ClusterConfig::Msk { .. }, _) => {
             let (cluster, watch) = real_cluster(&config, &policy).await?;
-            for (topic, phase) in cluster
-                .reconcile()
-                .await
-                .map_err(|e| ServiceError::Token(format!("start-up reconciliation: {e}")))?
-            {
-                info!(
-                    topic,
-                    ?phase,
-                    "a change left half-done by a crash was finished or undone"
-                );
-            }
+            // A change a crash left half-done is settled by the first tick (the journal is
+            // settled against the cluster's configs every tick).
             // Rediscovery runs as long as the service does.
             let _rediscovery = watch.map(|w| AbortOnDrop(tokio::spawn(w.run())));
             let wall_tick = Duration::from_millis(config.tick.0);

@@ -145,6 +145,10 @@ pub enum RetentionTarget {
 pub struct TopicDecision {
     /// What `local.retention.ms` should be.
     pub target: RetentionTarget,
+    /// Whether the engine took a new step this tick (down or up): retention is written only on
+    /// such a fresh decision, never re-applied from a held target.
+    #[serde(default)]
+    pub changed: bool,
     /// Effective local retention the cluster reports now, ms.
     pub current_ms: Option<i64>,
     /// Effective local retention before the controller's first change, ms.

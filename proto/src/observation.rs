@@ -256,6 +256,81 @@ pub struct Observation {
     pub topics: Vec<TopicConfigs>,
     /// Sensors that failed this tick, with the reason (their last readings may still be present, aged).
     pub sensor_errors: Vec<SensorFault>,
+    /// What the retention journal (the one record of originals) holds for each managed topic it
+    /// has changed, settled against this tick's configs. `None` where there is no journal (the
+    /// engine then keeps its own memory); an empty list means nothing of the controller's is on
+    /// any topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Vec<RetentionRecord>>,
+}
+
+/// The original local retention of a topic, captured before the controller's first change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OriginalRetention {
+    /// The raw `local.retention.ms` value (e.g. `"14400000"` or `"-2"`).
+    pub value: Option<String>,
+    /// Set on the topic or inherited.
+    pub source: ConfigSource,
+    /// The effective value in ms (resolving `-2`), `None` for unlimited.
+    pub effective_ms: Option<i64>,
+}
+
+/// Where a topic's latest retention change stands in the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum JournalPhase {
+    /// Recorded, not yet acknowledged by the cluster: the write may or may not have landed.
+    Intent,
+    /// Acknowledged, not yet read back.
+    Applied,
+    /// Read back: the key holds the controller's value and nothing else was touched.
+    Verified,
+    /// Back at the original; nothing of the controller's is left on the topic.
+    Restored,
+    /// Someone else changed the managed key: the controller does not touch the topic until a
+    /// person adopts the new value (`catchup retention adopt`).
+    Drifted,
+}
+
+impl JournalPhase {
+    /// Whether something of the controller's may be on the topic (every phase but `restored`).
+    pub fn is_open(self) -> bool {
+        self != JournalPhase::Restored
+    }
+}
+
+/// One managed topic as the retention journal holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetentionRecord {
+    /// The topic.
+    pub topic: String,
+    /// Its value before the controller's first change.
+    pub original: OriginalRetention,
+    /// Where the latest change stands.
+    pub phase: JournalPhase,
+    /// The key's value the controller last saw on the topic as its own (`None`: inherited).
+    pub value: Option<String>,
+    /// The value the controller last asked for, while its write is not settled (`None` when
+    /// settled; `Some(None)` for a DELETE of the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Option<String>>,
+    /// Why the latest change was made, or what someone else changed.
+    pub reason: String,
+    /// When the phase was recorded.
+    pub at: Timestamp,
+}
+
+impl RetentionRecord {
+    /// The value the controller wants on the topic now: the pending write, else the settled one.
+    pub fn wanted(&self) -> Option<&str> {
+        match &self.pending {
+            Some(p) => p.as_deref(),
+            None => self.value.as_deref(),
+        }
+    }
 }
 
 /// Something the controller cannot see or do on this cluster, and the actions it disables.

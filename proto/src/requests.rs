@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{Override, OverrideAction, OverrideScope};
+use crate::observation::OriginalRetention;
 use crate::status::Mode;
 
 /// Body of pause and resume.
@@ -91,6 +92,9 @@ pub struct RestoreRequest {
     pub hold: Option<String>,
     /// Who (else the X-Catchup-Actor header).
     pub actor: Option<String>,
+    /// Only this managed topic (default: every managed topic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
 }
 
 /// What a restore did, per topic.
@@ -99,6 +103,31 @@ pub struct RestoreRequest {
 pub struct RestoreResponse {
     /// Topic to outcome (`restored`, `already at its original`, `refused: ...`, `failed: ...`).
     pub topics: std::collections::BTreeMap<String, String>,
+}
+
+/// Body of an adopt: take a managed topic's value now as its original.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AdoptRequest {
+    /// The managed topic.
+    pub topic: String,
+    /// Why (required): a person decided this value.
+    pub reason: String,
+    /// Who (else the X-Catchup-Actor header).
+    pub actor: Option<String>,
+}
+
+/// What an adopt did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdoptResponse {
+    /// The topic.
+    pub topic: String,
+    /// The original the journal held.
+    pub before: OriginalRetention,
+    /// The new original: the topic's value now.
+    pub after: OriginalRetention,
 }
 
 /// The body of every error answer: a stable machine-readable code and a human message.

@@ -11,7 +11,11 @@ pub mod retention;
 
 use std::future::Future;
 
-use crate::policy::GroupDecision;
+use crate::observation::TopicConfigs;
+use crate::policy::{GroupDecision, RetentionTarget};
+use crate::units::Timestamp;
+pub use retention::guard::Evidence;
+pub use retention::journal::{Adopted, Applied, Finding, RetentionError, Settled};
 pub use retention::{RetentionChange, RetentionRefusal};
 
 /// Why an actuator could not apply a change.
@@ -40,12 +44,49 @@ pub trait GateActuator: Send + Sync {
     ) -> impl Future<Output = Result<(), ActuatorError>> + Send;
 }
 
-/// Changes `local.retention.ms` of a managed topic (IncrementalAlterConfigs SET or DELETE of that key only).
+/// Changes `local.retention.ms` of managed topics: through the retention guard's last hop and the
+/// write-ahead journal only (IncrementalAlterConfigs SET or DELETE of that key).
 pub trait RetentionActuator: Send + Sync {
-    /// Applies a change that [`retention::plan`] produced.
+    /// Settles the journal against this tick's configs (`observed`); its records and findings.
+    fn settle_journal(
+        &self,
+        observed: &[TopicConfigs],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Settled, ActuatorError>> + Send;
+
+    /// Moves `topic` to `target`; `evidence` is the copy lag a lowering needs.
     fn apply_retention(
         &self,
         topic: &str,
-        change: &RetentionChange,
-    ) -> impl Future<Output = Result<(), ActuatorError>> + Send;
+        target: &RetentionTarget,
+        reason: &str,
+        evidence: &Evidence<'_>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Applied, ActuatorError>> + Send;
+
+    /// Takes `topic`'s value now as its original (a person's decision; clears drift).
+    fn adopt_retention(
+        &self,
+        topic: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Adopted, ActuatorError>> + Send;
+}
+
+impl From<RetentionError> for ActuatorError {
+    fn from(e: RetentionError) -> ActuatorError {
+        match e {
+            RetentionError::Refused { topic, reason } => {
+                ActuatorError::Refused(RetentionRefusal { topic, reason })
+            }
+            RetentionError::Cluster { topic, reason } => ActuatorError::Failed {
+                target: topic,
+                reason,
+            },
+            RetentionError::Store(e) => ActuatorError::Failed {
+                target: "retention journal".into(),
+                reason: e.to_string(),
+            },
+        }
+    }
 }

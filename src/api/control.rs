@@ -10,7 +10,9 @@ use super::error::{ApiError, Body};
 use super::{Ctl, parse_ttl, require_reason};
 use crate::runtime::Command;
 use crate::units::Dur;
-use catchup_proto::requests::{ModeRequest, ModeResponse, RestoreRequest, RestoreResponse};
+use catchup_proto::requests::{
+    AdoptRequest, AdoptResponse, ModeRequest, ModeResponse, RestoreRequest, RestoreResponse,
+};
 
 /// `PUT /v1/mode`: switch between active, dry-run and observe.
 #[utoipa::path(put, path = "/v1/mode", request_body = ModeRequest, responses((status = 200, body = ModeResponse), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
@@ -39,10 +41,18 @@ pub(super) async fn restore(
     require_reason(&req.reason)?;
     let hold = parse_ttl(req.hold.as_deref(), Dur::from_hours(1))?;
     let (reply, answer) = oneshot::channel();
+    if let Some(t) = req.topic.as_deref().filter(|t| !ctl.policy.manages(t)) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_topic",
+            format!("{t:?} is not a managed topic of the policy"),
+        ));
+    }
     let cmd = Command::Restore {
         who,
         reason: req.reason,
         hold,
+        topic: req.topic,
         reply,
     };
     let unavailable = || {
@@ -57,4 +67,46 @@ pub(super) async fn restore(
     Ok(Json(RestoreResponse {
         topics: results.into_iter().collect(),
     }))
+}
+
+/// `POST /v1/retention/adopt`: take a managed topic's value now as its original (a person decided
+/// it), closing its journal entry and clearing drift, so the controller acts on the topic again.
+#[utoipa::path(post, path = "/v1/retention/adopt", request_body = AdoptRequest, responses((status = 200, body = AdoptResponse), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError, description = "nothing to adopt"), (status = 503, body = ApiError)))]
+pub(super) async fn adopt(
+    State(ctl): Ctl,
+    op: Operator,
+    Body(req): Body<AdoptRequest>,
+) -> Result<Json<AdoptResponse>, ApiError> {
+    let who = op.authorized(&ctl, req.actor.as_deref())?;
+    require_reason(&req.reason)?;
+    if !ctl.policy.manages(&req.topic) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_topic",
+            format!("{:?} is not a managed topic of the policy", req.topic),
+        ));
+    }
+    let (reply, answer) = oneshot::channel();
+    let cmd = Command::Adopt {
+        who,
+        topic: req.topic.clone(),
+        reason: req.reason,
+        reply,
+    };
+    let unavailable = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "loop_unavailable",
+            "the control loop is not running",
+        )
+    };
+    ctl.commands.send(cmd).await.map_err(|_| unavailable())?;
+    match answer.await.map_err(|_| unavailable())? {
+        Ok((before, after)) => Ok(Json(AdoptResponse {
+            topic: req.topic,
+            before,
+            after,
+        })),
+        Err(why) => Err(ApiError::new(StatusCode::CONFLICT, "not_adopted", why)),
+    }
 }

@@ -97,6 +97,7 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         .routes(routes!(status::audit))
         .routes(routes!(control::set_mode))
         .routes(routes!(control::restore))
+        .routes(routes!(control::adopt))
         .routes(routes!(gates::get_gate))
         .routes(routes!(gates::acquire))
         .with_state(ctl)

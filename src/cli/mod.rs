@@ -203,7 +203,8 @@ pub enum RetentionCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Lower a topic's local.retention.ms (guarded: tiered storage on, within [floor, retention.ms]).
+    /// Lower a topic's local.retention.ms (guarded: tiered storage on, a delete topic, within
+    /// [floor, retention.ms], and every broker's copy lag fresh and caught up).
     Lower {
         #[command(flatten)]
         kafka: KafkaArgs,
@@ -213,6 +214,11 @@ pub enum RetentionCommand {
         /// New local retention, e.g. 30m.
         #[arg(long)]
         to: String,
+        /// Where every broker's tiered-storage copy lag comes from: a disk-source JSON file (see
+        /// docs/config.md, `cluster.disk.kind = "file"`). Lowering is refused without a fresh
+        /// reading of every broker showing uploads caught up (it would free nothing).
+        #[arg(long)]
+        disk_file: PathBuf,
         /// State directory holding the journal.
         #[arg(long)]
         state_dir: PathBuf,
@@ -240,6 +246,24 @@ pub enum RetentionCommand {
         #[arg(long)]
         state_dir: PathBuf,
         /// Why.
+        #[arg(long)]
+        reason: String,
+        /// Your name, for the audit log.
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+    },
+    /// Take a topic's value now as its original: after someone changed a lowered topic by hand,
+    /// the controller keeps its hands off it until a person adopts the value.
+    Adopt {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+        /// State directory holding the journal.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Why (goes into the journal and the audit log).
         #[arg(long)]
         reason: String,
         /// Your name, for the audit log.

@@ -1,11 +1,15 @@
-//! `catchup retention status|lower|restore`: the runbook's commands on a real cluster, through the
-//! library's guarded, journaled [`Runbook`].
+//! `catchup retention status|lower|restore|adopt`: the runbook's commands on a real cluster,
+//! through the library's guarded, journaled [`Runbook`].
 
 use std::process::ExitCode;
 
-use catchup::actuators::retention::journal::KafkaRetention;
+use catchup::actuators::Evidence;
+use catchup::actuators::retention::journal::JournalStore;
 use catchup::actuators::retention::runbook::{Runbook, TopicRow, policy_for};
 use catchup::policy::Policy;
+use catchup::runtime::cluster::KafkaConfigs;
+use catchup::sensors::CopyLagSensor as _;
+use catchup::sensors::DiskSensor as _;
 use catchup::units::Dur;
 
 use super::RetentionCommand;
@@ -21,10 +25,15 @@ pub async fn run(command: RetentionCommand) -> anyhow::Result<ExitCode> {
         }
         | RetentionCommand::Restore {
             kafka, state_dir, ..
+        }
+        | RetentionCommand::Adopt {
+            kafka, state_dir, ..
         } => (kafka, state_dir),
     };
     let (conn, timeout) = kafka.connect().await?;
-    let admin = catchup::kafka::TopicAdmin::new(&conn, timeout)?;
+    let admin = KafkaConfigs::new(std::sync::Arc::new(catchup::kafka::TopicAdmin::new(
+        &conn, timeout,
+    )?));
     let store = catchup::store::StateDir::open(state_dir)?;
     let now = catchup::clock::wall_now();
     // The policy: the one given, else exactly the topics named here or in the journal.
@@ -34,16 +43,18 @@ pub async fn run(command: RetentionCommand) -> anyhow::Result<ExitCode> {
         } => Policy::load(file).map_err(|e| anyhow::anyhow!("{e}"))?,
         _ => Policy::default(),
     };
-    let journal = KafkaRetention::new(&admin, &store, &given).journal()?;
+    let journal = JournalStore::load(&store)?;
     let topic = match &command {
-        RetentionCommand::Lower { topic, .. } => Some(topic.as_str()),
+        RetentionCommand::Lower { topic, .. } | RetentionCommand::Adopt { topic, .. } => {
+            Some(topic.as_str())
+        }
         RetentionCommand::Restore { topic, .. } => topic.as_deref(),
         RetentionCommand::Status { .. } => None,
     };
     let policy = policy_for(given, &journal, topic);
     let runbook = Runbook::new(&admin, &store, &policy, now);
-    for (topic, phase) in runbook.reconcile().await? {
-        eprintln!("reconciled {topic}: a change left half-done by a crash is now {phase:?}");
+    for (topic, phase) in runbook.settle().await? {
+        eprintln!("{topic}: the journal's entry is {phase:?} after reading the topic");
     }
     match command {
         RetentionCommand::Status { json, .. } => {
@@ -56,10 +67,26 @@ pub async fn run(command: RetentionCommand) -> anyhow::Result<ExitCode> {
             to,
             reason,
             actor,
+            disk_file,
             ..
         } => {
             let ms = Dur::parse(&to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
-            let change = runbook.lower(&topic, ms.0 as i64, &reason, &actor).await?;
+            let source = catchup::sensors::disk::file::FileDiskSource::new(disk_file.clone());
+            let (disks, copy_lag) = (source.read_disks().await, source.read_copy_lag().await);
+            let brokers: Vec<_> = disks
+                .map_err(|e| anyhow::anyhow!("--disk-file {}: {e}", disk_file.display()))?
+                .iter()
+                .map(|d| d.broker)
+                .collect();
+            let copy_lag = copy_lag.unwrap_or_default();
+            let evidence = Evidence {
+                brokers: &brokers,
+                copy_lag: &copy_lag,
+                now,
+            };
+            let change = runbook
+                .lower(&topic, ms.0 as i64, &reason, &actor, &evidence)
+                .await?;
             let change = serde_json::to_value(&change)?;
             println!("{topic}: local.retention.ms lowered to {ms} ({change})");
             Ok(ExitCode::SUCCESS)
@@ -85,6 +112,19 @@ pub async fn run(command: RetentionCommand) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        RetentionCommand::Adopt {
+            topic,
+            reason,
+            actor,
+            ..
+        } => {
+            let adopted = runbook.adopt(&topic, &reason, &actor).await?;
+            println!(
+                "{topic}: the original is now {:?} ({:?}); was {:?}",
+                adopted.after.value, adopted.after.source, adopted.before.value
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -1,14 +1,16 @@
 //! Topic configs on the wire: DescribeConfigs (rust-rdkafka's safe API) answered as raw entries,
-//! and IncrementalAlterConfigs of one key ([`super::ffi`]). What the entries mean (set on the
-//! topic or inherited) is the topic-config sensor's business
-//! ([`crate::sensors::topic_config`]); which key may be written is the retention guard's.
+//! and IncrementalAlterConfigs of the one managed key ([`super::ffi`]). What the entries mean (set
+//! on the topic or inherited) is the topic-config sensor's business
+//! ([`crate::sensors::topic_config`]); what may be written is the retention guard's: the alter
+//! call takes only a change it approved.
 
 use std::time::Duration;
 
 use rdkafka::admin::{AdminOptions, ConfigSource as RdSource, ResourceSpecifier};
 
 use super::connection::{Admin, Connection};
-use super::ffi::{self, AlterOp};
+use super::ffi;
+use crate::actuators::retention::guard::Approved;
 
 /// One DescribeConfigs entry as the broker sent it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,8 +76,9 @@ impl TopicAdmin {
             .collect())
     }
 
-    /// IncrementalAlterConfigs of one key (blocking: call it off the async executor).
-    pub fn alter(&self, topic: &str, key: &str, op: &AlterOp) -> Result<(), ffi::AdminError> {
-        ffi::incremental_alter_topic(&self.admin, topic, key, op, self.timeout)
+    /// IncrementalAlterConfigs of the managed key, as the retention guard approved it (blocking:
+    /// call it off the async executor).
+    pub fn alter(&self, approved: &Approved) -> Result<(), ffi::AdminError> {
+        ffi::incremental_alter_topic(&self.admin, approved, self.timeout)
     }
 }

@@ -20,5 +20,5 @@ pub use decision::{
     Alert, AlertCode, BrokerForecast, Decision, Gate, GateState, GroupDecision, Origin, Override,
     OverrideAction, OverrideScope, RetentionTarget, Severity, TopicDecision,
 };
-pub use engine::decide;
+pub use engine::{copy_lag_blocks, decide};
 pub use state::ControllerState;

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sensors::{BrokerId, ConfigSource};
+pub use catchup_proto::observation::OriginalRetention;
+
+use crate::observation::BrokerId;
 use crate::units::Timestamp;
 
 /// Engine memory.
@@ -74,17 +76,6 @@ impl Default for GroupTrack {
             was_open: true,
         }
     }
-}
-
-/// The original local retention of a topic, captured before the first change.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OriginalRetention {
-    /// The raw `local.retention.ms` value (e.g. `"14400000"` or `"-2"`).
-    pub value: Option<String>,
-    /// Set on the topic or inherited.
-    pub source: ConfigSource,
-    /// The effective value in ms (resolving `-2`), `None` for unlimited.
-    pub effective_ms: Option<i64>,
 }
 
 /// What the engine knows about one managed topic.

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::actuators::retention::{self, RetentionChange};
-use crate::sensors::{ConfigSource, ConfigValue, Observation, TopicConfigs};
+use crate::observation::{ConfigSource, ConfigValue, Observation, TopicConfigs};
 use crate::units::{Dur, Timestamp};
 
 const MIN: i64 = 60_000;
@@ -94,7 +94,7 @@ impl Rig {
         {
             Some(RetentionChange::Set { key, value }) => {
                 self.configs.insert(
-                    key,
+                    key.name().to_string(),
                     ConfigValue {
                         value: Some(value),
                         source: ConfigSource::Topic,
@@ -103,7 +103,7 @@ impl Rig {
             }
             Some(RetentionChange::Delete { key }) => {
                 self.configs.insert(
-                    key,
+                    key.name().to_string(),
                     ConfigValue {
                         value: Some("-2".into()),
                         source: ConfigSource::Inherited,

@@ -1,12 +1,15 @@
 //! A real Kafka cluster behind the runtime's sensor and actuator traits: lag and topic configs from
-//! Kafka, disk and copy lag from the configured disk source, retention changes through the journaled
-//! actuator, and no gate actuator (consumers read the gate over HTTP).
+//! Kafka, disk and copy lag from the configured disk source, retention changes through the guard's
+//! last hop and the journal, and no gate actuator (consumers read the gate over HTTP).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::actuators::retention::journal::{self, KafkaRetention, Phase};
-use crate::actuators::{ActuatorError, GateActuator, RetentionActuator, RetentionChange};
+use crate::actuators::retention::guard::Approved;
+use crate::actuators::retention::journal::{ConfigAdmin, Journaled, RetentionError};
+use crate::actuators::{
+    ActuatorError, Adopted, Applied, Evidence, GateActuator, RetentionActuator, Settled,
+};
 use crate::clock::wall_now;
 use crate::kafka::{Connection, TopicAdmin};
 use crate::policy::{GroupDecision, Policy, RetentionTarget};
@@ -17,11 +20,13 @@ use crate::sensors::{
     Limitation, SensorError, TopicConfigSensor, TopicConfigs,
 };
 use crate::store::StateDir;
+use crate::units::Timestamp;
 
 /// The cluster adapters of `catchup run` with `cluster.kind = "kafka"`.
 pub struct KafkaCluster {
     lag: Arc<LagReader>,
-    topics: TopicAdmin,
+    topics: Arc<TopicAdmin>,
+    configs: KafkaConfigs,
     store: StateDir,
     policy: Policy,
     disk: AnyDiskSource,
@@ -41,12 +46,17 @@ impl KafkaCluster {
             sensor: crate::sensors::SensorKind::State,
             reason: e.to_string(),
         })?;
+        let topics =
+            Arc::new(
+                TopicAdmin::new(conn, timeout).map_err(|e| SensorError::Unavailable {
+                    sensor: crate::sensors::SensorKind::TopicConfigs,
+                    reason: e.to_string(),
+                })?,
+            );
         Ok(KafkaCluster {
             lag: Arc::new(LagReader::new(conn, timeout)?),
-            topics: TopicAdmin::new(conn, timeout).map_err(|e| SensorError::Unavailable {
-                sensor: crate::sensors::SensorKind::TopicConfigs,
-                reason: e.to_string(),
-            })?,
+            topics: topics.clone(),
+            configs: KafkaConfigs::new(topics),
             store,
             policy,
             disk,
@@ -60,11 +70,9 @@ impl KafkaCluster {
         self
     }
 
-    /// Finishes or undoes changes a crash left half-done (run once at start-up).
-    pub async fn reconcile(&self) -> Result<Vec<(String, Phase)>, journal::RetentionError> {
-        KafkaRetention::new(&self.topics, &self.store, &self.policy)
-            .reconcile(wall_now())
-            .await
+    /// The journaled retention actuator over this cluster.
+    fn journaled(&self) -> Journaled<'_, KafkaConfigs, StateDir> {
+        Journaled::new(&self.configs, &self.store, &self.policy)
     }
 }
 
@@ -139,49 +147,62 @@ impl GateActuator for KafkaCluster {
     }
 }
 
+/// Topic configs of the real cluster for the retention journal: DescribeConfigs through the
+/// topic-config sensor, IncrementalAlterConfigs off the async workers.
+pub struct KafkaConfigs(Arc<TopicAdmin>);
+
+impl KafkaConfigs {
+    /// Over `admin`.
+    pub fn new(admin: Arc<TopicAdmin>) -> KafkaConfigs {
+        KafkaConfigs(admin)
+    }
+}
+
+impl ConfigAdmin for KafkaConfigs {
+    async fn describe(&self, topic: &str, now: Timestamp) -> Result<TopicConfigs, String> {
+        crate::sensors::topic_config::read(&self.0, &[topic.to_string()], now)
+            .await
+            .map_err(|e| e.to_string())?
+            .pop()
+            .ok_or_else(|| "no configs returned".to_string())
+    }
+
+    async fn alter(&self, approved: &Approved) -> Result<(), String> {
+        crate::blocking::off_async(|| self.0.alter(approved)).map_err(|e| e.to_string())
+    }
+}
+
 impl RetentionActuator for KafkaCluster {
+    async fn settle_journal(
+        &self,
+        observed: &[TopicConfigs],
+        now: Timestamp,
+    ) -> Result<Settled, ActuatorError> {
+        self.journaled()
+            .settle(observed, now)
+            .map_err(|e| RetentionError::Store(e).into())
+    }
+
     async fn apply_retention(
         &self,
         topic: &str,
-        change: &RetentionChange,
-    ) -> Result<(), ActuatorError> {
-        let actuator = KafkaRetention::new(&self.topics, &self.store, &self.policy);
-        let journal = actuator.journal().map_err(|e| ActuatorError::Failed {
-            target: topic.into(),
-            reason: e.to_string(),
-        })?;
-        // The journal's original is authoritative: a SET of it, or a DELETE, is a restore.
-        let original = journal
-            .topics
-            .get(topic)
-            .filter(|e| e.phase != Phase::Restored)
-            .map(|e| e.original.value.clone());
-        let target = match change {
-            RetentionChange::Delete { .. } => RetentionTarget::Original,
-            RetentionChange::Set { value, .. }
-                if original
-                    .as_ref()
-                    .is_some_and(|o| o.as_deref() == Some(value.as_str())) =>
-            {
-                RetentionTarget::Original
-            }
-            RetentionChange::Set { value, .. } => match value.parse::<i64>() {
-                Ok(ms) => RetentionTarget::Lowered { ms },
-                Err(_) => {
-                    return Err(ActuatorError::Failed {
-                        target: topic.into(),
-                        reason: format!("{value:?} is not a number of ms"),
-                    });
-                }
-            },
-        };
-        actuator
-            .apply(topic, &target, "control loop", wall_now())
-            .await
-            .map(|_| ())
-            .map_err(|e| ActuatorError::Failed {
-                target: topic.into(),
-                reason: e.to_string(),
-            })
+        target: &RetentionTarget,
+        reason: &str,
+        evidence: &Evidence<'_>,
+        now: Timestamp,
+    ) -> Result<Applied, ActuatorError> {
+        Ok(self
+            .journaled()
+            .apply(topic, target, reason, evidence, now)
+            .await?)
+    }
+
+    async fn adopt_retention(
+        &self,
+        topic: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Adopted, ActuatorError> {
+        Ok(self.journaled().adopt(topic, reason, now).await?)
     }
 }

@@ -56,10 +56,32 @@ pub enum Command {
         reason: String,
         /// How long to hold retention afterwards.
         hold: Dur,
+        /// Only this topic (else every managed topic).
+        topic: Option<String>,
         /// Per topic: what happened.
         reply: oneshot::Sender<Vec<(String, String)>>,
     },
+    /// Take a managed topic's value now as its original (clears drift).
+    Adopt {
+        /// Who asked.
+        who: Authorized,
+        /// The topic.
+        topic: String,
+        /// Why.
+        reason: String,
+        /// What happened.
+        reply: oneshot::Sender<AdoptReply>,
+    },
 }
+
+/// The answer to an adopt: the original before and after, or why not.
+pub type AdoptReply = Result<
+    (
+        crate::sensors::OriginalRetention,
+        crate::sensors::OriginalRetention,
+    ),
+    String,
+>;
 
 /// State shared by the loop and the API.
 pub struct Controller {

@@ -51,9 +51,11 @@ pub enum RetentionStep {
 }
 
 /// The actions that carry out `decision` in `mode`. `state` is the engine's state after the
-/// decision (it holds the originals, including any captured this tick). Retention is left alone in
-/// observe mode and when this instance does not own it (`retention_actions = false`); a topic the
-/// sensors could not read, or already at its target, needs no action.
+/// decision (it holds the originals, including any captured this tick). Retention is written only
+/// where the engine took a fresh step this tick ([`TopicDecision::changed`](crate::policy::TopicDecision)),
+/// never re-applied from a held target; it is left alone in observe mode and when this instance
+/// does not own it (`retention_actions = false`); a topic the sensors could not read, or already at
+/// its target, needs no action.
 pub fn plan(
     decision: &Decision,
     state: &ControllerState,
@@ -73,7 +75,7 @@ pub fn plan(
     if mode == Mode::Observe || !retention_actions {
         return actions;
     }
-    for (topic, d) in &decision.topics {
+    for (topic, d) in decision.topics.iter().filter(|(_, d)| d.changed) {
         let Some(configs) = obs.topics.iter().find(|t| &t.topic == topic) else {
             continue;
         };

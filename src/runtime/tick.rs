@@ -10,32 +10,32 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::controller::Authorized;
 use super::controller::json;
-use super::reconcile::{self, Action, RetentionStep};
+use super::reconcile::{self, Action};
 use super::status::{self, Status};
 use super::{ClusterIo, Command, Controller, Entry, limitations, observe_once, ready_after};
-use crate::actuators::retention;
 use crate::config::Mode;
 use crate::metrics::Label;
 use crate::policy::{
-    AlertCode, ControllerState, Decision, Gate, GroupDecision, Override, OverrideAction,
-    OverrideScope, RetentionTarget, TopicDecision, decide,
+    AlertCode, ControllerState, Decision, Gate, GroupDecision, Override, RetentionTarget, decide,
 };
-use crate::sensors::{Observation, SensorKind, TopicConfigs};
+use crate::sensors::{Observation, SensorKind};
 use crate::store::Outcome;
 use crate::store::StoreError;
-use crate::units::Dur;
+use crate::units::Timestamp;
 
 /// The loop's own state.
 pub struct Runtime<K: ClusterIo> {
-    ctl: Arc<Controller>,
-    cluster: K,
-    state: ControllerState,
+    pub(super) ctl: Arc<Controller>,
+    pub(super) cluster: K,
+    pub(super) state: ControllerState,
     last_obs: Observation,
-    audited_targets: BTreeMap<String, RetentionTarget>,
+    pub(super) audited_targets: BTreeMap<String, RetentionTarget>,
     decided: BTreeMap<String, Gate>,
     ticks: u64,
+    /// Why the retention journal cannot be used this tick, if it cannot: retention actions stop,
+    /// the gate goes on.
+    pub(super) journal_problem: Option<String>,
 }
 
 impl<K: ClusterIo> Runtime<K> {
@@ -50,6 +50,7 @@ impl<K: ClusterIo> Runtime<K> {
             audited_targets: BTreeMap::new(),
             decided: BTreeMap::new(),
             ticks: 0,
+            journal_problem: None,
         })
     }
 
@@ -112,24 +113,27 @@ impl<K: ClusterIo> Runtime<K> {
             if let Err(e) = self.ctl.expire_overrides(now) {
                 warn!(error = %e, "could not persist expired overrides");
             }
-            let obs = self.observe().await;
+            let mut obs = self.observe().await;
+            self.settle_journal(&mut obs, now).await;
             let share_alert = self.share_by_membership().await;
             let overrides = self.ctl.active_overrides();
             let (mut decision, state) =
                 decide(&obs, &self.ctl.policy, &self.state, &overrides, now);
             decision.alerts.extend(share_alert);
             let mode = self.ctl.mode();
+            let owns_retention =
+                self.ctl.config.retention_actions && self.journal_problem.is_none();
             let actions = reconcile::plan(
                 &decision,
                 &state,
                 &obs,
                 mode,
                 &self.ctl.policy,
-                self.ctl.config.retention_actions,
+                owns_retention,
             );
-            self.carry_out(actions, &decision, mode).await;
+            self.carry_out(actions, &decision, &obs, mode, now).await;
             if mode != Mode::Observe {
-                if self.ctl.config.retention_actions {
+                if owns_retention {
                     self.note_targets(&decision, &obs);
                 }
                 self.state = state;
@@ -194,7 +198,14 @@ impl<K: ClusterIo> Runtime<K> {
     /// Carries out the tick's actions: gates published (and audited when the decision changed
     /// significantly; in dry-run as what would have been done), retention changed through the
     /// actuator and audited.
-    async fn carry_out(&mut self, actions: Vec<Action>, decision: &Decision, mode: Mode) {
+    async fn carry_out(
+        &mut self,
+        actions: Vec<Action>,
+        decision: &Decision,
+        obs: &Observation,
+        mode: Mode,
+        now: Timestamp,
+    ) {
         for action in actions {
             match action {
                 Action::Gate { group, publish } => {
@@ -207,7 +218,7 @@ impl<K: ClusterIo> Runtime<K> {
                     let Some(d) = decision.topics.get(&topic) else {
                         continue;
                     };
-                    self.change_retention(&topic, d, step).await;
+                    self.change_retention(&topic, d, step, obs, now).await;
                 }
             }
         }
@@ -281,45 +292,6 @@ impl<K: ClusterIo> Runtime<K> {
         }
     }
 
-    /// Carries out one topic's retention step and audits it: every write, and a dry run or a
-    /// refusal when the target is new.
-    async fn change_retention(&mut self, topic: &str, d: &TopicDecision, step: RetentionStep) {
-        let new_target = self.audited_targets.get(topic) != Some(&d.target);
-        let (after, outcome, record) = match step {
-            RetentionStep::WouldApply { change } => (json(&change), Outcome::DryRun, new_target),
-            RetentionStep::Apply { change, .. } => {
-                let outcome = match self.cluster.apply_retention(topic, &change).await {
-                    Ok(()) => Outcome::Applied,
-                    Err(e) => Outcome::Failed(e.to_string()),
-                };
-                (json(&change), outcome, true)
-            }
-            RetentionStep::Refused { target, reason } => {
-                (json(&target), Outcome::Refused(reason), new_target)
-            }
-        };
-        if record {
-            let _ = self.ctl.audit(Entry {
-                actor: "controller",
-                action: "retention",
-                target: topic,
-                reason: &d.reasons.join("; "),
-                before: json(&d.current_ms),
-                after,
-                outcome,
-            });
-        }
-    }
-
-    /// Remembers each readable topic's target, so a dry run or a refusal is audited once per target.
-    fn note_targets(&mut self, decision: &Decision, obs: &Observation) {
-        for (topic, d) in &decision.topics {
-            if obs.topics.iter().any(|t| &t.topic == topic) {
-                self.audited_targets.insert(topic.clone(), d.target.clone());
-            }
-        }
-    }
-
     fn publish_status(
         &self,
         obs: Observation,
@@ -334,7 +306,15 @@ impl<K: ClusterIo> Runtime<K> {
             ticks: self.ticks,
             sensor_errors: obs.sensor_errors.clone(),
             limitations: {
-                let l = limitations(&self.cluster, &self.ctl.config, &obs.sensor_errors);
+                let mut l = limitations(&self.cluster, &self.ctl.config, &obs.sensor_errors);
+                l.extend(
+                    self.journal_problem
+                        .iter()
+                        .map(|why| crate::sensors::Limitation {
+                            missing: why.clone(),
+                            disables: vec!["lower_retention".into(), "restore_retention".into()],
+                        }),
+                );
                 self.ctl.metrics.limitations(&obs.sensor_errors, &l);
                 l
             },
@@ -353,97 +333,21 @@ impl<K: ClusterIo> Runtime<K> {
                 who,
                 reason,
                 hold,
+                topic,
                 reply,
             } => {
-                let results = self.restore(&who, &reason, hold).await;
+                let results = self.restore(&who, &reason, hold, topic.as_deref()).await;
                 let _ = reply.send(results);
             }
-        }
-    }
-
-    /// Brings every managed topic back to its original now and holds it there for `hold`; per
-    /// topic, what happened.
-    async fn restore(
-        &mut self,
-        who: &Authorized,
-        reason: &str,
-        hold: Dur,
-    ) -> Vec<(String, String)> {
-        if !self.ctl.config.retention_actions {
-            let why = "not restored: this instance does not own retention (retention_actions = false); ask the instance that does";
-            return self
-                .ctl
-                .policy
-                .managed_topics()
-                .into_iter()
-                .map(|t| (t, why.to_string()))
-                .collect();
-        }
-        let obs = self.observe().await;
-        let mut results = Vec::new();
-        for topic in self.ctl.policy.managed_topics() {
-            let Some(configs) = obs.topics.iter().find(|t| t.topic == topic) else {
-                results.push((topic, "configs could not be read: not restored".to_string()));
-                continue;
-            };
-            let outcome = self.restore_topic(who, reason, configs).await;
-            if let Err(e) = self.ctl.add_override(
+            Command::Adopt {
                 who,
-                OverrideScope::Topic(topic.clone()),
-                OverrideAction::HoldRetention,
-                format!("after restore: {reason}"),
-                hold,
-            ) {
-                warn!(error = %e, "could not record the hold override");
+                topic,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(self.adopt(&who, &topic, &reason).await);
             }
-            results.push((topic, outcome));
         }
-        if let Err(e) = self.ctl.store.save("state.json", &self.state) {
-            warn!(error = %e, "could not persist engine state");
-        }
-        results
-    }
-
-    /// Restores one topic through the guard and the actuator, auditing it.
-    async fn restore_topic(
-        &mut self,
-        who: &Authorized,
-        reason: &str,
-        configs: &TopicConfigs,
-    ) -> String {
-        let topic = &configs.topic;
-        let original = self
-            .state
-            .topics
-            .get(topic)
-            .and_then(|t| t.original.clone());
-        let change = match retention::plan(
-            topic,
-            &RetentionTarget::Original,
-            original.as_ref(),
-            configs,
-            &self.ctl.policy,
-        ) {
-            Ok(None) => return "already at its original".to_string(),
-            Ok(Some(change)) => change,
-            Err(refusal) => return format!("refused: {}", refusal.reason),
-        };
-        if let Err(e) = self.cluster.apply_retention(topic, &change).await {
-            return format!("failed: {e}");
-        }
-        if let Some(t) = self.state.topics.get_mut(topic) {
-            t.previous_ms = t.lowered_ms.take();
-        }
-        let _ = self.ctl.audit(Entry {
-            actor: who.actor(),
-            action: "restore",
-            target: topic,
-            reason,
-            before: json(&configs.effective_local_retention_ms()),
-            after: json(&change),
-            outcome: Outcome::Applied,
-        });
-        "restored".to_string()
     }
 }
 

@@ -13,8 +13,8 @@ use std::future::Future;
 
 pub use catchup_proto::observation::{
     BrokerCopyLag, BrokerDisk, BrokerId, ConfigSource, ConfigValue, DiskSource, GroupOffsets,
-    LOCAL_RETENTION_INHERIT, Limitation, Observation, PartitionOffsets, SensorFault, SensorKind,
-    TopicConfigs,
+    JournalPhase, LOCAL_RETENTION_INHERIT, Limitation, Observation, OriginalRetention,
+    PartitionOffsets, RetentionRecord, SensorFault, SensorKind, TopicConfigs,
 };
 
 /// Why a sensor could not be read.

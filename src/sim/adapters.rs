@@ -6,39 +6,87 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use super::cluster::Cluster;
+use crate::actuators::retention::guard::Approved;
+use crate::actuators::retention::journal::{ConfigAdmin, Journaled, MemoryJournal, RetentionError};
 use crate::actuators::{
-    ActuatorError, GateActuator, RetentionActuator, RetentionChange, retention,
+    ActuatorError, Adopted, Applied, Evidence, GateActuator, RetentionActuator, Settled,
 };
-use crate::policy::GroupDecision;
+use crate::policy::{GroupDecision, Policy, RetentionTarget};
 use crate::sensors::{
     BrokerCopyLag, BrokerDisk, ConfigSource, ConfigValue, CopyLagSensor, DiskSensor, DiskSource,
     GroupOffsets, LOCAL_RETENTION_INHERIT, LagSensor, SensorError, TopicConfigSensor, TopicConfigs,
 };
+use crate::units::Timestamp;
 
 /// A shared handle on a simulated cluster. Readings are stamped with simulated time plus `epoch`
 /// (0 for `catchup simulate`; the wall-clock start for the live demo, so times look real).
+/// Retention changes go through the guard's last hop (with the policy given by
+/// [`SimCluster::guarded_by`]) and a retention journal kept in memory, exactly as on a real
+/// cluster.
 #[derive(Clone, Debug)]
-pub struct SimCluster(Arc<Mutex<Cluster>>, i64);
+pub struct SimCluster {
+    cluster: Arc<Mutex<Cluster>>,
+    epoch: i64,
+    journal: Arc<MemoryJournal>,
+    policy: Arc<Policy>,
+}
 
 impl SimCluster {
     /// Wraps `cluster`, with simulated time as is.
     pub fn new(cluster: Cluster) -> SimCluster {
-        SimCluster(Arc::new(Mutex::new(cluster)), 0)
+        SimCluster::with_epoch(cluster, 0)
     }
 
     /// Wraps `cluster`, stamping readings with simulated time plus `epoch` milliseconds.
     pub fn with_epoch(cluster: Cluster, epoch: i64) -> SimCluster {
-        SimCluster(Arc::new(Mutex::new(cluster)), epoch)
+        SimCluster {
+            cluster: Arc::new(Mutex::new(cluster)),
+            epoch,
+            journal: Arc::new(MemoryJournal::default()),
+            policy: Arc::new(Policy::default()),
+        }
+    }
+
+    /// The same cluster, its retention changes guarded by `policy` (which names the managed
+    /// topics and their floors).
+    pub fn guarded_by(mut self, policy: &Policy) -> SimCluster {
+        self.policy = Arc::new(policy.clone());
+        self
     }
 
     fn at(&self, t: crate::units::Timestamp) -> crate::units::Timestamp {
-        crate::units::Timestamp(t.0 + self.1)
+        crate::units::Timestamp(t.0 + self.epoch)
     }
 
     /// Locks the cluster (a poisoned lock is recovered: the cluster has no invariants a panic could break
     /// half-way that matter more than continuing the simulation).
     pub fn lock(&self) -> MutexGuard<'_, Cluster> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.cluster.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets `key` of `topic` as a person with the broker's own tools would (the runbook baseline,
+    /// tests of outside changes): no guard, no journal. `None` deletes the key (inherited again).
+    pub fn set_by_hand(&self, topic: &str, key: &str, value: Option<&str>) -> bool {
+        let mut c = self.lock();
+        let Some(configs) = c.topic_configs_mut(topic) else {
+            return false;
+        };
+        let entry = match value {
+            Some(v) => ConfigValue {
+                value: Some(v.to_string()),
+                source: ConfigSource::Topic,
+            },
+            None => ConfigValue {
+                value: Some(LOCAL_RETENTION_INHERIT.to_string()),
+                source: ConfigSource::Inherited,
+            },
+        };
+        configs.insert(key.to_string(), entry);
+        true
+    }
+
+    fn journaled(&self) -> Journaled<'_, SimCluster, MemoryJournal> {
+        Journaled::new(self, &self.journal, &self.policy)
     }
 }
 
@@ -149,51 +197,60 @@ impl GateActuator for SimCluster {
     }
 }
 
+impl ConfigAdmin for SimCluster {
+    async fn describe(&self, topic: &str, _now: Timestamp) -> Result<TopicConfigs, String> {
+        let c = self.lock();
+        Ok(TopicConfigs {
+            topic: topic.into(),
+            configs: c
+                .topic_configs(topic)
+                .ok_or_else(|| format!("unknown topic {topic:?}"))?
+                .clone(),
+            sampled_at: self.at(c.now()),
+        })
+    }
+
+    async fn alter(&self, approved: &Approved) -> Result<(), String> {
+        let change = approved.change();
+        if self.set_by_hand(approved.topic(), change.key().name(), change.leaves()) {
+            Ok(())
+        } else {
+            Err(format!("unknown topic {:?}", approved.topic()))
+        }
+    }
+}
+
 impl RetentionActuator for SimCluster {
+    async fn settle_journal(
+        &self,
+        observed: &[TopicConfigs],
+        now: Timestamp,
+    ) -> Result<Settled, ActuatorError> {
+        self.journaled()
+            .settle(observed, now)
+            .map_err(|e| RetentionError::Store(e).into())
+    }
+
     async fn apply_retention(
         &self,
         topic: &str,
-        change: &RetentionChange,
-    ) -> Result<(), ActuatorError> {
-        // Defence in depth: the simulated broker refuses what the guard would, so a bug upstream shows.
-        if !retention::key_allowed(change.key()) {
-            return Err(ActuatorError::Failed {
-                target: topic.into(),
-                reason: format!("{} may not be changed", change.key()),
-            });
-        }
-        let mut c = self.lock();
-        let Some(configs) = c.topic_configs_mut(topic) else {
-            return Err(ActuatorError::Failed {
-                target: topic.into(),
-                reason: "unknown topic".into(),
-            });
-        };
-        match change {
-            RetentionChange::Set { key, value } => {
-                configs.insert(
-                    key.clone(),
-                    ConfigValue {
-                        value: Some(value.clone()),
-                        source: ConfigSource::Topic,
-                    },
-                );
-            }
-            RetentionChange::Delete { key } => {
-                let inherited = if key == "local.retention.ms" {
-                    LOCAL_RETENTION_INHERIT.to_string()
-                } else {
-                    "-2".to_string()
-                };
-                configs.insert(
-                    key.clone(),
-                    ConfigValue {
-                        value: Some(inherited),
-                        source: ConfigSource::Inherited,
-                    },
-                );
-            }
-        }
-        Ok(())
+        target: &RetentionTarget,
+        reason: &str,
+        evidence: &Evidence<'_>,
+        now: Timestamp,
+    ) -> Result<Applied, ActuatorError> {
+        Ok(self
+            .journaled()
+            .apply(topic, target, reason, evidence, now)
+            .await?)
+    }
+
+    async fn adopt_retention(
+        &self,
+        topic: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Adopted, ActuatorError> {
+        Ok(self.journaled().adopt(topic, reason, now).await?)
     }
 }

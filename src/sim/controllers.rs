@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::adapters::{SimCluster, ready};
 use super::error::SimError;
 use super::scenario::{RunbookSpec, Scenario};
-use crate::actuators::{GateActuator, RetentionActuator, RetentionChange, retention};
+use crate::actuators::{Evidence, GateActuator, RetentionActuator, retention};
 use crate::config::Mode;
 use crate::policy::state::OriginalRetention;
 use crate::policy::{ControllerState, Decision, Gate, Policy, RetentionTarget, decide};
@@ -84,6 +84,16 @@ pub fn observe(sim: &SimCluster, policy: &Policy) -> Result<Observation, SimErro
     ready(observe_once(sim, policy, None)).ok_or(SimError::Pending("sensors"))
 }
 
+/// Settles the simulated cluster's retention journal against `obs` and hands the engine what it
+/// holds, as the control loop does.
+pub fn settle(sim: &SimCluster, obs: &mut Observation, now: Timestamp) -> Result<(), SimError> {
+    let (records, _) = ready(sim.settle_journal(&obs.topics, now))
+        .ok_or(SimError::Pending("retention journal"))?
+        .map_err(|e| SimError::Actuator(e.to_string()))?;
+    obs.retention = Some(records);
+    Ok(())
+}
+
 /// Carries out a decision the way the control loop does in active mode ([`reconcile::plan`]):
 /// gates through the gate actuator, retention changes through the guard and the retention actuator.
 /// Returns (lowering writes, restoring writes).
@@ -95,6 +105,12 @@ pub fn apply(
     policy: &Policy,
 ) -> Result<(usize, usize), SimError> {
     let (mut lowered, mut restored) = (0, 0);
+    let brokers: Vec<_> = obs.disks.iter().map(|d| d.broker).collect();
+    let evidence = Evidence {
+        brokers: &brokers,
+        copy_lag: &obs.copy_lag,
+        now: decision.at,
+    };
     for action in reconcile::plan(decision, state, obs, Mode::Active, policy, true) {
         match action {
             Action::Gate { group, publish } => {
@@ -105,12 +121,16 @@ pub fn apply(
             }
             Action::Retention {
                 topic,
-                step: RetentionStep::Apply { change, lowers },
+                step: RetentionStep::Apply { lowers, .. },
             } => {
-                if ready(sim.apply_retention(&topic, &change))
-                    .ok_or(SimError::Pending("retention actuator"))?
-                    .is_ok()
-                {
+                let Some(d) = decision.topics.get(&topic) else {
+                    continue;
+                };
+                let reason = d.reasons.join("; ");
+                let written =
+                    ready(sim.apply_retention(&topic, &d.target, &reason, &evidence, decision.at))
+                        .ok_or(SimError::Pending("retention actuator"))?;
+                if written.is_ok_and(|a| a.change.is_some()) {
                     if lowers {
                         lowered += 1;
                     } else {
@@ -126,7 +146,8 @@ pub fn apply(
 
 impl Controller for EngineController {
     fn tick(&mut self, sim: &SimCluster, now: Timestamp) -> Result<(), SimError> {
-        let obs = observe(sim, &self.policy)?;
+        let mut obs = observe(sim, &self.policy)?;
+        settle(sim, &mut obs, now)?;
         let (decision, state) = decide(&obs, &self.policy, &self.state, &[], now);
         // The new state holds the originals, including any captured this tick.
         let (lowered, restored) = apply(sim, &decision, &state, &obs, &self.policy)?;
@@ -270,14 +291,8 @@ impl RunbookController {
                             source: raw.map_or(ConfigSource::Inherited, |c| c.source),
                             effective_ms: t.effective_local_retention_ms(),
                         });
-                    let change = RetentionChange::Set {
-                        key: "local.retention.ms".into(),
-                        value: ms.to_string(),
-                    };
-                    if ready(sim.apply_retention(&t.topic, &change))
-                        .ok_or(SimError::Pending("retention actuator"))?
-                        .is_ok()
-                    {
+                    // On-call uses the broker's own tools, not catchup's guard.
+                    if sim.set_by_hand(&t.topic, "local.retention.ms", Some(&ms.to_string())) {
                         self.changes.0 += 1;
                     }
                 }
@@ -319,9 +334,7 @@ impl RunbookController {
                     Some(&original),
                     configs,
                     &self.policy,
-                ) && ready(sim.apply_retention(&topic, &change))
-                    .ok_or(SimError::Pending("retention actuator"))?
-                    .is_ok()
+                ) && sim.set_by_hand(&topic, change.key().name(), change.leaves())
                 {
                     self.changes.1 += 1;
                 }

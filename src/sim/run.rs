@@ -40,7 +40,7 @@ pub fn simulate(
     kind: ControllerKind,
 ) -> Result<Outcome, SimError> {
     let start = Timestamp(0) - warmup(scenario);
-    let sim = SimCluster::new(Cluster::new(scenario, start));
+    let sim = SimCluster::new(Cluster::new(scenario, start)).guarded_by(policy);
     let mut controller = controllers::build(kind, scenario, policy);
     let initial: BTreeMap<String, Option<(Option<String>, ConfigSource)>> = {
         let c = sim.lock();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use catchup::actuators::{ActuatorError, GateActuator, RetentionActuator, RetentionChange};
+use catchup::actuators::{ActuatorError, GateActuator, RetentionActuator};
 use catchup::clock::Clock;
 use catchup::config::{ApiConfig, ClusterConfig, GateConfig, Mode, RunConfig};
 use catchup::policy::{GroupDecision, GroupPolicy, Policy, RateUnit, TopicPolicy};
@@ -110,7 +110,34 @@ impl GateActuator for SteadyCluster {
 }
 
 impl RetentionActuator for SteadyCluster {
-    async fn apply_retention(&self, topic: &str, _: &RetentionChange) -> Result<(), ActuatorError> {
+    async fn settle_journal(
+        &self,
+        _: &[TopicConfigs],
+        _: Timestamp,
+    ) -> Result<catchup::actuators::Settled, ActuatorError> {
+        Ok((Vec::new(), Vec::new()))
+    }
+
+    async fn apply_retention(
+        &self,
+        topic: &str,
+        _: &catchup::policy::RetentionTarget,
+        _: &str,
+        _: &catchup::actuators::Evidence<'_>,
+        _: Timestamp,
+    ) -> Result<catchup::actuators::Applied, ActuatorError> {
+        Err(ActuatorError::Failed {
+            target: topic.into(),
+            reason: "read-only test cluster".into(),
+        })
+    }
+
+    async fn adopt_retention(
+        &self,
+        topic: &str,
+        _: &str,
+        _: Timestamp,
+    ) -> Result<catchup::actuators::Adopted, ActuatorError> {
         Err(ActuatorError::Failed {
             target: topic.into(),
             reason: "read-only test cluster".into(),

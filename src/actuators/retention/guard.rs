@@ -6,13 +6,19 @@
 //!   not used by the engine); every other key, `retention.*`, `cleanup.policy`, `remote.storage.enable`,
 //!   `remote.log.*` among them, is denied here;
 //! - only topics the policy names, and only where `remote.storage.enable=true`;
-//! - a lowered value lies within [floor, `retention.ms`];
+//! - a lowered value lies within [floor, `retention.ms`], on a `delete` (never compacted) topic, and
+//!   only while every broker's tiered-storage copy lag is known, fresh and under the policy's limit;
 //! - the change is an incremental SET or DELETE of that one key, never a full-config replacement.
+//!
+//! [`plan`] answers what a target needs (for decisions, dry runs and refusals in the audit log);
+//! [`approve`] is the last hop: it runs the same rules, plus the copy-lag proof, on configs read
+//! just before the write, and its [`Approved`] change is the only thing the cluster's alter call
+//! takes. Whoever writes (the control loop, the runbook's CLI, the simulator) passes through it.
 
+use crate::observation::{BrokerCopyLag, BrokerId, ConfigSource, TopicConfigs};
 use crate::policy::state::OriginalRetention;
-use crate::policy::{Policy, RetentionTarget};
-use crate::sensors::{ConfigSource, TopicConfigs};
-use crate::units::Dur;
+use crate::policy::{Policy, RetentionTarget, copy_lag_blocks};
+use crate::units::{Dur, Timestamp};
 
 /// The keys the controller may ever change.
 pub const ALLOWED_KEYS: [&str; 2] = ["local.retention.ms", "local.retention.bytes"];
@@ -29,29 +35,84 @@ pub const DENIED_KEYS: [&str; 7] = [
     "segment.",
 ];
 
-/// One incremental config operation on `local.retention.ms`.
+/// A topic config the controller may ever change: a closed set, so no other key can reach the
+/// cluster. Every variant passes [`key_allowed`] (a test keeps it so).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ManagedKey {
+    /// `local.retention.ms`: the one key the engine changes.
+    LocalRetentionMs,
+    /// `local.retention.bytes`: allowed by design, not used by the engine.
+    LocalRetentionBytes,
+}
+
+impl ManagedKey {
+    /// The key as Kafka names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ManagedKey::LocalRetentionMs => "local.retention.ms",
+            ManagedKey::LocalRetentionBytes => "local.retention.bytes",
+        }
+    }
+}
+
+impl std::fmt::Display for ManagedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for ManagedKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ManagedKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ManagedKey, D::Error> {
+        let name = String::deserialize(d)?;
+        [ManagedKey::LocalRetentionMs, ManagedKey::LocalRetentionBytes]
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "{name:?} is not a key the controller may change (only local.retention.ms and local.retention.bytes)"
+                ))
+            })
+    }
+}
+
+/// One incremental config operation on a managed key (what the journal records and the audit log
+/// shows).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum RetentionChange {
     /// SET the key to `value` on the topic.
     Set {
         /// The key (always `local.retention.ms` from the engine).
-        key: String,
+        key: ManagedKey,
         /// The value, as Kafka takes it.
         value: String,
     },
     /// DELETE the topic-level key so the topic inherits it again.
     Delete {
         /// The key.
-        key: String,
+        key: ManagedKey,
     },
 }
 
 impl RetentionChange {
     /// The key the change touches.
-    pub fn key(&self) -> &str {
+    pub fn key(&self) -> ManagedKey {
         match self {
-            RetentionChange::Set { key, .. } | RetentionChange::Delete { key } => key,
+            RetentionChange::Set { key, .. } | RetentionChange::Delete { key } => *key,
+        }
+    }
+
+    /// The key's topic-level value once the change is applied (`None`: deleted, inherited).
+    pub fn leaves(&self) -> Option<&str> {
+        match self {
+            RetentionChange::Set { value, .. } => Some(value),
+            RetentionChange::Delete { .. } => None,
         }
     }
 }
@@ -93,6 +154,7 @@ pub fn plan(
         reason,
     };
     const KEY: &str = "local.retention.ms";
+    let key = ManagedKey::LocalRetentionMs;
     if !policy.manages(topic) {
         return Err(refuse(
             "the policy does not name this topic as managed".into(),
@@ -130,10 +192,7 @@ pub fn plan(
             }) {
                 return Ok(None);
             }
-            RetentionChange::Set {
-                key: KEY.into(),
-                value,
-            }
+            RetentionChange::Set { key, value }
         }
         RetentionTarget::Original => {
             let Some(original) = original else {
@@ -152,21 +211,18 @@ pub fn plan(
                     }) {
                         return Ok(None);
                     }
-                    RetentionChange::Set {
-                        key: KEY.into(),
-                        value,
-                    }
+                    RetentionChange::Set { key, value }
                 }
                 ConfigSource::Inherited => {
                     if current.is_none_or(|c| c.source == ConfigSource::Inherited) {
                         return Ok(None);
                     }
-                    RetentionChange::Delete { key: KEY.into() }
+                    RetentionChange::Delete { key }
                 }
             }
         }
     };
-    if !key_allowed(change.key()) {
+    if !key_allowed(change.key().name()) {
         return Err(refuse(format!(
             "{} is not a key the controller may change",
             change.key()
@@ -175,11 +231,87 @@ pub fn plan(
     Ok(Some(change))
 }
 
+/// What the last hop needs besides the topic's configs: the copy lag of every broker, so lowering
+/// is refused while uploads lag (DESIGN.md invariant 5).
+#[derive(Clone, Copy, Debug)]
+pub struct Evidence<'a> {
+    /// The brokers whose disks hold the topic (every broker the disk sensor reports).
+    pub brokers: &'a [BrokerId],
+    /// Their newest copy-lag readings.
+    pub copy_lag: &'a [BrokerCopyLag],
+    /// Now, to judge the readings' age.
+    pub now: Timestamp,
+}
+
+/// A change the guard approved at the last hop, on configs read just before the write. Only
+/// [`approve`] makes one, and the cluster's alter call takes nothing else.
+#[derive(Debug)]
+pub struct Approved {
+    topic: String,
+    change: RetentionChange,
+}
+
+impl Approved {
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The one operation.
+    pub fn change(&self) -> &RetentionChange {
+        &self.change
+    }
+}
+
+/// The last hop before a write: [`plan`]'s rules on `configs` (read just now), and for a lowering
+/// also that the topic is not compacted and that `evidence` proves every broker's uploads are
+/// caught up. `None` when the topic is already at the target.
+pub fn approve(
+    topic: &str,
+    target: &RetentionTarget,
+    original: Option<&OriginalRetention>,
+    configs: &TopicConfigs,
+    policy: &Policy,
+    evidence: &Evidence<'_>,
+) -> Result<Option<Approved>, RetentionRefusal> {
+    let refuse = |reason: String| RetentionRefusal {
+        topic: topic.to_string(),
+        reason,
+    };
+    let Some(change) = plan(topic, target, original, configs, policy)? else {
+        return Ok(None);
+    };
+    if let RetentionTarget::Lowered { .. } = target {
+        let cleanup = configs
+            .configs
+            .get("cleanup.policy")
+            .and_then(|c| c.value.clone())
+            .unwrap_or_else(|| "delete".into());
+        if cleanup.contains("compact") {
+            return Err(refuse(format!(
+                "cleanup.policy is {cleanup:?}: a compacted topic's local segments are not a copy of remote ones"
+            )));
+        }
+        if let Some(why) = copy_lag_blocks(
+            evidence.brokers.iter().copied(),
+            evidence.copy_lag,
+            policy,
+            evidence.now,
+        ) {
+            return Err(refuse(why));
+        }
+    }
+    Ok(Some(Approved {
+        topic: topic.to_string(),
+        change,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observation::Observation;
     use crate::policy::TopicPolicy;
-    use crate::sensors::Observation;
     use crate::units::Timestamp;
 
     fn policy() -> Policy {
@@ -189,6 +321,24 @@ mod tests {
             floor: None,
         });
         p
+    }
+
+    #[test]
+    fn every_managed_key_is_allowed_and_no_other_deserializes() {
+        for k in [
+            ManagedKey::LocalRetentionMs,
+            ManagedKey::LocalRetentionBytes,
+        ] {
+            assert!(key_allowed(k.name()), "{k}");
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(serde_json::from_str::<ManagedKey>(&json).unwrap(), k);
+        }
+        let err = serde_json::from_str::<ManagedKey>("\"retention.ms\"").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not a key the controller may change"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -229,7 +379,7 @@ mod tests {
         assert_eq!(
             ok,
             Some(RetentionChange::Set {
-                key: "local.retention.ms".into(),
+                key: ManagedKey::LocalRetentionMs,
                 value: "7200000".into()
             })
         );
@@ -293,7 +443,7 @@ mod tests {
             )
             .unwrap(),
             Some(RetentionChange::Set {
-                key: "local.retention.ms".into(),
+                key: ManagedKey::LocalRetentionMs,
                 value: "14400000".into()
             })
         );
@@ -312,7 +462,7 @@ mod tests {
             )
             .unwrap(),
             Some(RetentionChange::Delete {
-                key: "local.retention.ms".into()
+                key: ManagedKey::LocalRetentionMs
             })
         );
         let back = Observation::test().with_topic("out", None, 7 * 86_400_000, Timestamp(0));
@@ -337,6 +487,80 @@ mod tests {
             )
             .unwrap(),
             None
+        );
+    }
+
+    #[test]
+    fn the_last_hop_wants_fresh_copy_lag_of_every_broker_before_lowering() {
+        let now = Timestamp(10_000_000);
+        let obs = Observation::test().with_topic("out", Some(4 * 3_600_000), 7 * 86_400_000, now);
+        let (t, p) = (&obs.topics[0], policy());
+        let lower = RetentionTarget::Lowered { ms: 7_200_000 };
+        let fresh = [BrokerCopyLag {
+            broker: 1,
+            bytes: 0,
+            sampled_at: now,
+        }];
+        let evidence = |brokers: &'static [BrokerId], lag: &[BrokerCopyLag]| {
+            let lag: &'static [BrokerCopyLag] = Box::leak(lag.to_vec().into_boxed_slice());
+            Evidence {
+                brokers,
+                copy_lag: lag,
+                now,
+            }
+        };
+        let ok = approve("out", &lower, None, t, &p, &evidence(&[1], &fresh))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.topic(), "out");
+        assert_eq!(ok.change().leaves(), Some("7200000"));
+        let missing = approve("out", &lower, None, t, &p, &evidence(&[1, 2], &fresh)).unwrap_err();
+        assert!(missing.reason.contains("broker 2"), "{missing}");
+        let none = approve("out", &lower, None, t, &p, &evidence(&[], &[])).unwrap_err();
+        assert!(none.reason.contains("no broker"), "{none}");
+        let old = [BrokerCopyLag {
+            broker: 1,
+            bytes: 0,
+            sampled_at: Timestamp(0),
+        }];
+        let stale = approve("out", &lower, None, t, &p, &evidence(&[1], &old)).unwrap_err();
+        assert!(stale.reason.contains("old"), "{stale}");
+        let lagging = [BrokerCopyLag {
+            broker: 1,
+            bytes: u64::MAX,
+            sampled_at: now,
+        }];
+        let behind = approve("out", &lower, None, t, &p, &evidence(&[1], &lagging)).unwrap_err();
+        assert!(behind.reason.contains("not yet copied"), "{behind}");
+        let mut compacted = t.clone();
+        compacted.configs.insert(
+            "cleanup.policy".into(),
+            crate::observation::ConfigValue {
+                value: Some("compact".into()),
+                source: ConfigSource::Topic,
+            },
+        );
+        let refused =
+            approve("out", &lower, None, &compacted, &p, &evidence(&[1], &fresh)).unwrap_err();
+        assert!(refused.reason.contains("compact"), "{refused}");
+        // Restoring needs no copy-lag proof: raising local retention deletes nothing.
+        let original = OriginalRetention {
+            value: Some("14400000".into()),
+            source: ConfigSource::Topic,
+            effective_ms: Some(14_400_000),
+        };
+        let lowered = Observation::test().with_topic("out", Some(3_600_000), 7 * 86_400_000, now);
+        assert!(
+            approve(
+                "out",
+                &RetentionTarget::Original,
+                Some(&original),
+                &lowered.topics[0],
+                &p,
+                &evidence(&[], &[])
+            )
+            .unwrap()
+            .is_some()
         );
     }
 }

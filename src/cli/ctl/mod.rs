@@ -87,7 +87,8 @@ pub enum CtlCommand {
         #[arg(long)]
         reason: String,
     },
-    /// Bring every managed topic's local retention back to its original now, then hold it.
+    /// Bring every managed topic's local retention (or one's) back to its original now, then
+    /// hold it.
     Restore {
         /// Why.
         #[arg(long)]
@@ -95,6 +96,19 @@ pub enum CtlCommand {
         /// How long to keep the controller from lowering again.
         #[arg(long, default_value = "1h")]
         hold: String,
+        /// Only this managed topic.
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Take a managed topic's value now as its original (after someone changed it by hand: the
+    /// controller keeps its hands off the topic until then).
+    Adopt {
+        /// The managed topic.
+        #[arg(long)]
+        topic: String,
+        /// Why (goes into the audit log).
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -236,13 +250,27 @@ pub async fn run(conn: &Connection, cmd: &CtlCommand) -> Result<String, CtlError
             };
             api.send("PUT", "/v1/mode", &body, render::mode).await?
         }
-        CtlCommand::Restore { reason, hold } => {
+        CtlCommand::Restore {
+            reason,
+            hold,
+            topic,
+        } => {
             let body = RestoreRequest {
                 reason: reason.clone(),
                 hold: Some(hold.clone()),
                 actor: actor.clone(),
+                topic: topic.clone(),
             };
             api.send("POST", "/v1/restore", &body, render::restore)
+                .await?
+        }
+        CtlCommand::Adopt { topic, reason } => {
+            let body = catchup_proto::requests::AdoptRequest {
+                topic: topic.clone(),
+                reason: reason.clone(),
+                actor: actor.clone(),
+            };
+            api.send("POST", "/v1/retention/adopt", &body, render::adopt)
                 .await?
         }
     };

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use catchup::units::{Dur, Timestamp};
 use catchup_proto::audit::AuditPage;
 use catchup_proto::decision::{Gate, Override, OverrideAction, OverrideScope, RetentionTarget};
-use catchup_proto::requests::{ModeResponse, RestoreResponse, ResumeResponse};
+use catchup_proto::requests::{AdoptResponse, ModeResponse, RestoreResponse, ResumeResponse};
 use catchup_proto::status::Status;
 
 /// A JSON value as one cell: strings bare, `-` for nothing.
@@ -254,6 +254,23 @@ pub fn audit(page: &AuditPage) -> String {
 /// A mode change.
 pub fn mode(m: &ModeResponse) -> String {
     format!("mode: {} (was {})\n", m.mode.as_str(), m.before.as_str())
+}
+
+/// What an adopt did.
+pub fn adopt(a: &AdoptResponse) -> String {
+    let show = |o: &catchup_proto::observation::OriginalRetention| {
+        format!(
+            "{} ({})",
+            o.value.as_deref().unwrap_or("-"),
+            json_cell(&o.source)
+        )
+    };
+    format!(
+        "{}: the original is now {} (was {}); the controller acts on the topic again\n",
+        a.topic,
+        show(&a.after),
+        show(&a.before)
+    )
 }
 
 /// What a restore did, per topic.

@@ -11,6 +11,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka_sys as rd;
 
 use super::{Owned, cstr, err_string};
+use crate::actuators::retention::guard::{Approved, RetentionChange};
 
 /// One partition's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,9 +112,12 @@ fn wait(
     // timeout passes), and the queue must outlive the request: destroying it while the request is in
     // flight trips librdkafka's own assertions. So wait for the event well past the request timeout;
     // in the pathological case that none comes, leak the queue rather than free it under librdkafka.
-    let limit = timeout * 3 + Duration::from_secs(30);
-    let deadline = crate::clock::monotonic_now() + limit;
-    while guard.event.is_null() && crate::clock::monotonic_now() < deadline {
+    let limit = timeout
+        .saturating_mul(3)
+        .saturating_add(Duration::from_secs(30))
+        .min(Duration::from_secs(3600));
+    let start = crate::clock::monotonic_now();
+    while guard.event.is_null() && start.elapsed() < limit {
         // SAFETY: the queue is valid until the guard drops; the event is owned by the guard from here on.
         guard.event = unsafe { rd::rd_kafka_queue_poll(guard.queue, 1000) };
     }
@@ -326,22 +330,11 @@ pub fn list_offsets(
     Ok(out)
 }
 
-/// One incremental config operation on one key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AlterOp {
-    /// SET the key to this value on the resource.
-    Set(String),
-    /// DELETE the key from the resource (it inherits again).
-    Delete,
-}
-
 /// The C strings and librdkafka operation type of `op` on `key` of `topic`, or which one holds a NUL
 /// byte.
 fn alter_args(
     call: &'static str,
-    topic: &str,
-    key: &str,
-    op: &AlterOp,
+    approved: &Approved,
 ) -> Result<
     (
         CString,
@@ -351,18 +344,20 @@ fn alter_args(
     ),
     AdminError,
 > {
+    let (topic, change) = (approved.topic(), approved.change());
+    let key = change.key().name();
     let nul = |what: &str| AdminError {
         call,
         reason: format!("{what} contains a NUL byte"),
     };
     let topic_c = CString::new(topic).map_err(|_| nul("topic"))?;
     let key_c = CString::new(key).map_err(|_| nul("key"))?;
-    let (op_type, value_c) = match op {
-        AlterOp::Set(v) => (
+    let (op_type, value_c) = match change {
+        RetentionChange::Set { value: v, .. } => (
             rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET,
             Some(CString::new(v.as_str()).map_err(|_| nul("value"))?),
         ),
-        AlterOp::Delete => (
+        RetentionChange::Delete { .. } => (
             rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE,
             None,
         ),
@@ -370,13 +365,13 @@ fn alter_args(
     Ok((topic_c, key_c, op_type, value_c))
 }
 
-/// IncrementalAlterConfigs of one key of one topic: every other config of the topic is left exactly
-/// as it is (unlike the legacy AlterConfigs, which resets what it is not given).
+/// IncrementalAlterConfigs of the one managed key of one topic, as the retention guard approved it
+/// at the last hop (an [`Approved`] change is the only thing this takes): every other config of the
+/// topic is left exactly as it is (unlike the legacy AlterConfigs, which resets what it is not
+/// given).
 pub fn incremental_alter_topic(
     admin: &AdminClient<DefaultClientContext>,
-    topic: &str,
-    key: &str,
-    op: &AlterOp,
+    approved: &Approved,
     timeout: Duration,
 ) -> Result<(), AdminError> {
     const CALL: &str = "IncrementalAlterConfigs";
@@ -385,7 +380,7 @@ pub fn incremental_alter_topic(
         rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
         timeout,
     )?;
-    let (topic_c, key_c, op_type, value_c) = alter_args(CALL, topic, key, op)?;
+    let (topic_c, key_c, op_type, value_c) = alter_args(CALL, approved)?;
     // SAFETY: a valid C string; the resource is destroyed below on every path.
     let mut resource = unsafe {
         rd::rd_kafka_ConfigResource_new(

@@ -31,8 +31,7 @@ use std::ffi::{CStr, c_char};
 use rdkafka_sys as rd;
 
 pub use admin::{
-    AdminError, AlterOp, End, PartitionAnswer, committed_offsets, incremental_alter_topic,
-    list_offsets,
+    AdminError, End, PartitionAnswer, committed_offsets, incremental_alter_topic, list_offsets,
 };
 pub use queue::{BearerToken, MainQueuePump, TokenSource};
 

@@ -2,11 +2,11 @@
 //! brokers into fresh and stale.
 
 use super::{Tick, alert};
+use crate::observation::{BrokerId, Observation};
 use crate::policy::AlertCode;
 use crate::policy::decision::{BrokerForecast, Severity};
 use crate::policy::forecast;
 use crate::policy::state::{ControllerState, DiskPoint};
-use crate::sensors::{BrokerId, Observation};
 use crate::units::{Dur, Timestamp};
 
 /// What the engine makes of the disk readings.

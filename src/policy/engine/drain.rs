@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use super::{Tick, alert};
+use crate::observation::{GroupOffsets, Observation};
 use crate::policy::AlertCode;
 use crate::policy::decision::Severity;
 use crate::policy::state::{ControllerState, GroupTrack};
-use crate::sensors::{GroupOffsets, Observation};
 
 /// Drain status of the catch-up groups.
 pub(super) struct DrainView {

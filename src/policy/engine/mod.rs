@@ -17,10 +17,12 @@ mod gates;
 mod retention;
 mod throttle;
 
+pub use retention::copy_lag_blocks;
+
 use super::config::Policy;
 use super::decision::{Alert, AlertCode, Decision, Override, Severity};
 use super::state::ControllerState;
-use crate::sensors::Observation;
+use crate::observation::Observation;
 use crate::units::Timestamp;
 
 /// Decides what every gate and every managed topic should be, given what the sensors saw.
@@ -39,6 +41,7 @@ pub fn decide(
         policy,
         now,
         overrides,
+        journal: obs.retention.is_some(),
         alerts: Vec::new(),
     };
     let disks = disks::assess_disks(&mut st, obs, &mut tick);
@@ -73,6 +76,8 @@ struct Tick<'a> {
     now: Timestamp,
     /// The manual overrides in force.
     overrides: &'a [Override],
+    /// Whether the observation carries the retention journal (which then judges drift).
+    journal: bool,
     /// Alerts in the order raised; `decide` sorts them once at the end (stably, so this order
     /// survives among alerts of the same severity and code).
     alerts: Vec<Alert>,

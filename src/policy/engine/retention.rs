@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 
 use super::disks::DiskView;
 use super::{Tick, alert};
+use crate::observation::{
+    BrokerCopyLag, BrokerId, ConfigSource, JournalPhase, Observation, RetentionRecord, TopicConfigs,
+};
 use crate::policy::AlertCode;
 use crate::policy::config::Policy;
 use crate::policy::decision::{RetentionTarget, Severity, TopicDecision};
 use crate::policy::state::{ControllerState, OriginalRetention, TopicTrack};
-use crate::sensors::{ConfigSource, Observation, TopicConfigs};
 use crate::units::{Dur, Timestamp};
 
 /// Every managed topic's decision (alerting on stale configs, drift, untiered topics, blocked
@@ -23,6 +25,9 @@ pub(super) fn retention_decisions(
     tick: &mut Tick,
 ) -> BTreeMap<String, TopicDecision> {
     let p = tick.policy;
+    if let Some(records) = &obs.retention {
+        follow_journal(st, records, p);
+    }
     let outlook = Outlook::new(st, obs, disks, drained, tick);
     let mut out = BTreeMap::new();
     let mut at_floor = Vec::new();
@@ -50,6 +55,45 @@ pub(super) fn retention_decisions(
         ));
     }
     out
+}
+
+/// Follows the retention journal, the one record of originals (DESIGN.md invariant 9): a topic with
+/// an open entry has the journal's original and, once its writes are settled, the journal's value;
+/// a drifted one is hands off until a person adopts its value; a topic the journal has nothing open
+/// for has nothing of the controller's on it, whatever the engine's own memory says (a dry run, a
+/// state file older than the last write, a restore by the runbook).
+fn follow_journal(st: &mut ControllerState, records: &[RetentionRecord], p: &Policy) {
+    for managed in &p.retention.topics {
+        let track = st.topics.entry(managed.name.clone()).or_default();
+        let open = records
+            .iter()
+            .find(|r| r.topic == managed.name && r.phase.is_open());
+        match open {
+            Some(r) => {
+                let original_value = match r.original.source {
+                    ConfigSource::Topic => r.original.value.clone(),
+                    ConfigSource::Inherited => None,
+                };
+                track.original = Some(r.original.clone());
+                track.hands_off = (r.phase == JournalPhase::Drifted).then(|| r.reason.clone());
+                if r.pending.is_none() {
+                    track.lowered_ms = if r.value == original_value {
+                        None
+                    } else {
+                        r.value.as_deref().and_then(|v| v.trim().parse().ok())
+                    };
+                }
+            }
+            None => {
+                if track.original.is_some() || track.lowered_ms.is_some() {
+                    track.original = None;
+                    track.lowered_ms = None;
+                    track.previous_ms = None;
+                }
+                track.hands_off = None;
+            }
+        }
+    }
 }
 
 /// What this tick's disks and backlog say about every managed topic.
@@ -130,6 +174,7 @@ impl<'a> Topic<'a> {
                 });
         let decision = TopicDecision {
             target: held_target(track),
+            changed: false,
             current_ms,
             original_ms,
             reasons: Vec::new(),
@@ -168,7 +213,14 @@ impl<'a> Topic<'a> {
             ));
             return None;
         };
-        if let Some(why) = detect_drift(track, configs) {
+        // With a journal, drift is the journal's finding (it knows every write, pending ones too,
+        // and `follow_journal` has made the topic hands off); without one, the engine judges.
+        let drift = if tick.journal {
+            None
+        } else {
+            detect_drift(track, configs)
+        };
+        if let Some(why) = drift {
             tick.alerts.push(alert(
                 Severity::Critical,
                 AlertCode::DriftDetected,
@@ -271,6 +323,7 @@ impl<'a> Topic<'a> {
         } else {
             remember_lowering(track, configs, current, next, now);
             decision.target = RetentionTarget::Lowered { ms: next };
+            decision.changed = true;
             decision.original_ms = track.original.as_ref().and_then(|o| o.effective_ms);
             decision.reasons.push(format!(
                 "{why}: lowering local.retention.ms from {} to {} (floor {})",
@@ -325,6 +378,7 @@ impl<'a> Topic<'a> {
             };
             track.previous_ms = Some(lowered);
             track.last_step_at = Some(now);
+            decision.changed = true;
             if original.is_none_or(|o| next >= o) {
                 track.lowered_ms = None;
                 decision.target = RetentionTarget::Original;
@@ -411,11 +465,31 @@ fn lowering_blocked(
     if !disks.all_fresh {
         return Some("disk data is stale or missing: no config change".into());
     }
-    for f in &disks.forecasts {
-        let Some(c) = obs.copy_lag.iter().find(|c| c.broker == f.broker) else {
+    copy_lag_blocks(
+        disks.forecasts.iter().map(|f| f.broker),
+        &obs.copy_lag,
+        p,
+        now,
+    )
+}
+
+/// Why the copy lag of `brokers` forbids lowering local retention, if it does (DESIGN.md invariant
+/// 5: Kafka deletes only uploaded segments, so lowering while uploads lag frees nothing). A broker
+/// without a reading, with one older than `staleness.max_copy_lag_age`, or with more than
+/// `retention.max_copy_lag` not yet copied blocks it; so does knowing no broker at all. The engine
+/// and the retention guard's last hop both ask this.
+pub fn copy_lag_blocks(
+    brokers: impl IntoIterator<Item = BrokerId>,
+    copy_lag: &[BrokerCopyLag],
+    p: &Policy,
+    now: Timestamp,
+) -> Option<String> {
+    let mut any = false;
+    for broker in brokers {
+        any = true;
+        let Some(c) = copy_lag.iter().find(|c| c.broker == broker) else {
             return Some(format!(
-                "no tiered-storage copy-lag reading for broker {}: cannot prove lowering frees space",
-                f.broker
+                "no tiered-storage copy-lag reading for broker {broker}: cannot prove lowering frees space"
             ));
         };
         if now.since(c.sampled_at) > p.staleness.max_copy_lag_age {
@@ -434,7 +508,7 @@ fn lowering_blocked(
             ));
         }
     }
-    None
+    (!any).then(|| "no broker's disk is known: cannot prove lowering frees space".to_string())
 }
 
 /// Whether some broker is forecast to cross the throttle start within the retention lead time (or,
