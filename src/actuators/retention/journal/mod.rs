@@ -335,3 +335,6 @@ impl<'a, A: ConfigAdmin, S: JournalStore> Journaled<'a, A, S> {
         Ok(Adopted { before, after })
     }
 }
+
+#[cfg(test)]
+mod tests;
