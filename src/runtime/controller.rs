@@ -103,6 +103,9 @@ pub struct Controller {
     pub status: RwLock<Status>,
     /// Set after the first tick with fresh disk and lag data.
     pub ready: AtomicBool,
+    /// Set when the service is shutting down: a tick in progress finishes the write it is in and
+    /// starts no other (the journal makes even a kill mid-write safe; this keeps shutdown short).
+    pub stopping: AtomicBool,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// The API token (`None`: mutating endpoints are refused).
@@ -152,6 +155,7 @@ impl Controller {
             metrics,
             status: RwLock::new(status),
             ready: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             clock,
             token,
             commands: tx,

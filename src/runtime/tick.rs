@@ -64,10 +64,23 @@ impl<K: ClusterIo> Runtime<K> {
         let mut interval = tokio::time::interval(wall_tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        let ctl = self.ctl.clone();
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = interval.tick() => self.tick().await,
+                _ = interval.tick() => {
+                    // A shutdown during the tick stops it between writes, not after all of them.
+                    let tick = self.tick();
+                    tokio::pin!(tick);
+                    tokio::select! {
+                        _ = &mut tick => {}
+                        _ = &mut shutdown => {
+                            ctl.stopping.store(true, Ordering::Relaxed);
+                            tick.await;
+                            break;
+                        }
+                    }
+                }
                 Some(cmd) = commands.recv() => self.command(cmd).await,
             }
         }
@@ -218,6 +231,10 @@ impl<K: ClusterIo> Runtime<K> {
                     let Some(d) = decision.topics.get(&topic) else {
                         continue;
                     };
+                    if self.ctl.stopping.load(Ordering::Relaxed) {
+                        info!(topic, "shutting down: no further retention write this tick");
+                        continue;
+                    }
                     self.change_retention(&topic, d, step, obs, now).await;
                 }
             }
