@@ -152,7 +152,10 @@ fn an_unreachable_broker_is_a_clear_error() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-async fn describe(bootstrap: &str, topic: &str) -> BTreeMap<String, (Option<String>, String)> {
+pub(crate) async fn describe(
+    bootstrap: &str,
+    topic: &str,
+) -> BTreeMap<String, (Option<String>, String)> {
     use rdkafka::admin::ResourceSpecifier;
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -171,7 +174,7 @@ async fn describe(bootstrap: &str, topic: &str) -> BTreeMap<String, (Option<Stri
         .collect()
 }
 
-fn retention(args: &[&str]) -> std::process::Output {
+pub(crate) fn retention(args: &[&str]) -> std::process::Output {
     let mut full = vec!["retention"];
     full.extend_from_slice(args);
     catchup(&full)
@@ -199,7 +202,7 @@ fn lower(bootstrap: &str, dir: &str, topic: &str, to: &str, reason: &str) -> std
 }
 
 /// A disk-source file (written now, so fresh) saying the one broker's uploads are caught up.
-fn caught_up_disk_file(dir: &str) -> String {
+pub(crate) fn caught_up_disk_file(dir: &str) -> String {
     std::fs::create_dir_all(dir).unwrap();
     let file = format!("{dir}.disk.json");
     std::fs::write(
@@ -211,7 +214,7 @@ fn caught_up_disk_file(dir: &str) -> String {
 }
 
 /// A person changes `key` of `topic` with another tool (kafka-python), not catchup.
-fn alter_by_hand(bootstrap: &str, topic: &str, key: &str, value: &str) {
+pub(crate) fn alter_by_hand(bootstrap: &str, topic: &str, key: &str, value: &str) {
     let script = crate::root().join("tests/integration/python/alter.py");
     let out = Command::new("python3")
         .arg(script)
@@ -225,7 +228,7 @@ fn alter_by_hand(bootstrap: &str, topic: &str, key: &str, value: &str) {
     );
 }
 
-fn state_dir(name: &str) -> String {
+pub(crate) fn state_dir(name: &str) -> String {
     let d = std::env::temp_dir().join(format!("catchup-retention-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d.to_string_lossy().into_owned()
