@@ -14,7 +14,7 @@ use crate::sensors::disk::AnyDiskSource;
 use crate::sensors::lag::LagReader;
 use crate::sensors::{
     BrokerCopyLag, BrokerDisk, ClusterFacts, CopyLagSensor, DiskSensor, GroupOffsets, LagSensor,
-    Limitation, SensorError, TopicConfigSensor, TopicConfigs,
+    Limitation, Readings, SensorError, TopicConfigSensor, TopicConfigs,
 };
 use crate::store::StateDir;
 
@@ -93,22 +93,21 @@ impl DiskSensor for KafkaCluster {
 }
 
 impl CopyLagSensor for KafkaCluster {
-    async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
+    async fn read_copy_lag(&self) -> Result<Readings<BrokerCopyLag>, SensorError> {
         self.disk.read_copy_lag().await
     }
 }
 
 impl LagSensor for KafkaCluster {
-    async fn read_offsets(&self, groups: &[String]) -> Result<Vec<GroupOffsets>, SensorError> {
+    async fn read_offsets(&self, groups: &[String]) -> Result<Readings<GroupOffsets>, SensorError> {
         let reader = self.lag.clone();
         let groups = groups.to_vec();
-        let results = tokio::task::spawn_blocking(move || reader.read_groups(&groups, wall_now()))
+        tokio::task::spawn_blocking(move || reader.read_groups(&groups, wall_now()))
             .await
             .map_err(|e| SensorError::Unavailable {
                 sensor: crate::sensors::SensorKind::Lag,
                 reason: e.to_string(),
-            })?;
-        results.into_iter().collect()
+            })?
     }
 
     async fn read_members(&self, groups: &[String]) -> Result<Vec<(String, u32)>, SensorError> {
@@ -127,7 +126,7 @@ impl TopicConfigSensor for KafkaCluster {
     async fn read_topic_configs(
         &self,
         topics: &[String],
-    ) -> Result<Vec<TopicConfigs>, SensorError> {
+    ) -> Result<Readings<TopicConfigs>, SensorError> {
         crate::sensors::topic_config::read(&self.topics, topics, wall_now()).await
     }
 }

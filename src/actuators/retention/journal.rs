@@ -186,7 +186,13 @@ impl<'a> KafkaRetention<'a> {
                 topic: topic.into(),
                 reason: e.to_string(),
             })?;
-        all.pop().ok_or_else(|| RetentionError::Cluster {
+        if let Some(failed) = all.failed.pop() {
+            return Err(RetentionError::Cluster {
+                topic: topic.into(),
+                reason: failed.reason,
+            });
+        }
+        all.read.pop().ok_or_else(|| RetentionError::Cluster {
             topic: topic.into(),
             reason: "no configs returned".into(),
         })

@@ -88,7 +88,25 @@ impl<'a> Runbook<'a> {
                 topic: topics.join(","),
                 reason: e.to_string(),
             })?;
+        // Every journaled topic is shown or the status fails naming the ones it could not read.
+        if !configs.failed.is_empty() {
+            return Err(RetentionError::Cluster {
+                topic: configs
+                    .failed
+                    .iter()
+                    .map(|f| f.target.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                reason: configs
+                    .failed
+                    .iter()
+                    .map(|f| f.reason.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
         Ok(configs
+            .read
             .iter()
             .filter_map(|t| {
                 let e = journal.topics.get(&t.topic)?;
