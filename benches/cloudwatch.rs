@@ -67,7 +67,9 @@ fn main() {
                 rt.block_on(async { tokio::join!(source.read_disks(), source.read_copy_lag()) });
             times.push(t.elapsed().as_secs_f64() * 1e3);
             assert_eq!(d.unwrap().len(), brokers as usize);
-            assert_eq!(c.unwrap().len(), brokers as usize);
+            let c = c.unwrap();
+            assert!(c.failed.is_empty(), "{:?}", c.failed);
+            assert_eq!(c.read.len(), brokers as usize);
             if run == 0 {
                 first = source.calls();
                 // A tick within `refresh` (default 20s) reuses the answer.

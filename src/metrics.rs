@@ -154,11 +154,13 @@ pub struct Metrics {
     pub local_retention: Family<RetentionLabel, Gauge>,
     /// Actions by kind and outcome.
     pub actions: Family<ActionLabel, Counter>,
-    /// Failed sensor reads.
+    /// Failed sensor reads: one per tick for a sensor that failed as a whole, and one per topic,
+    /// group or broker it could not read while it read the others (labelled by sensor only).
     pub sensor_errors: Family<SensorLabel, Counter>,
     /// Age of each sensor's newest reading, seconds.
     pub sensor_age: Family<SensorLabel, Gauge<f64, AtomicU64>>,
-    /// 1 when a sensor's last read succeeded, 0 when it failed (the reason is in `/v1/status`).
+    /// 1 when a sensor as a whole answered its last read, 0 when it failed as a whole (the reason
+    /// is in `/v1/status`). One topic, group or broker it could not read does not make it 0.
     pub sensor_up: Family<SensorLabel, Gauge>,
     /// Number of limitations disabling an action (0 when it is allowed).
     pub action_disabled: Family<DisabledLabel, Gauge>,
@@ -253,7 +255,7 @@ impl Metrics {
         registry.register("actions", "Actions by kind and outcome", m.actions.clone());
         registry.register(
             "sensor_errors",
-            "Failed sensor reads",
+            "Failed sensor reads (a whole sensor, or one topic, group or broker of it)",
             m.sensor_errors.clone(),
         );
         registry.register(
@@ -263,7 +265,7 @@ impl Metrics {
         );
         registry.register(
             "sensor_up",
-            "1 when a sensor's last read succeeded, 0 when it failed",
+            "1 when a sensor as a whole answered its last read, 0 when it failed as a whole",
             m.sensor_up.clone(),
         );
         registry.register(
@@ -398,10 +400,11 @@ impl Metrics {
         }
     }
 
-    /// Sets `sensor_up` from a tick's failures and `action_disabled` from its limitations.
+    /// Sets `sensor_up` from a tick's sensor-wide failures and `action_disabled` from its
+    /// limitations.
     pub fn limitations(&self, faults: &[SensorFault], limits: &[Limitation]) {
         for sensor in SensorKind::TICK {
-            let up = !faults.iter().any(|f| f.sensor == sensor);
+            let up = !faults.iter().any(|f| f.sensor == sensor && f.is_whole());
             self.sensor_up
                 .get_or_create(&SensorLabel {
                     sensor: Label(sensor),
@@ -498,6 +501,26 @@ mod tests {
             text.contains("catchup_sensor_errors_total{sensor=\"disk\"} 0"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn sensor_up_means_the_sensor_as_a_whole_answered() {
+        let m = Metrics::new();
+        m.limitations(
+            &[
+                SensorFault::item(SensorKind::TopicConfigs, "out-gone", "topic out-gone: gone"),
+                SensorFault::whole(SensorKind::Disk, "CloudWatch unreachable"),
+            ],
+            &[],
+        );
+        let text = m.encode();
+        for line in [
+            "catchup_sensor_up{sensor=\"topic_configs\"} 1",
+            "catchup_sensor_up{sensor=\"disk\"} 0",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+        assert!(!text.contains("out-gone"), "no topic label: {text}");
     }
 
     #[test]

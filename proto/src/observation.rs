@@ -254,7 +254,9 @@ pub struct Observation {
     pub groups: Vec<GroupOffsets>,
     /// Configs per managed topic.
     pub topics: Vec<TopicConfigs>,
-    /// Sensors that failed this tick, with the reason (their last readings may still be present, aged).
+    /// Sensors that failed this tick, as a whole or for one topic, group or broker (`target`), with
+    /// the reason (the last readings of a failed sensor, topic or group may still be present, aged;
+    /// a broker whose copy lag is unknown has none).
     pub sensor_errors: Vec<SensorFault>,
     /// What the retention journal (the one record of originals) holds for each managed topic it
     /// has changed, settled against this tick's configs. `None` where there is no journal (the
@@ -360,14 +362,49 @@ impl std::fmt::Display for Limitation {
     }
 }
 
-/// A sensor that could not be read.
+/// A sensor that could not be read: as a whole (`target` absent), or for one topic, group or broker
+/// while it read the others.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SensorFault {
     /// Which sensor.
     pub sensor: SensorKind,
-    /// What went wrong.
+    /// The one topic (topic configs), group (lag) or broker id (copy lag) that could not be read;
+    /// absent when the whole sensor failed (unreachable, timed out), so a sensor-wide fault keeps
+    /// its JSON of before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// What went wrong, naming the topic, group or broker when there is one.
     pub reason: String,
+}
+
+impl SensorFault {
+    /// The whole sensor failed.
+    pub fn whole(sensor: SensorKind, reason: impl Into<String>) -> SensorFault {
+        SensorFault {
+            sensor,
+            target: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// One topic, group or broker of the sensor could not be read; the others were.
+    pub fn item(
+        sensor: SensorKind,
+        target: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> SensorFault {
+        SensorFault {
+            sensor,
+            target: Some(target.into()),
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether the whole sensor failed (not only one of its items).
+    pub fn is_whole(&self) -> bool {
+        self.target.is_none()
+    }
 }
 
 impl Observation {
@@ -502,5 +539,24 @@ mod tests {
             None,
             "a partition that could not be read makes the total unknown"
         );
+    }
+
+    #[test]
+    fn a_sensor_wide_fault_keeps_its_json_and_an_item_fault_names_its_target() {
+        let whole = SensorFault::whole(SensorKind::Lag, "metadata: broker down");
+        assert_eq!(
+            serde_json::to_string(&whole).unwrap(),
+            r#"{"sensor":"lag","reason":"metadata: broker down"}"#
+        );
+        let old: SensorFault =
+            serde_json::from_str(r#"{"sensor":"lag","reason":"metadata: broker down"}"#).unwrap();
+        assert_eq!(old, whole);
+        assert!(old.is_whole());
+        let item = SensorFault::item(SensorKind::TopicConfigs, "out-2", "topic out-2: gone");
+        assert_eq!(
+            serde_json::to_string(&item).unwrap(),
+            r#"{"sensor":"topic_configs","target":"out-2","reason":"topic out-2: gone"}"#
+        );
+        assert!(!item.is_whole());
     }
 }

@@ -82,7 +82,7 @@ pub struct Status {
     pub overrides: Vec<Override>,
     /// Managed topics with original and current retention.
     pub topics: Vec<ManagedTopic>,
-    /// Sensors that failed in the last tick.
+    /// Sensors that failed in the last tick, as a whole or for one topic, group or broker.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub sensor_errors: Vec<SensorFault>,
     /// What the controller cannot see or do right now, and which actions that disables: facts of

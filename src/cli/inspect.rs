@@ -53,18 +53,21 @@ pub async fn lag(kafka: &KafkaArgs, groups: &[String], json: bool) -> anyhow::Re
     let reader = catchup::sensors::lag::LagReader::new(&conn, timeout)?;
     let now = catchup::clock::wall_now();
     let names = groups.to_vec();
-    let results = tokio::task::spawn_blocking(move || reader.read_groups(&names, now)).await?;
-    let mut out = Vec::new();
-    for (g, result) in groups.iter().zip(results) {
-        out.push(result.with_context(|| {
-            format!(
-                "reading the lag of group {g:?} from {}",
-                conn.bootstrap_servers
-            )
-        })?);
+    let readings = tokio::task::spawn_blocking(move || reader.read_groups(&names, now))
+        .await?
+        .with_context(|| format!("reading consumer-group lag from {}", conn.bootstrap_servers))?;
+    // The groups that could be read are shown; each one that could not is named, and the command
+    // fails so a script does not take a partial answer for a whole one.
+    print!("{}", render_lag(&readings.read, json)?);
+    if readings.failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", render_lag(&out, json)?);
-    Ok(ExitCode::SUCCESS)
+    let why: Vec<String> = readings.failed.into_iter().map(|f| f.reason).collect();
+    anyhow::bail!(
+        "reading the lag from {}: {}",
+        conn.bootstrap_servers,
+        why.join("; ")
+    )
 }
 
 /// What a snapshot knows of the cluster beyond the observation.
@@ -168,7 +171,13 @@ fn render_observation(obs: &catchup::sensors::Observation) -> String {
         ));
     }
     for f in &obs.sensor_errors {
-        out.push_str(&format!("sensor {} failed: {}\n", f.sensor, f.reason));
+        match &f.target {
+            None => out.push_str(&format!("sensor {} failed: {}\n", f.sensor, f.reason)),
+            Some(t) => out.push_str(&format!(
+                "sensor {} could not read {t}: {}\n",
+                f.sensor, f.reason
+            )),
+        }
     }
     out
 }

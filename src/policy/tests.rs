@@ -237,6 +237,28 @@ fn copy_lag_above_the_limit_blocks_lowering() {
 }
 
 #[test]
+fn one_broker_s_unknown_copy_lag_blocks_lowering() {
+    // Broker 2's RemoteCopyLagBytes is missing or negative: the sensor gives no reading for it
+    // (never a 0), while brokers 1 and 3 report none waiting.
+    let mut rig = Rig::new(Some(4 * HOUR));
+    for _ in 0..30 {
+        let mut obs = rig.observation(78.0, Dur::from_mins(1));
+        obs.copy_lag.retain(|c| c.broker != 2);
+        let d = rig.tick_with(&obs, &[]);
+        assert_eq!(rig.local_ms(), 4 * HOUR, "{:?}", d.topics["out"].reasons);
+        assert!(
+            d.topics["out"].reasons[0].contains("no tiered-storage copy-lag reading for broker 2"),
+            "{:?}",
+            d.topics["out"].reasons
+        );
+        assert!(d.alerts.iter().any(|a| a.code == "retention_blocked"));
+    }
+    // With broker 2's copy lag known again, the same disks lower.
+    rig.tick(78.0);
+    assert_eq!(rig.local_ms(), 2 * HOUR);
+}
+
+#[test]
 fn a_topic_changed_by_someone_else_is_left_alone() {
     let mut rig = Rig::new(Some(4 * HOUR));
     rig.tick(78.0);

@@ -17,7 +17,7 @@ use crate::sensors::disk::AnyDiskSource;
 use crate::sensors::lag::LagReader;
 use crate::sensors::{
     BrokerCopyLag, BrokerDisk, ClusterFacts, CopyLagSensor, DiskSensor, GroupOffsets, LagSensor,
-    Limitation, SensorError, TopicConfigSensor, TopicConfigs,
+    Limitation, Readings, SensorError, TopicConfigSensor, TopicConfigs,
 };
 use crate::store::StateDir;
 use crate::units::Timestamp;
@@ -101,22 +101,21 @@ impl DiskSensor for KafkaCluster {
 }
 
 impl CopyLagSensor for KafkaCluster {
-    async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
+    async fn read_copy_lag(&self) -> Result<Readings<BrokerCopyLag>, SensorError> {
         self.disk.read_copy_lag().await
     }
 }
 
 impl LagSensor for KafkaCluster {
-    async fn read_offsets(&self, groups: &[String]) -> Result<Vec<GroupOffsets>, SensorError> {
+    async fn read_offsets(&self, groups: &[String]) -> Result<Readings<GroupOffsets>, SensorError> {
         let reader = self.lag.clone();
         let groups = groups.to_vec();
-        let results = tokio::task::spawn_blocking(move || reader.read_groups(&groups, wall_now()))
+        tokio::task::spawn_blocking(move || reader.read_groups(&groups, wall_now()))
             .await
             .map_err(|e| SensorError::Unavailable {
                 sensor: crate::sensors::SensorKind::Lag,
                 reason: e.to_string(),
-            })?;
-        results.into_iter().collect()
+            })?
     }
 
     async fn read_members(&self, groups: &[String]) -> Result<Vec<(String, u32)>, SensorError> {
@@ -135,7 +134,7 @@ impl TopicConfigSensor for KafkaCluster {
     async fn read_topic_configs(
         &self,
         topics: &[String],
-    ) -> Result<Vec<TopicConfigs>, SensorError> {
+    ) -> Result<Readings<TopicConfigs>, SensorError> {
         crate::sensors::topic_config::read(&self.topics, topics, wall_now()).await
     }
 }
@@ -160,9 +159,14 @@ impl KafkaConfigs {
 
 impl ConfigAdmin for KafkaConfigs {
     async fn describe(&self, topic: &str, now: Timestamp) -> Result<TopicConfigs, String> {
-        crate::sensors::topic_config::read(&self.0, &[topic.to_string()], now)
+        let mut answer = crate::sensors::topic_config::read(&self.0, &[topic.to_string()], now)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if let Some(failed) = answer.failed.pop() {
+            return Err(failed.reason);
+        }
+        answer
+            .read
             .pop()
             .ok_or_else(|| "no configs returned".to_string())
     }

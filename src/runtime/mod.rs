@@ -21,8 +21,8 @@ use crate::actuators::{GateActuator, RetentionActuator};
 use crate::config::RunConfig;
 use crate::policy::{Decision, Policy};
 use crate::sensors::{
-    ClusterFacts, CopyLagSensor, DiskSensor, LagSensor, Limitation, Observation, SensorError,
-    SensorFault, SensorKind, TopicConfigSensor,
+    ClusterFacts, CopyLagSensor, DiskSensor, LagSensor, Limitation, Observation, Readings,
+    SensorError, SensorFault, SensorKind, TopicConfigSensor,
 };
 use crate::units::Dur;
 
@@ -67,19 +67,40 @@ impl<
 /// the data gating needs. Copy lag and topic configs only enable retention changes, which have
 /// their own guards (invariants 5 and 6); a cluster that can never give them (monitoring level
 /// `DEFAULT`, the Prometheus source) must still become ready, or its gate would never be served.
+///
+/// "Lag read" means the lag sensor answered as a whole and read at least one group. One group
+/// whose offsets could not be fetched (its coordinator moving, an ACL denying it) does not hold
+/// readiness back: readiness serves every group's gate at once, and that group's own gate is
+/// already handled by the engine, which sees its offsets missing or aging (`lag_missing`,
+/// `lag_stale`: not drained, no restore). Holding the whole controller unready for it would take
+/// every other group's gate down with it, so one bad group would blind all. When no group at all
+/// could be read, lag was not read and readiness waits.
 pub fn ready_after(decision: &Decision, obs: &Observation) -> bool {
+    let failed_groups: Vec<&str> = obs
+        .sensor_errors
+        .iter()
+        .filter(|f| f.sensor == SensorKind::Lag)
+        .filter_map(|f| f.target.as_deref())
+        .collect();
+    let some_group_read = failed_groups.is_empty()
+        || obs
+            .groups
+            .iter()
+            .any(|g| !failed_groups.contains(&g.group.as_str()));
     !decision.brokers.is_empty()
         && decision.brokers.iter().all(|b| !b.stale)
         && !obs
             .sensor_errors
             .iter()
-            .any(|f| matches!(f.sensor, SensorKind::Disk | SensorKind::Lag))
+            .any(|f| f.is_whole() && matches!(f.sensor, SensorKind::Disk | SensorKind::Lag))
+        && some_group_read
 }
 
 /// Reads every sensor of `cluster` once, concurrently, each within `timeout` (none: as long as it
 /// takes, for the simulator, whose sensors answer at once); failures are reported in
-/// `sensor_errors`. The control loop, `catchup observe`, `catchup plan` and the simulator all
-/// observe through this.
+/// `sensor_errors`: one fault for a sensor that failed as a whole, and one per topic, group or
+/// broker (its `target`) that could not be read while the others were. The control loop, `catchup
+/// observe`, `catchup plan` and the simulator all observe through this.
 pub async fn observe_once<K>(cluster: &K, policy: &Policy, timeout: Option<Duration>) -> Observation
 where
     K: DiskSensor + CopyLagSensor + LagSensor + TopicConfigSensor,
@@ -99,9 +120,9 @@ where
     let mut faults = Vec::new();
     let mut obs = Observation {
         disks: reading(SensorKind::Disk, disks, &late, &mut faults),
-        copy_lag: reading(SensorKind::CopyLag, copy, &late, &mut faults),
-        groups: reading(SensorKind::Lag, lag, &late, &mut faults),
-        topics: reading(SensorKind::TopicConfigs, configs, &late, &mut faults),
+        copy_lag: readings(SensorKind::CopyLag, copy, &late, &mut faults),
+        groups: readings(SensorKind::Lag, lag, &late, &mut faults),
+        topics: readings(SensorKind::TopicConfigs, configs, &late, &mut faults),
         ..Observation::default()
     };
     obs.sensor_errors = faults;
@@ -147,53 +168,26 @@ fn reading<T: Default>(
         Some(Err(e)) => e.to_string(),
         None => late.to_string(),
     };
-    faults.push(SensorFault { sensor, reason });
+    faults.push(SensorFault::whole(sensor, reason));
     T::default()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::policy::ControllerState;
-    use crate::units::Timestamp;
-
-    fn fault(sensor: &str) -> SensorFault {
-        SensorFault {
-            sensor: SensorKind::TICK
-                .into_iter()
-                .find(|k| *k == sensor)
-                .expect("a sensor of the tick"),
-            reason: "test".into(),
-        }
-    }
-
-    #[test]
-    fn readiness_needs_fresh_disk_and_lag_but_not_copy_lag_or_configs() {
-        let now = Timestamp(10_000_000);
-        let policy = Policy::default();
-        let obs = Observation::test()
-            .with_disk(1, 50.0, now)
-            .with_disk(2, 50.0, now)
-            .with_lag("g", 100, 10, now);
-        let decide_on = |obs: &Observation| {
-            crate::policy::decide(obs, &policy, &ControllerState::default(), &[], now).0
-        };
-        let d = decide_on(&obs);
-        assert!(ready_after(&d, &obs));
-        // A cluster without copy lag (DEFAULT monitoring, Prometheus) is still ready to gate.
-        let mut no_copy = obs.clone();
-        no_copy.sensor_errors = vec![fault("copy_lag"), fault("topic_configs")];
-        assert!(ready_after(&decide_on(&no_copy), &no_copy));
-        for sensor in ["disk", "lag"] {
-            let mut failed = obs.clone();
-            failed.sensor_errors = vec![fault(sensor)];
-            assert!(!ready_after(&decide_on(&failed), &failed), "{sensor}");
-        }
-        let stale = Observation::test()
-            .with_disk(1, 50.0, Timestamp(now.0 - 3_600_000))
-            .with_lag("g", 100, 10, now);
-        assert!(!ready_after(&decide_on(&stale), &stale));
-        let no_disk = Observation::test().with_lag("g", 100, 10, now);
-        assert!(!ready_after(&decide_on(&no_disk), &no_disk));
-    }
+/// An item-by-item sensor's answer: the items read, with a fault recorded for each item that could
+/// not be read; or, when the whole sensor failed or was late, nothing with one fault.
+fn readings<T>(
+    sensor: SensorKind,
+    answer: Option<Result<Readings<T>, SensorError>>,
+    late: &str,
+    faults: &mut Vec<SensorFault>,
+) -> Vec<T> {
+    let r = reading(sensor, answer, late, faults);
+    faults.extend(
+        r.failed
+            .into_iter()
+            .map(|f| SensorFault::item(sensor, f.target, f.reason)),
+    );
+    r.read
 }
+
+#[cfg(test)]
+mod tests;

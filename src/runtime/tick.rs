@@ -91,19 +91,30 @@ impl<K: ClusterIo> Runtime<K> {
     }
 
     /// Reads every sensor concurrently, each within the sensor timeout; a failed or late sensor
-    /// keeps its last readings (which then age) and is reported.
+    /// keeps its last readings (which then age) and is reported. A topic or group that alone could
+    /// not be read keeps its own last reading, and the others are this tick's. A broker whose copy
+    /// lag alone is unknown (missing or negative) keeps none: its last value is exactly what can no
+    /// longer be trusted (Kafka stops emitting the metric while uploads fail, KAFKA-19995), so the
+    /// engine sees no reading and does not lower retention.
     pub async fn observe(&self) -> Observation {
         let timeout = Duration::from_millis(self.ctl.config.effective_sensor_timeout().0);
         let mut obs = observe_once(&self.cluster, &self.ctl.policy, Some(timeout)).await;
         let last = &self.last_obs;
         let faults = obs.sensor_errors.clone();
         for f in &faults {
-            match f.sensor {
-                SensorKind::Disk => obs.disks = last.disks.clone(),
-                SensorKind::CopyLag => obs.copy_lag = last.copy_lag.clone(),
-                SensorKind::Lag => obs.groups = last.groups.clone(),
-                SensorKind::TopicConfigs => obs.topics = last.topics.clone(),
-                SensorKind::Members | SensorKind::State => {}
+            match (f.sensor, f.target.as_deref()) {
+                (SensorKind::Disk, None) => obs.disks = last.disks.clone(),
+                (SensorKind::CopyLag, None) => obs.copy_lag = last.copy_lag.clone(),
+                (SensorKind::Lag, None) => obs.groups = last.groups.clone(),
+                (SensorKind::TopicConfigs, None) => obs.topics = last.topics.clone(),
+                (SensorKind::Lag, Some(group)) => {
+                    keep_last(&mut obs.groups, &last.groups, |g| g.group == group)
+                }
+                (SensorKind::TopicConfigs, Some(topic)) => {
+                    keep_last(&mut obs.topics, &last.topics, |t| t.topic == topic)
+                }
+                (SensorKind::CopyLag | SensorKind::Disk, Some(_))
+                | (SensorKind::Members | SensorKind::State, _) => {}
             }
             self.ctl
                 .metrics
@@ -112,7 +123,12 @@ impl<K: ClusterIo> Runtime<K> {
                     sensor: Label(f.sensor),
                 })
                 .inc();
-            warn!(sensor = %f.sensor, reason = %f.reason, "sensor read failed");
+            match &f.target {
+                None => warn!(sensor = %f.sensor, reason = %f.reason, "sensor read failed"),
+                Some(item) => {
+                    warn!(sensor = %f.sensor, item = %item, reason = %f.reason, "sensor read failed for one item")
+                }
+            }
         }
         obs
     }
@@ -366,6 +382,13 @@ impl<K: ClusterIo> Runtime<K> {
             }
         }
     }
+}
+
+/// Puts the last reading of the one item `is_it` picks (if there was one) into `now`'s readings, in
+/// place of any this tick has of it, so it ages into staleness.
+fn keep_last<T: Clone>(now: &mut Vec<T>, last: &[T], is_it: impl Fn(&T) -> bool) {
+    now.retain(|x| !is_it(x));
+    now.extend(last.iter().filter(|x| is_it(x)).cloned());
 }
 
 /// Whether a gate change is worth an audit record: a different state, or a rate 10% off.

@@ -1,13 +1,18 @@
 //! Consumer-group lag in batches: one `ListConsumerGroupOffsets` (OffsetFetch) per group, all in
 //! flight at once, then for all groups together one metadata request and two `ListOffsets` (earliest
 //! and latest, one request per leader broker each) — never one request per partition.
+//!
+//! Groups answer one by one: a group whose OffsetFetch fails (its coordinator moving, an ACL that
+//! denies it) is named in the readings' `failed` list and every other group is read. The sensor
+//! fails as a whole only when the cluster does not answer (metadata) or the shared `ListOffsets`
+//! fail, which no group's lag can do without.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::kafka::ffi::{self, End};
 use crate::kafka::{Admin, Connection};
-use crate::sensors::{GroupOffsets, PartitionOffsets, SensorError, SensorKind};
+use crate::sensors::{GroupOffsets, PartitionOffsets, Readings, SensorError, SensorKind};
 use crate::units::Timestamp;
 
 /// Reads committed and log offsets of consumer groups.
@@ -32,13 +37,18 @@ impl LagReader {
 
     /// Offsets of every partition of every topic `group` has committed on; see [`LagReader::read_groups`].
     pub fn read_group(&self, group: &str, now: Timestamp) -> Result<GroupOffsets, SensorError> {
-        self.read_groups(&[group.to_string()], now)
+        let mut readings = self.read_groups(&[group.to_string()], now)?;
+        if let Some(failed) = readings.failed.pop() {
+            return Err(unavailable(SensorKind::Lag, failed.reason));
+        }
+        readings
+            .read
             .pop()
-            .unwrap_or_else(|| Err(unavailable(SensorKind::Lag, "no answer")))
+            .ok_or_else(|| unavailable(SensorKind::Lag, format!("group {group}: no answer")))
     }
 
-    /// Offsets of every partition of every topic each group has committed on, one result per group.
-    /// Blocking: call it off the async executor.
+    /// Offsets of every partition of every topic each group has committed on; a group whose
+    /// offsets could not be fetched is named in `failed`. Blocking: call it off the async executor.
     ///
     /// Requests: one `ListConsumerGroupOffsets` per group (all in flight at once), then for all groups
     /// together one metadata request and two `ListOffsets` (earliest and latest, one request per leader
@@ -48,25 +58,15 @@ impl LagReader {
         &self,
         groups: &[String],
         now: Timestamp,
-    ) -> Vec<Result<GroupOffsets, SensorError>> {
+    ) -> Result<Readings<GroupOffsets>, SensorError> {
         // Metadata first: it tells whether the cluster answers at all before any admin request is
         // queued (librdkafka 2.12 can trip an internal assertion when a coordinator request is left
         // waiting for a broker that is down), and it gives every topic's partitions.
-        let metadata = match self.admin.inner().fetch_metadata(None, self.timeout) {
-            Ok(m) => m,
-            Err(e) => {
-                let why = unavailable(SensorKind::Lag, format!("metadata: {e}"));
-                return groups
-                    .iter()
-                    .map(|_| {
-                        Err(SensorError::Unavailable {
-                            sensor: crate::sensors::SensorKind::Lag,
-                            reason: why.to_string(),
-                        })
-                    })
-                    .collect();
-            }
-        };
+        let metadata = self
+            .admin
+            .inner()
+            .fetch_metadata(None, self.timeout)
+            .map_err(|e| unavailable(SensorKind::Lag, format!("metadata: {e}")))?;
         let committed: Vec<Result<Vec<ffi::PartitionAnswer>, ffi::AdminError>> =
             std::thread::scope(|s| {
                 let handles: Vec<_> = groups
@@ -91,18 +91,8 @@ impl LagReader {
             .flatten()
             .map(|p| p.topic.clone())
             .collect();
-        let shared = self.partitions_and_offsets(&topics, &metadata);
-        groups
-            .iter()
-            .zip(committed)
-            .map(|(group, committed)| {
-                let committed = committed.map_err(|e| unavailable(SensorKind::Lag, e))?;
-                let shared = shared
-                    .as_ref()
-                    .map_err(|e| unavailable(SensorKind::Lag, e))?;
-                Ok(assemble(group, committed, shared, now))
-            })
-            .collect()
+        let shared = self.partitions_and_offsets(&topics, &metadata)?;
+        Ok(assemble_groups(groups, committed, &shared, now))
     }
 
     /// Every partition of `topics` with its log-end and log-start offsets (both asked at once), and
@@ -191,6 +181,35 @@ struct Shared {
     ends: Offsets,
     starts: Offsets,
     missing: Vec<(String, String)>,
+}
+
+/// Every group's offsets from its own OffsetFetch answer (`committed`, in the order of `groups`)
+/// and the shared partition offsets; a group whose OffsetFetch failed, or that has no answer, is
+/// named in `failed` and the others are assembled.
+fn assemble_groups(
+    groups: &[String],
+    committed: Vec<Result<Vec<ffi::PartitionAnswer>, ffi::AdminError>>,
+    shared: &Shared,
+    now: Timestamp,
+) -> Readings<GroupOffsets> {
+    let mut out = Readings::default();
+    let mut committed = committed.into_iter();
+    for group in groups {
+        match committed.next() {
+            Some(Ok(answers)) => out.read.push(assemble(group, answers, shared, now)),
+            Some(Err(e)) => out.fail(
+                group,
+                format!(
+                    "group {group}: {e}: its lag is unknown this tick (the other groups are read); if it lasts, check that catchup may Describe the group (ACL) and that its coordinator broker is up"
+                ),
+            ),
+            None => out.fail(
+                group,
+                format!("group {group}: no OffsetFetch answer for it: its lag is unknown this tick"),
+            ),
+        }
+    }
+    out
 }
 
 /// One group's offsets from its commits and the shared partition offsets.
@@ -309,5 +328,48 @@ mod tests {
             Timestamp(0),
         );
         assert_eq!(clean.total_lag(), Some(6));
+    }
+
+    #[test]
+    fn one_group_s_failed_offset_fetch_is_named_and_the_others_are_read() {
+        let mut shared = Shared {
+            partitions: vec![("orders".into(), 0)],
+            ..Shared::default()
+        };
+        shared.ends.insert(("orders".into(), 0), Ok(10));
+        shared.starts.insert(("orders".into(), 0), Ok(0));
+        let groups: Vec<String> = ["billing", "audit", "search", "late"]
+            .map(String::from)
+            .to_vec();
+        // What librdkafka gives for a group catchup may not describe.
+        let denied = ffi::AdminError {
+            call: "ListConsumerGroupOffsets",
+            reason: "Broker: Group authorization failed".into(),
+        };
+        let got = assemble_groups(
+            &groups,
+            vec![
+                Ok(vec![answer("orders", 0, 4)]),
+                Err(denied),
+                Ok(vec![answer("orders", 0, 9)]),
+            ],
+            &shared,
+            Timestamp(5),
+        );
+        let lags: Vec<(&str, Option<i64>)> = got
+            .read
+            .iter()
+            .map(|g| (g.group.as_str(), g.total_lag()))
+            .collect();
+        assert_eq!(lags, [("billing", Some(6)), ("search", Some(1))]);
+        let failed: Vec<&str> = got.failed.iter().map(|f| f.target.as_str()).collect();
+        assert_eq!(failed, ["audit", "late"], "each by name");
+        let why = &got.failed[0].reason;
+        assert!(
+            why.starts_with(
+                "group audit: ListConsumerGroupOffsets: Broker: Group authorization failed"
+            ) && why.contains("ACL"),
+            "{why}"
+        );
     }
 }

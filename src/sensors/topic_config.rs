@@ -2,6 +2,11 @@
 //! each value whether it is set on the topic or inherited, so that a restore brings back exactly
 //! what was there (SET the value, or DELETE the key).
 //!
+//! Kafka answers DescribeConfigs topic by topic, and so does [`read`]: a topic whose answer is an
+//! error (deleted, mistyped in the policy, not authorized) is named in the readings' `failed` list
+//! and every other topic is still read, so one bad name never stops the others from being lowered
+//! or restored. Only a request that fails as a whole (no broker answers) fails the sensor.
+//!
 //! Apache Kafka reports every key of a topic with its source: `DYNAMIC_TOPIC_CONFIG` for values set on
 //! the topic, and the real source (`STATIC_BROKER_CONFIG`, `DYNAMIC_DEFAULT_BROKER_CONFIG`,
 //! `DEFAULT_CONFIG`, ...) for inherited ones. Some Kafka-compatible brokers misreport: tansu 0.6.0
@@ -12,24 +17,56 @@
 
 use std::collections::BTreeMap;
 
-use super::{ConfigSource, ConfigValue, SensorError, TopicConfigs};
-use crate::kafka::TopicAdmin;
+use super::{ConfigSource, ConfigValue, Readings, SensorError, TopicConfigs};
+use crate::kafka::{RawConfig, TopicAdmin};
 use crate::units::Timestamp;
 
-/// Every config of each of `topics`, with its source, sampled at `now`.
+/// Every config of each of `topics`, with its source, sampled at `now`; each topic that could not
+/// be described is named in `failed`. Fails as a whole only when the request does.
 pub async fn read(
     admin: &TopicAdmin,
     topics: &[String],
     now: Timestamp,
-) -> Result<Vec<TopicConfigs>, SensorError> {
-    let unavailable = |reason: String| SensorError::Unavailable {
-        sensor: crate::sensors::SensorKind::TopicConfigs,
-        reason,
-    };
-    let answers = admin.describe(topics).await.map_err(unavailable)?;
-    let mut out = Vec::new();
-    for (topic, answer) in topics.iter().zip(answers) {
-        let entries = answer.map_err(|e| unavailable(format!("topic {topic}: {e}")))?;
+) -> Result<Readings<TopicConfigs>, SensorError> {
+    let answers = admin
+        .describe(topics)
+        .await
+        .map_err(|reason| SensorError::Unavailable {
+            sensor: crate::sensors::SensorKind::TopicConfigs,
+            reason,
+        })?;
+    Ok(assemble(topics, answers, now))
+}
+
+/// Each topic's configs from its DescribeConfigs answer (`answers` in the order of `topics`); a
+/// topic whose answer is an error, or that has no answer, is named in `failed` with what to do.
+pub fn assemble(
+    topics: &[String],
+    answers: Vec<Result<Vec<RawConfig>, String>>,
+    now: Timestamp,
+) -> Readings<TopicConfigs> {
+    let mut out = Readings::default();
+    let mut answers = answers.into_iter();
+    for topic in topics {
+        let entries = match answers.next() {
+            Some(Ok(entries)) => entries,
+            Some(Err(e)) => {
+                out.fail(
+                    topic,
+                    format!(
+                        "topic {topic}: {e}: check that it exists, is spelt as in the policy's [[retention.topics]] and that catchup may DescribeConfigs it; the other managed topics are still read"
+                    ),
+                );
+                continue;
+            }
+            None => {
+                out.fail(
+                    topic,
+                    format!("topic {topic}: no answer for it in DescribeConfigs: its configs are unknown this tick"),
+                );
+                continue;
+            }
+        };
         let configs: BTreeMap<String, ConfigValue> = entries
             .into_iter()
             .map(|e| {
@@ -47,13 +84,13 @@ pub async fn read(
                 )
             })
             .collect();
-        out.push(TopicConfigs {
+        out.read.push(TopicConfigs {
             topic: topic.clone(),
             configs,
             sampled_at: now,
         });
     }
-    Ok(out)
+    out
 }
 
 /// Kafka's `DescribeConfigsResponse` config source codes (KIP-226).
@@ -155,6 +192,49 @@ mod tests {
         ("max.message.bytes", "1048588", 5),
         ("local.retention.bytes", "-2", 5),
     ];
+
+    fn raw(entries: &[(&str, &str, i8)]) -> Vec<RawConfig> {
+        entries
+            .iter()
+            .map(|(k, v, s)| RawConfig {
+                name: k.to_string(),
+                value: Some(v.to_string()),
+                source: *s,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_deleted_topic_among_good_ones_is_named_and_the_others_are_read() {
+        let topics: Vec<String> = ["out-1", "out-gone", "out-2", "out-late"]
+            .map(String::from)
+            .to_vec();
+        // librdkafka's text for UNKNOWN_TOPIC_OR_PARTITION, as DescribeConfigs gives it per topic.
+        let answers = vec![
+            Ok(raw(&KAFKA_EXPLICIT)),
+            Err("Broker: Unknown topic or partition".to_string()),
+            Ok(raw(&KAFKA_EXPLICIT)),
+        ];
+        let got = assemble(&topics, answers, Timestamp(7));
+        let read: Vec<&str> = got.read.iter().map(|t| t.topic.as_str()).collect();
+        assert_eq!(read, ["out-1", "out-2"]);
+        assert!(got.read.iter().all(
+            |t| t.sampled_at == Timestamp(7) && t.int("local.retention.ms") == Some(14_400_000)
+        ));
+        let failed: Vec<&str> = got.failed.iter().map(|f| f.target.as_str()).collect();
+        assert_eq!(failed, ["out-gone", "out-late"], "each by name");
+        let why = &got.failed[0].reason;
+        assert!(
+            why.contains("topic out-gone: Broker: Unknown topic or partition")
+                && why.contains("[[retention.topics]]"),
+            "{why}"
+        );
+        assert!(
+            got.failed[1].reason.contains("no answer"),
+            "{:?}",
+            got.failed
+        );
+    }
 
     #[test]
     fn apache_kafka_sources_map_directly() {

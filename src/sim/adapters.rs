@@ -12,9 +12,11 @@ use crate::actuators::{
     ActuatorError, Adopted, Applied, Evidence, GateActuator, RetentionActuator, Settled,
 };
 use crate::policy::{GroupDecision, Policy, RetentionTarget};
+use crate::sensors::disk::{copy_lag_bytes, unknown_copy_lag};
 use crate::sensors::{
     BrokerCopyLag, BrokerDisk, ConfigSource, ConfigValue, CopyLagSensor, DiskSensor, DiskSource,
-    GroupOffsets, LOCAL_RETENTION_INHERIT, LagSensor, SensorError, TopicConfigSensor, TopicConfigs,
+    GroupOffsets, LOCAL_RETENTION_INHERIT, LagSensor, Readings, SensorError, TopicConfigSensor,
+    TopicConfigs,
 };
 use crate::units::Timestamp;
 
@@ -131,56 +133,74 @@ impl DiskSensor for SimCluster {
 }
 
 impl CopyLagSensor for SimCluster {
-    async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
+    /// Like CloudWatch: a broker without a published datapoint, or whose datapoint is negative or
+    /// not a number, has no reading and is named; never a 0.
+    async fn read_copy_lag(&self) -> Result<Readings<BrokerCopyLag>, SensorError> {
         let c = self.lock();
-        Ok((0..c.broker_count())
-            .filter_map(|b| {
-                let point = c.visible_copy_lag(b)?;
-                Some(BrokerCopyLag {
-                    broker: b as i32 + 1,
-                    bytes: point.value as u64,
+        let mut out = Readings::default();
+        for b in 0..c.broker_count() {
+            let broker = b as i32 + 1;
+            let Some(point) = c.visible_copy_lag(b) else {
+                out.fail(
+                    broker.to_string(),
+                    unknown_copy_lag(broker, "no copy-lag datapoint published yet"),
+                );
+                continue;
+            };
+            match copy_lag_bytes(point.value) {
+                Ok(bytes) => out.read.push(BrokerCopyLag {
+                    broker,
+                    bytes,
                     sampled_at: self.at(point.at),
-                })
-            })
-            .collect())
+                }),
+                Err(why) => out.fail(broker.to_string(), unknown_copy_lag(broker, why)),
+            }
+        }
+        Ok(out)
     }
 }
 
 impl LagSensor for SimCluster {
-    async fn read_offsets(&self, groups: &[String]) -> Result<Vec<GroupOffsets>, SensorError> {
+    /// Every group of the simulation; a group it does not have is named, not left out silently.
+    async fn read_offsets(&self, groups: &[String]) -> Result<Readings<GroupOffsets>, SensorError> {
         let c = self.lock();
         let now = self.at(c.now());
-        Ok(groups
-            .iter()
-            .filter_map(|g| {
-                Some(GroupOffsets {
+        let mut out = Readings::default();
+        for g in groups {
+            match c.group_offsets(g) {
+                Some(partitions) => out.read.push(GroupOffsets {
                     group: g.clone(),
-                    partitions: c.group_offsets(g)?,
+                    partitions,
                     sampled_at: now,
                     unavailable: Vec::new(),
-                })
-            })
-            .collect())
+                }),
+                None => out.fail(g, format!("group {g}: not in the simulation")),
+            }
+        }
+        Ok(out)
     }
 }
 
 impl TopicConfigSensor for SimCluster {
+    /// Every topic of the simulation; a topic it does not have is named, not left out silently.
     async fn read_topic_configs(
         &self,
         topics: &[String],
-    ) -> Result<Vec<TopicConfigs>, SensorError> {
+    ) -> Result<Readings<TopicConfigs>, SensorError> {
         let c = self.lock();
         let now = self.at(c.now());
-        Ok(topics
-            .iter()
-            .filter_map(|t| {
-                Some(TopicConfigs {
+        let mut out = Readings::default();
+        for t in topics {
+            match c.topic_configs(t) {
+                Some(configs) => out.read.push(TopicConfigs {
                     topic: t.clone(),
-                    configs: c.topic_configs(t)?.clone(),
+                    configs: configs.clone(),
                     sampled_at: now,
-                })
-            })
-            .collect())
+                }),
+                None => out.fail(t, format!("topic {t}: not in the simulation")),
+            }
+        }
+        Ok(out)
     }
 }
 

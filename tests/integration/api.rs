@@ -11,7 +11,7 @@ use catchup::policy::{GroupDecision, GroupPolicy, Policy, RateUnit, TopicPolicy}
 use catchup::runtime::{Controller, Runtime};
 use catchup::sensors::{
     BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, GroupOffsets, LagSensor,
-    Observation, PartitionOffsets, SensorError, TopicConfigSensor, TopicConfigs,
+    Observation, PartitionOffsets, Readings, SensorError, TopicConfigSensor, TopicConfigs,
 };
 use catchup::units::{Dur, Timestamp};
 use reqwest::StatusCode;
@@ -56,36 +56,40 @@ impl DiskSensor for SteadyCluster {
 }
 
 impl CopyLagSensor for SteadyCluster {
-    async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
+    async fn read_copy_lag(&self) -> Result<Readings<BrokerCopyLag>, SensorError> {
         let at = self.0.now();
-        Ok((1..=3)
-            .map(|broker| BrokerCopyLag {
-                broker,
-                bytes: 0,
-                sampled_at: at,
-            })
-            .collect())
+        Ok(Readings::all(
+            (1..=3)
+                .map(|broker| BrokerCopyLag {
+                    broker,
+                    bytes: 0,
+                    sampled_at: at,
+                })
+                .collect(),
+        ))
     }
 }
 
 impl LagSensor for SteadyCluster {
-    async fn read_offsets(&self, groups: &[String]) -> Result<Vec<GroupOffsets>, SensorError> {
+    async fn read_offsets(&self, groups: &[String]) -> Result<Readings<GroupOffsets>, SensorError> {
         let at = self.0.now();
-        Ok(groups
-            .iter()
-            .map(|g| GroupOffsets {
-                group: g.clone(),
-                partitions: vec![PartitionOffsets {
-                    topic: "in".into(),
-                    partition: 0,
-                    committed: Some(100),
-                    log_end: 150,
-                    log_start: None,
-                }],
-                sampled_at: at,
-                unavailable: Vec::new(),
-            })
-            .collect())
+        Ok(Readings::all(
+            groups
+                .iter()
+                .map(|g| GroupOffsets {
+                    group: g.clone(),
+                    partitions: vec![PartitionOffsets {
+                        topic: "in".into(),
+                        partition: 0,
+                        committed: Some(100),
+                        log_end: 150,
+                        log_start: None,
+                    }],
+                    sampled_at: at,
+                    unavailable: Vec::new(),
+                })
+                .collect(),
+        ))
     }
 }
 
@@ -93,13 +97,13 @@ impl TopicConfigSensor for SteadyCluster {
     async fn read_topic_configs(
         &self,
         topics: &[String],
-    ) -> Result<Vec<TopicConfigs>, SensorError> {
+    ) -> Result<Readings<TopicConfigs>, SensorError> {
         let at = self.0.now();
         let mut obs = Observation::test();
         for t in topics {
             obs = obs.with_topic(t, Some(4 * 3_600_000), 7 * 86_400_000, at);
         }
-        Ok(obs.topics)
+        Ok(Readings::all(obs.topics))
     }
 }
 

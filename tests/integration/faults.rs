@@ -258,7 +258,6 @@ async fn a_controller_killed_at_any_step_of_a_write_ends_with_the_exact_original
 /// A TCP proxy in front of the broker that can hold back the answers to IncrementalAlterConfigs
 /// (API key 44) for `delay`: the broker has applied the change, the client times out.
 struct DelayingProxy {
-    port: u16,
     delay_alters: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -279,7 +278,6 @@ impl DelayingProxy {
             }
         });
         DelayingProxy {
-            port,
             delay_alters,
             task,
         }

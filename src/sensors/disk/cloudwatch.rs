@@ -8,10 +8,13 @@
 //!
 //! Each query asks for the `Maximum` over `period` (1 minute, MSK's publishing interval) over the last
 //! `lookback`, newest first; the newest datapoint is kept with its own timestamp, so the engine knows
-//! its age. A broker without a datapoint makes the whole reading an error naming it — never a 0%, and
-//! never a picture with the fullest broker silently missing. Up to 500 queries go in one call (the
-//! API's limit), pages are followed, throttling and 5xx answers are retried by the SDK's standard
-//! retry policy within the sensor timeout.
+//! its age. A broker without a disk datapoint makes the whole disk reading an error naming it — never
+//! a 0%, and never a picture with the fullest broker silently missing. A broker whose newest
+//! `RemoteCopyLagBytes` is missing, negative or not a number has no copy-lag reading and a fault
+//! naming it and why, never a 0 (see [the module above](super) for KAFKA-19995 and the other
+//! reasons); the other brokers' copy lag is read. Up to 500 queries go in one call (the API's
+//! limit), pages are followed, throttling and 5xx answers are retried by the SDK's standard retry
+//! policy within the sensor timeout.
 //!
 //! The disk and copy-lag readings of one tick come from the same call: whichever is asked first
 //! fetches both, the other reuses that answer while it is younger than `refresh`.
@@ -26,9 +29,10 @@ use aws_sdk_cloudwatch::types::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::{copy_lag_bytes, unknown_copy_lag};
 use crate::sensors::{
-    BrokerCopyLag, BrokerDisk, BrokerId, CopyLagSensor, DiskSensor, DiskSource, SensorError,
-    SensorKind,
+    BrokerCopyLag, BrokerDisk, BrokerId, CopyLagSensor, DiskSensor, DiskSource, Readings,
+    SensorError, SensorKind,
 };
 use crate::units::{Dur, Timestamp};
 
@@ -122,7 +126,7 @@ impl Target {
 #[derive(Debug)]
 struct Answer {
     disks: Result<Vec<BrokerDisk>, SensorError>,
-    copy: Result<Vec<BrokerCopyLag>, SensorError>,
+    copy: Result<Readings<BrokerCopyLag>, SensorError>,
 }
 
 /// Reads MSK broker disk use and copy lag from CloudWatch.
@@ -257,7 +261,9 @@ impl CloudWatchSource {
                     }
                     for (t, v) in r.timestamps().iter().zip(r.values()) {
                         let at = Timestamp(t.to_millis().unwrap_or(0));
-                        if !v.is_finite() {
+                        // A disk datapoint that is not a number is skipped for an older one; a
+                        // copy-lag one is kept, so the newest says the lag is unknown.
+                        if !v.is_finite() && !is_copy_id(id) {
                             continue;
                         }
                         let e = newest.entry(id.to_string()).or_insert((at, *v));
@@ -317,21 +323,38 @@ impl CloudWatchSource {
                     .unwrap_or_else(|| format!("{COPY_LAG_METRIC} is not read")),
             ))
         } else {
-            match missing(&target.brokers, COPY_LAG_METRIC, copy_id) {
-                Some(reason) => Err(no_data(SensorKind::CopyLag, reason)),
-                None => Ok(target
-                    .brokers
-                    .iter()
-                    .map(|&b| {
-                        let (at, bytes) = newest[&copy_id(b)];
-                        BrokerCopyLag {
-                            broker: b,
-                            bytes: bytes.max(0.0) as u64,
-                            sampled_at: at,
-                        }
-                    })
-                    .collect()),
+            let mut copy = Readings::default();
+            for &b in &target.brokers {
+                let id = copy_id(b);
+                match newest.get(&id).map(|&(at, v)| (at, copy_lag_bytes(v))) {
+                    Some((at, Ok(bytes))) => copy.read.push(BrokerCopyLag {
+                        broker: b,
+                        bytes,
+                        sampled_at: at,
+                    }),
+                    Some((at, Err(why))) => copy.fail(
+                        b.to_string(),
+                        unknown_copy_lag(
+                            b,
+                            format!("{COPY_LAG_METRIC} at {} is {why}", at.rfc3339()),
+                        ),
+                    ),
+                    None => copy.fail(
+                        b.to_string(),
+                        unknown_copy_lag(
+                            b,
+                            format!(
+                                "no {COPY_LAG_METRIC} datapoint of cluster {:?} in the last {lookback}{} (Kafka does not emit it while uploads fail, KAFKA-19995: check the broker's RemoteCopyErrorsPerSec and logs)",
+                                target.cluster_name,
+                                problems
+                                    .get(&id)
+                                    .map_or(String::new(), |p| format!(" ({p})")),
+                            ),
+                        ),
+                    ),
+                }
             }
+            Ok(copy)
         };
         Answer { disks, copy }
     }
@@ -343,6 +366,10 @@ fn disk_id(b: BrokerId) -> String {
 
 fn copy_id(b: BrokerId) -> String {
     format!("copy_{b}")
+}
+
+fn is_copy_id(id: &str) -> bool {
+    id.starts_with("copy_")
 }
 
 fn query(
@@ -392,7 +419,7 @@ impl DiskSensor for CloudWatchSource {
 }
 
 impl CopyLagSensor for CloudWatchSource {
-    async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
+    async fn read_copy_lag(&self) -> Result<Readings<BrokerCopyLag>, SensorError> {
         self.answer().await.copy.clone()
     }
 }
@@ -473,6 +500,8 @@ mod tests {
         let source = CloudWatchSource::new(client, CloudWatchConfig::default(), target(30, true));
         let (disks, copy) = tokio::join!(source.read_disks(), source.read_copy_lag());
         let (disks, copy) = (disks.unwrap(), copy.unwrap());
+        assert!(copy.failed.is_empty(), "{:?}", copy.failed);
+        let copy = copy.read;
         assert_eq!(
             rule.num_calls(),
             1,
@@ -512,7 +541,7 @@ mod tests {
         let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule]);
         let source = CloudWatchSource::new(client, CloudWatchConfig::default(), target(300, true));
         assert_eq!(source.read_disks().await.unwrap().len(), 300);
-        assert_eq!(source.read_copy_lag().await.unwrap().len(), 300);
+        assert_eq!(source.read_copy_lag().await.unwrap().read.len(), 300);
         assert_eq!(rule.num_calls(), 2, "600 queries: two calls");
     }
 
@@ -543,7 +572,49 @@ mod tests {
             "{text}"
         );
         // Copy lag of every broker is there and still served.
-        assert_eq!(source.read_copy_lag().await.unwrap().len(), 6);
+        assert_eq!(source.read_copy_lag().await.unwrap().read.len(), 6);
+    }
+
+    #[tokio::test]
+    async fn missing_negative_or_nan_copy_lag_is_unknown_never_zero() {
+        let t = now_secs() / 60 * 60 - 60;
+        let rule = mock!(Client::get_metric_data).then_compute_output(move |r| {
+            answer(ids(r), |id| match id {
+                // After a leader change: the newest datapoint is below zero, an older one is not.
+                "copy_2" => vec![(t, -4096.0), (t - 60, 1048576.0)],
+                "copy_3" => vec![(t, f64::NAN), (t - 60, 0.0)],
+                // Not emitted while uploads fail (KAFKA-19995).
+                "copy_4" => vec![],
+                _ => healthy(id),
+            })
+        });
+        let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&rule]);
+        let source = CloudWatchSource::new(client, CloudWatchConfig::default(), target(5, true));
+        let copy = source.read_copy_lag().await.unwrap();
+        let read: Vec<(BrokerId, u64)> = copy.read.iter().map(|c| (c.broker, c.bytes)).collect();
+        assert_eq!(
+            read,
+            [(1, 1048576), (5, 5 * 1048576)],
+            "no reading, and no 0, for 2, 3, 4"
+        );
+        let failed: Vec<&str> = copy.failed.iter().map(|f| f.target.as_str()).collect();
+        assert_eq!(failed, ["2", "3", "4"]);
+        let why: Vec<&str> = copy.failed.iter().map(|f| f.reason.as_str()).collect();
+        assert!(
+            why[0].starts_with("broker 2: copy lag unknown: RemoteCopyLagBytes at ")
+                && why[0].contains("-4096 is negative"),
+            "{}",
+            why[0]
+        );
+        assert!(why[1].contains("NaN is not a number"), "{}", why[1]);
+        assert!(
+            why[2].starts_with("broker 4: copy lag unknown: no RemoteCopyLagBytes datapoint")
+                && why[2].contains("KAFKA-19995"),
+            "{}",
+            why[2]
+        );
+        // Disk is read for every broker all the same.
+        assert_eq!(source.read_disks().await.unwrap().len(), 5);
     }
 
     #[tokio::test]

@@ -8,13 +8,19 @@
 //!
 //! `sampled_at` (milliseconds since the epoch) is optional: without it the file's modification time
 //! is the sample time, so a file nobody updates goes stale like any other sensor.
+//!
+//! `copy_lag_bytes` is read broker by broker: a broker without it, or with a value that is negative,
+//! `null` or not a number, has no copy-lag reading and a fault naming it (never a 0, see
+//! [the module above](super)); its disk use and every other broker are read all the same.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::{copy_lag_bytes, unknown_copy_lag};
 use crate::sensors::{
-    BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, SensorError, SensorKind,
+    BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, Readings, SensorError,
+    SensorKind,
 };
 use crate::units::Timestamp;
 
@@ -32,8 +38,24 @@ struct FileBroker {
     broker: i32,
     used_bytes: u64,
     capacity_bytes: u64,
+    /// Any JSON value, checked per broker: a bad copy lag must not hide the disk reading.
     #[serde(default)]
-    copy_lag_bytes: Option<u64>,
+    copy_lag_bytes: Option<serde_json::Value>,
+}
+
+impl FileBroker {
+    /// This broker's copy lag in bytes, or why there is none.
+    fn copy_lag(&self) -> Result<u64, String> {
+        match &self.copy_lag_bytes {
+            None | Some(serde_json::Value::Null) => Err("the file gives no copy_lag_bytes".into()),
+            Some(serde_json::Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+                (Some(bytes), _) => Ok(bytes),
+                (None, Some(v)) => copy_lag_bytes(v).map_err(|why| format!("copy_lag_bytes {why}")),
+                (None, None) => Err(format!("copy_lag_bytes {n} is not a number of bytes")),
+            },
+            Some(other) => Err(format!("copy_lag_bytes {other} is not a number of bytes")),
+        }
+    }
 }
 
 /// Reads disk use and copy lag from a JSON file.
@@ -89,17 +111,73 @@ impl DiskSensor for FileDiskSource {
 }
 
 impl CopyLagSensor for FileDiskSource {
-    async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
+    async fn read_copy_lag(&self) -> Result<Readings<BrokerCopyLag>, SensorError> {
         let (at, brokers) = self.read(SensorKind::CopyLag)?;
-        Ok(brokers
-            .into_iter()
-            .filter_map(|b| {
-                Some(BrokerCopyLag {
+        let mut out = Readings::default();
+        for b in brokers {
+            match b.copy_lag() {
+                Ok(bytes) => out.read.push(BrokerCopyLag {
                     broker: b.broker,
-                    bytes: b.copy_lag_bytes?,
+                    bytes,
                     sampled_at: at,
-                })
-            })
-            .collect())
+                }),
+                Err(why) => out.fail(
+                    b.broker.to_string(),
+                    unknown_copy_lag(b.broker, format!("{}: {why}", self.path.display())),
+                ),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn missing_negative_or_non_numeric_copy_lag_is_unknown_never_zero() {
+        let path =
+            std::env::temp_dir().join(format!("catchup-file-copy-{}.json", std::process::id()));
+        std::fs::write(
+            &path,
+            r#"{"sampled_at": 1000, "brokers": [
+                {"broker": 1, "used_bytes": 700, "capacity_bytes": 1000, "copy_lag_bytes": 5},
+                {"broker": 2, "used_bytes": 700, "capacity_bytes": 1000, "copy_lag_bytes": -3},
+                {"broker": 3, "used_bytes": 700, "capacity_bytes": 1000, "copy_lag_bytes": "NaN"},
+                {"broker": 4, "used_bytes": 700, "capacity_bytes": 1000},
+                {"broker": 5, "used_bytes": 700, "capacity_bytes": 1000, "copy_lag_bytes": null},
+                {"broker": 6, "used_bytes": 700, "capacity_bytes": 1000, "copy_lag_bytes": -0.5},
+                {"broker": 7, "used_bytes": 700, "capacity_bytes": 1000, "copy_lag_bytes": 2.0}
+            ]}"#,
+        )
+        .unwrap();
+        let source = FileDiskSource::new(path.clone());
+        let copy = source.read_copy_lag().await.unwrap();
+        let disks = source.read_disks().await.unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let read: Vec<(i32, u64)> = copy.read.iter().map(|c| (c.broker, c.bytes)).collect();
+        assert_eq!(
+            read,
+            [(1, 5), (7, 2)],
+            "no reading, and no 0, for the others"
+        );
+        let failed: Vec<&str> = copy.failed.iter().map(|f| f.target.as_str()).collect();
+        assert_eq!(failed, ["2", "3", "4", "5", "6"]);
+        let why: Vec<&str> = copy.failed.iter().map(|f| f.reason.as_str()).collect();
+        assert!(
+            why[0].starts_with("broker 2: copy lag unknown: ") && why[0].contains("-3 is negative"),
+            "{}",
+            why[0]
+        );
+        assert!(why[1].contains("\"NaN\" is not a number"), "{}", why[1]);
+        assert!(why[2].contains("gives no copy_lag_bytes"), "{}", why[2]);
+        assert!(why[3].contains("gives no copy_lag_bytes"), "{}", why[3]);
+        assert!(why[4].contains("-0.5 is negative"), "{}", why[4]);
+        assert_eq!(
+            disks.len(),
+            7,
+            "a bad copy lag does not hide the disk reading"
+        );
     }
 }

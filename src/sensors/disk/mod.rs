@@ -4,6 +4,27 @@
 //! - [`cloudwatch`]: MSK's `KafkaDataLogsDiskUsed` and `RemoteCopyLagBytes` (the MSK default);
 //! - [`prometheus`]: instant queries, for example of a node exporter's filesystem metrics;
 //! - [`file`](mod@file): a JSON file written by something else.
+//!
+//! # Copy lag: missing or negative is unknown, never 0
+//!
+//! Lowering local retention frees space only once Kafka has copied the segments to remote storage,
+//! so the engine lowers only when every broker has a fresh copy-lag reading under the policy's
+//! `retention.max_copy_lag` (invariant 5). Apache Kafka's `RemoteCopyLagBytes` cannot be taken at
+//! face value:
+//!
+//! - it is not emitted at all while uploads fail (KAFKA-19995): a missing value is the moment
+//!   uploads may have stopped, not a quiet broker;
+//! - it can be negative after a leader change (the new leader's accounting starts from segments
+//!   the old one had counted);
+//! - on an idle partition it shows one phantom segment (KAFKA-20977): a small positive value that
+//!   never drains, which `retention.max_copy_lag` (default 20 GiB) tolerates as any lag under it;
+//! - KIP-1241's `remote.copy.lag.ms` / `remote.copy.lag.bytes` delay uploads on purpose, so lag up
+//!   to those bounds is normal; it counts against `retention.max_copy_lag` like any other.
+//!
+//! So every source here turns a broker's missing, negative, NaN or non-numeric value into **no
+//! reading** for that broker plus a fault naming it and why ([`copy_lag_bytes`],
+//! [`unknown_copy_lag`]); the engine then sees "no tiered-storage copy-lag reading for broker N"
+//! and does not lower. No source ever clamps such a value to 0.
 
 pub mod cloudwatch;
 pub mod file;
@@ -13,7 +34,31 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, Limitation, SensorError};
+use super::{
+    BrokerCopyLag, BrokerDisk, BrokerId, CopyLagSensor, DiskSensor, Limitation, Readings,
+    SensorError,
+};
+
+/// A copy-lag value in bytes, or why it is no reading: negative (Kafka's `RemoteCopyLagBytes` after
+/// a leader change), NaN or infinite. None of them is ever read as 0.
+pub fn copy_lag_bytes(value: f64) -> Result<u64, String> {
+    if !value.is_finite() {
+        Err(format!("{value} is not a number of bytes"))
+    } else if value < 0.0 {
+        Err(format!(
+            "{value} is negative (Kafka's RemoteCopyLagBytes goes below zero after a leader change)"
+        ))
+    } else {
+        Ok(value as u64)
+    }
+}
+
+/// The reason of a broker's unknown copy lag: which broker, `why`, and what it means.
+pub fn unknown_copy_lag(broker: BrokerId, why: impl std::fmt::Display) -> String {
+    format!(
+        "broker {broker}: copy lag unknown: {why}; retention is not lowered until the broker reports a copy lag of 0 or more"
+    )
+}
 
 /// Disk and copy-lag sources.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,7 +136,7 @@ impl DiskSensor for AnyDiskSource {
 }
 
 impl CopyLagSensor for AnyDiskSource {
-    async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
+    async fn read_copy_lag(&self) -> Result<Readings<BrokerCopyLag>, SensorError> {
         match self {
             AnyDiskSource::File(s) => s.read_copy_lag().await,
             AnyDiskSource::Prometheus(s) => s.read_copy_lag().await,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::sensors::{
-    BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, SensorError,
+    BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, Readings, SensorError,
 };
 use crate::units::Timestamp;
 
@@ -159,7 +159,9 @@ impl DiskSensor for PrometheusDiskSource {
 }
 
 impl CopyLagSensor for PrometheusDiskSource {
-    async fn read_copy_lag(&self) -> Result<Vec<BrokerCopyLag>, SensorError> {
+    /// Always fails as a whole: this source has no copy-lag query, so no broker ever has a copy-lag
+    /// reading from it, and certainly not a 0.
+    async fn read_copy_lag(&self) -> Result<Readings<BrokerCopyLag>, SensorError> {
         Err(SensorError::NoData { sensor: crate::sensors::SensorKind::CopyLag, reason: "the Prometheus source reads disk use only; without copy lag the controller never lowers retention".into() })
     }
 }
