@@ -49,6 +49,17 @@ pub fn assemble(
     let mut answers = answers.into_iter();
     for topic in topics {
         let entries = match answers.next() {
+            // Kafka answers every key of an existing topic (defaults included): none at all means
+            // there is no such topic (some brokers answer an unknown topic that way).
+            Some(Ok(entries)) if entries.is_empty() => {
+                out.fail(
+                    topic,
+                    format!(
+                        "topic {topic}: DescribeConfigs answered with no config at all: the topic does not exist (deleted, or spelt differently from the policy's [[retention.topics]]); the other managed topics are still read"
+                    ),
+                );
+                continue;
+            }
             Some(Ok(entries)) => entries,
             Some(Err(e)) => {
                 out.fail(
@@ -231,6 +242,23 @@ mod tests {
         );
         assert!(
             got.failed[1].reason.contains("no answer"),
+            "{:?}",
+            got.failed
+        );
+    }
+
+    #[test]
+    fn an_answer_without_any_config_is_a_missing_topic() {
+        let topics: Vec<String> = ["out-1", "out-empty"].map(String::from).to_vec();
+        let got = assemble(
+            &topics,
+            vec![Ok(raw(&KAFKA_EXPLICIT)), Ok(Vec::new())],
+            Timestamp(7),
+        );
+        assert_eq!(got.read.len(), 1);
+        assert_eq!(got.failed[0].target, "out-empty");
+        assert!(
+            got.failed[0].reason.contains("does not exist"),
             "{:?}",
             got.failed
         );

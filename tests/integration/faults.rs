@@ -57,10 +57,16 @@ fn disk(dir: &Path, percent: u64) {
 
 /// A controller's configuration in `dir` against `bootstrap`, its API on `port`.
 fn configure(dir: &Path, bootstrap: &str, port: u16) {
+    configure_with(dir, bootstrap, port, "")
+}
+
+/// Like [`configure`], with `extra` appended to the policy (more managed topics).
+fn configure_with(dir: &Path, bootstrap: &str, port: u16, extra: &str) {
     std::fs::create_dir_all(dir).expect("dir");
     std::fs::write(
         dir.join("policy.toml"),
-        r#"
+        extra.to_string()
+            + r#"
 [drain]
 lag_threshold = 10
 dwell = "1s"
@@ -277,10 +283,7 @@ impl DelayingProxy {
                 tokio::spawn(relay(client, server, flag.clone(), delay));
             }
         });
-        DelayingProxy {
-            delay_alters,
-            task,
-        }
+        DelayingProxy { delay_alters, task }
     }
 }
 
@@ -467,5 +470,42 @@ async fn retention_ms_raised_by_hand_mid_episode_does_not_stop_the_restore() {
     assert!(
         audit.to_string().contains("config.outside_change"),
         "the outside change is in the audit log: {audit:#}"
+    );
+}
+
+/// One managed topic missing from the cluster (deleted, or mistyped in the policy): it is reported
+/// by name, and the other still lowers and restores. (tansu 0.6.0 empties every other topic's
+/// configs when one topic is deleted — docs/tansu.md — so the missing topic here never existed;
+/// DescribeConfigs answers both cases with the same per-topic error.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_managed_topic_does_not_blind_the_others() {
+    let broker = Broker::start("faults-deleted");
+    let b = broker.bootstrap.clone();
+    topics(&b).await;
+    let dir = fresh_dir("deleted");
+    let port = free_port();
+    configure_with(&dir, &b, port, "[[retention.topics]]\nname = \"gone\"\n");
+    disk(&dir, 77);
+    let c = Controller::start(&dir, port, None);
+    let lowered = eventually(Duration::from_secs(30), async || {
+        local(&describe(&b, "enriched").await).as_deref() != Some(ORIGINAL)
+    })
+    .await;
+    let status = c.status().await.unwrap_or_default();
+    assert!(lowered, "the good topic is lowered: {status:#}");
+    let faults = status["sensor_errors"].to_string();
+    assert!(
+        faults.contains("\"target\":\"gone\""),
+        "the missing topic is named in its own fault: {faults}"
+    );
+    disk(&dir, 30);
+    let restored = eventually(Duration::from_secs(150), async || {
+        local(&describe(&b, "enriched").await).as_deref() == Some(ORIGINAL)
+    })
+    .await;
+    assert!(
+        restored,
+        "and restored: {:#}",
+        c.status().await.unwrap_or_default()
     );
 }
