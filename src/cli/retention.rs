@@ -12,20 +12,22 @@ use super::RetentionCommand;
 
 /// Runs a retention command.
 pub async fn run(command: RetentionCommand) -> anyhow::Result<ExitCode> {
-    let (kafka, state_dir) = match &command {
+    let (kafka, state_dir, name) = match &command {
         RetentionCommand::Status {
             kafka, state_dir, ..
-        }
-        | RetentionCommand::Lower {
+        } => (kafka, state_dir, "retention status"),
+        RetentionCommand::Lower {
             kafka, state_dir, ..
-        }
-        | RetentionCommand::Restore {
+        } => (kafka, state_dir, "retention lower"),
+        RetentionCommand::Restore {
             kafka, state_dir, ..
-        } => (kafka, state_dir),
+        } => (kafka, state_dir, "retention restore"),
     };
+    // One writer per state directory: refused (StoreError::Locked) while a controller holds it.
+    let store =
+        catchup::store::StateDir::open(state_dir, catchup::store::Holder::this_process(name))?;
     let (conn, timeout) = kafka.connect().await?;
     let admin = catchup::kafka::TopicAdmin::new(&conn, timeout)?;
-    let store = catchup::store::StateDir::open(state_dir)?;
     let now = catchup::clock::wall_now();
     // The policy: the one given, else exactly the topics named here or in the journal.
     let given = match &command {

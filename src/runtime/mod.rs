@@ -32,7 +32,7 @@ pub mod reconcile;
 pub mod status;
 pub mod tick;
 
-pub use controller::{Command, Controller, Entry, RuntimeError, scope_name};
+pub use controller::{ChangeError, Command, Controller, Entry, RuntimeError, scope_name};
 pub use status::{ManagedTopic, Status};
 pub use tick::Runtime;
 

@@ -70,10 +70,18 @@ impl<K: ClusterIo> Runtime<K> {
                 Some(cmd) = commands.recv() => self.command(cmd).await,
             }
         }
-        if let Err(e) = self.ctl.store.save("state.json", &self.state) {
+        if let Err(e) = self.save_state().await {
             warn!(error = %e, "could not flush state on shutdown");
         }
         info!(ticks = self.ticks, "control loop stopped, state flushed");
+    }
+
+    /// Writes the engine state to `state.json`, off the async workers.
+    async fn save_state(&self) -> Result<(), StoreError> {
+        let state = self.state.clone();
+        self.ctl
+            .blocking(move |c| c.store.save("state.json", &state))
+            .await
     }
 
     /// Reads every sensor concurrently, each within the sensor timeout; a failed or late sensor
@@ -109,8 +117,8 @@ impl<K: ClusterIo> Runtime<K> {
         async {
             let started = crate::clock::monotonic_now();
             let now = self.ctl.clock.now();
-            if let Err(e) = self.ctl.expire_overrides(now) {
-                warn!(error = %e, "could not persist expired overrides");
+            if let Err(e) = self.ctl.blocking(move |c| c.expire_overrides(now)).await {
+                warn!(error = %e, "expired overrides");
             }
             let obs = self.observe().await;
             let share_alert = self.share_by_membership().await;
@@ -133,7 +141,7 @@ impl<K: ClusterIo> Runtime<K> {
                     self.note_targets(&decision, &obs);
                 }
                 self.state = state;
-                if let Err(e) = self.ctl.store.save("state.json", &self.state) {
+                if let Err(e) = self.save_state().await {
                     warn!(error = %e, "could not persist engine state");
                 }
             }
@@ -252,15 +260,18 @@ impl<K: ClusterIo> Runtime<K> {
             } else {
                 Outcome::Applied
             };
-            let _ = self.ctl.audit(Entry {
-                actor: "controller",
-                action: "gate",
-                target: group,
-                reason: &decided.reasons.join("; "),
-                before: json(&before),
-                after: json(&decided.gate),
-                outcome,
-            });
+            let _ = self
+                .ctl
+                .audit_async(Entry {
+                    actor: "controller",
+                    action: "gate",
+                    target: group,
+                    reason: &decided.reasons.join("; "),
+                    before: json(&before),
+                    after: json(&decided.gate),
+                    outcome,
+                })
+                .await;
         }
     }
 
@@ -299,15 +310,18 @@ impl<K: ClusterIo> Runtime<K> {
             }
         };
         if record {
-            let _ = self.ctl.audit(Entry {
-                actor: "controller",
-                action: "retention",
-                target: topic,
-                reason: &d.reasons.join("; "),
-                before: json(&d.current_ms),
-                after,
-                outcome,
-            });
+            let _ = self
+                .ctl
+                .audit_async(Entry {
+                    actor: "controller",
+                    action: "retention",
+                    target: topic,
+                    reason: &d.reasons.join("; "),
+                    before: json(&d.current_ms),
+                    after,
+                    outcome,
+                })
+                .await;
         }
     }
 
@@ -387,18 +401,20 @@ impl<K: ClusterIo> Runtime<K> {
                 continue;
             };
             let outcome = self.restore_topic(who, reason, configs).await;
-            if let Err(e) = self.ctl.add_override(
-                who,
-                OverrideScope::Topic(topic.clone()),
-                OverrideAction::HoldRetention,
-                format!("after restore: {reason}"),
-                hold,
-            ) {
+            let (who, scope) = (who.clone(), OverrideScope::Topic(topic.clone()));
+            let why = format!("after restore: {reason}");
+            let held = self
+                .ctl
+                .blocking(move |c| {
+                    c.add_override(&who, scope, OverrideAction::HoldRetention, why, hold)
+                })
+                .await;
+            if let Err(e) = held {
                 warn!(error = %e, "could not record the hold override");
             }
             results.push((topic, outcome));
         }
-        if let Err(e) = self.ctl.store.save("state.json", &self.state) {
+        if let Err(e) = self.save_state().await {
             warn!(error = %e, "could not persist engine state");
         }
         results
@@ -434,15 +450,18 @@ impl<K: ClusterIo> Runtime<K> {
         if let Some(t) = self.state.topics.get_mut(topic) {
             t.previous_ms = t.lowered_ms.take();
         }
-        let _ = self.ctl.audit(Entry {
-            actor: who.actor(),
-            action: "restore",
-            target: topic,
-            reason,
-            before: json(&configs.effective_local_retention_ms()),
-            after: json(&change),
-            outcome: Outcome::Applied,
-        });
+        let _ = self
+            .ctl
+            .audit_async(Entry {
+                actor: who.actor(),
+                action: "restore",
+                target: topic,
+                reason,
+                before: json(&configs.effective_local_retention_ms()),
+                after: json(&change),
+                outcome: Outcome::Applied,
+            })
+            .await;
         "restored".to_string()
     }
 }
