@@ -95,18 +95,23 @@ fn on_disk(ctl: &Controller) -> Vec<Override> {
 fn parallel_overrides_with_failing_writes_are_in_force_exactly_when_acknowledged() {
     let dir = temp_dir("parallel");
     let (ctl, _) = controller(&dir);
-    // Every third write of either overrides file fails, just before its rename.
-    let writes = Arc::new(AtomicU64::new(0));
-    let count = writes.clone();
-    ctl.store.inject_faults(move |op, name| {
-        op == Op::Save
-            && name.starts_with("override")
-            && count.fetch_add(1, Ordering::Relaxed) % 3 == 2
+    // Every third write of `overrides.json` and every fifth of `override-ids.json` fails, just
+    // before its rename.
+    let lists = AtomicU64::new(0);
+    let marks = AtomicU64::new(0);
+    ctl.store.inject_faults(move |op, name| match (op, name) {
+        (Op::Save, OVERRIDES_FILE) => lists.fetch_add(1, Ordering::Relaxed) % 3 == 2,
+        (Op::Save, OVERRIDE_IDS_FILE) => marks.fetch_add(1, Ordering::Relaxed) % 5 == 4,
+        _ => false,
     });
+    let start = Arc::new(std::sync::Barrier::new(16));
     let calls: Vec<_> = (0..16)
         .map(|i| {
-            let ctl = ctl.clone();
-            std::thread::spawn(move || pause(&ctl, &format!("call {i}")))
+            let (ctl, start) = (ctl.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                pause(&ctl, &format!("call {i}"))
+            })
         })
         .collect();
     let results: Vec<_> = calls.into_iter().map(|c| c.join().unwrap()).collect();
@@ -120,6 +125,14 @@ fn parallel_overrides_with_failing_writes_are_in_force_exactly_when_acknowledged
     for e in &refused {
         assert!(matches!(e, ChangeError::Refused { .. }), "{e}");
         assert!(e.to_string().starts_with("nothing changed: "), "{e}");
+    }
+    for file in [OVERRIDES_FILE, OVERRIDE_IDS_FILE] {
+        assert!(
+            refused.iter().any(|e| e
+                .to_string()
+                .contains(&format!("{file} could not be written"))),
+            "a write of {file} failed: {refused:?}"
+        );
     }
     let acked_ids = ids(&acked);
     assert_eq!(acked_ids.len(), acked.len(), "ids are unique");
