@@ -120,6 +120,12 @@ impl Controller {
         token: Option<String>,
         clock: Arc<dyn Clock>,
     ) -> Result<(Arc<Controller>, mpsc::Receiver<Command>), RuntimeError> {
+        if store.is_read_only() {
+            return Err(StoreError::ReadOnly {
+                path: store.path().to_path_buf(),
+            }
+            .into());
+        }
         let overrides = OverrideBook::load(&store)?;
         let gates = GateBoard::new(config.gate.instances);
         gates.register(&policy.group_names(), clock.now());
