@@ -22,7 +22,8 @@
 //! - [`runtime`]: the control loop: observe, decide, reconcile (the pure step from a decision to
 //!   actions, shared with the simulator), act, audit; and the state it shares with the API;
 //! - [`api`]: the HTTP API (status, pause/resume, overrides, mode, restore, the gate endpoints);
-//! - [`metrics`] and [`store`]: Prometheus metrics; the state directory and the audit log;
+//! - [`metrics`] and [`store`]: Prometheus metrics; the state directory (one writing process at a
+//!   time, atomic saves that keep the previous version) and the audit log;
 //! - [`service`]: wiring of `catchup run` and `catchup demo`;
 //! - [`sim`]: a deterministic tiered-storage cluster behind the same sensor and actuator traits,
 //!   scenarios, the `runbook` and `none` baselines, the optimal bound, and plots.

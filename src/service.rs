@@ -1,8 +1,8 @@
 //! Wiring of the long-running controller: `catchup run` and `catchup demo` share this code path.
 //!
-//! It loads the policy, builds the cluster adapters named by the config, opens the state directory,
-//! starts the HTTP API and the control loop, and shuts both down on SIGTERM or SIGINT with the state
-//! flushed.
+//! It loads the policy, opens the state directory (once, taking its lock: one writer per state
+//! directory), builds the cluster adapters named by the config, starts the HTTP API and the control
+//! loop, and shuts both down on SIGTERM or SIGINT with the state flushed.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use crate::clock::{Clock, WallClock};
 use crate::config::{ClusterConfig, RunConfig};
 use crate::config_file::FileError;
 use crate::policy::Policy;
+use crate::store::{Holder, StateDir, StoreError};
 use std::sync::Arc;
 
 use crate::runtime::cluster::KafkaCluster;
@@ -36,9 +37,12 @@ pub enum ServiceError {
     /// The API token could not be read, or the cluster adapters could not be set up.
     #[error("{0}")]
     Token(String),
-    /// The state directory.
+    /// The shared state.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The state directory (in use by another process, unreadable, ...).
+    #[error(transparent)]
+    State(#[from] StoreError),
     /// Binding or serving the API.
     #[error("API on {addr}: {source}")]
     Listen {
@@ -78,57 +82,60 @@ pub fn load(config: &RunConfig) -> Result<(Policy, Option<Scenario>), ServiceErr
     }
 }
 
-/// Runs the controller until SIGTERM or SIGINT. `banner` is called with the API's address once it
-/// listens. `scenario` is the one [`load`] returned for a simulated cluster.
+/// Runs the controller until SIGTERM or SIGINT. `command` (`run`, `demo`) is what the state
+/// directory's lock file says holds it. `banner` is called with the API's address once it listens.
+/// `scenario` is the one [`load`] returned for a simulated cluster.
 pub async fn run(
+    command: &str,
     config: RunConfig,
     policy: Policy,
     scenario: Option<Scenario>,
     token: Option<String>,
     banner: Banner,
 ) -> Result<(), ServiceError> {
+    let store = open_state_dir(&config, command).await?;
     match (&config.cluster, scenario) {
         (ClusterConfig::Simulator { speed, .. }, Some(scenario)) => {
             let speed = *speed;
             let live = LiveSim::start(&scenario, speed);
             let wall_tick = Duration::from_secs_f64((config.tick.secs_f64() / speed).max(0.01));
             let driver = tokio::spawn(live.driver());
-            let cluster = live.cluster.clone().guarded_by(&policy);
-            let result = serve(
-                config,
-                policy,
-                token,
-                banner,
-                cluster,
-                live.clock.clone(),
+            let driven = Driven {
+                cluster: live.cluster.clone().guarded_by(&policy),
+                clock: live.clock.clone(),
                 wall_tick,
-            )
-            .await;
+            };
+            let result = serve(config, policy, token, banner, driven, store).await;
             driver.abort();
             result
         }
         (ClusterConfig::Kafka { .. } | ClusterConfig::Msk { .. }, _) => {
-            let (cluster, watch) = real_cluster(&config, &policy).await?;
+            let (cluster, watch) = real_cluster(&config, &policy, store.clone()).await?;
             // A change a crash left half-done is settled by the first tick (the journal is
             // settled against the cluster's configs every tick).
             // Rediscovery runs as long as the service does.
             let _rediscovery = watch.map(|w| AbortOnDrop(tokio::spawn(w.run())));
             let wall_tick = Duration::from_millis(config.tick.0);
-            serve(
-                config,
-                policy,
-                token,
-                banner,
+            let driven = Driven {
                 cluster,
-                Arc::new(WallClock),
+                clock: Arc::new(WallClock),
                 wall_tick,
-            )
-            .await
+            };
+            serve(config, policy, token, banner, driven, store).await
         }
         (ClusterConfig::Simulator { .. }, None) => Err(ServiceError::Mismatch(
             "no scenario loaded for the simulator".into(),
         )),
     }
+}
+
+/// Opens `config.state_dir` for writing as `command`, taking its lock: a second instance on the
+/// same directory stops here, naming the first.
+async fn open_state_dir(config: &RunConfig, command: &str) -> Result<Arc<StateDir>, ServiceError> {
+    let dir = config.state_dir.clone();
+    let holder = Holder::this_process(command);
+    let store = crate::store::unblock(move || StateDir::open(&dir, holder)).await?;
+    Ok(Arc::new(store))
 }
 
 /// Aborts a background task when dropped.
@@ -143,10 +150,12 @@ impl Drop for AbortOnDrop {
 /// The adapters of a real cluster (`kind = "kafka"` or `"msk"`): for MSK, discovery first (which
 /// gives the bootstrap servers, the CloudWatch target and the cluster's limitations), MSK IAM
 /// tokens attached when the connection uses them. Call inside the runtime that will run the
-/// controller. The watch, when there is one, rediscovers when run.
+/// controller. The watch, when there is one, rediscovers when run. `store` is the process's open
+/// state directory (read-only for commands that only observe).
 pub async fn real_cluster(
     config: &RunConfig,
     policy: &Policy,
+    store: Arc<StateDir>,
 ) -> Result<(KafkaCluster, Option<Arc<MskWatch>>), ServiceError> {
     let timeout = Duration::from_millis(config.effective_sensor_timeout().0);
     let setup = |what: &str, e: &dyn std::fmt::Display| {
@@ -242,7 +251,7 @@ pub async fn real_cluster(
     let conn = crate::aws::iam::attach(conn)
         .await
         .map_err(|e| setup("MSK IAM authentication", &e))?;
-    let mut cluster = KafkaCluster::new(&conn, timeout, &config.state_dir, policy.clone(), disk)
+    let mut cluster = KafkaCluster::new(&conn, timeout, store, policy.clone(), disk)
         .map_err(|e| setup("the Kafka adapters", &e))?;
     if let Some(w) = &watch {
         cluster = cluster.with_msk(w.clone());
@@ -250,16 +259,27 @@ pub async fn real_cluster(
     Ok((cluster, watch))
 }
 
+/// The cluster the loop drives, the time it runs on, and its tick in wall-clock time.
+struct Driven<K> {
+    cluster: K,
+    clock: Arc<dyn Clock>,
+    wall_tick: Duration,
+}
+
 async fn serve<K: ClusterIo>(
     config: RunConfig,
     policy: Policy,
     token: Option<String>,
     banner: Banner,
-    cluster: K,
-    clock: Arc<dyn Clock>,
-    wall_tick: Duration,
+    driven: Driven<K>,
+    store: Arc<StateDir>,
 ) -> Result<(), ServiceError> {
-    let (ctl, commands) = Controller::new(config.clone(), policy, token, clock)?;
+    let Driven {
+        cluster,
+        clock,
+        wall_tick,
+    } = driven;
+    let (ctl, commands) = Controller::new(config.clone(), policy, store.clone(), token, clock)?;
     let listen = config.api.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -273,6 +293,8 @@ async fn serve<K: ClusterIo>(
             addr: listen.to_string(),
             source,
         })?;
+    let api = addr.to_string();
+    crate::store::unblock(move || store.announce_api(&api)).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;

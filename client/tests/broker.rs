@@ -14,6 +14,7 @@ use catchup::clock::WallClock;
 use catchup::config::{ApiConfig, ClusterConfig, GateConfig, Mode, RunConfig};
 use catchup::policy::{Gate, GroupPolicy, Policy, RateUnit};
 use catchup::runtime::Controller;
+use catchup::store::{Holder, StateDir};
 use catchup::units::{Dur, Timestamp};
 use catchup_client::{GateClient, GatedConsumer};
 use catchup_testkit::{Broker, create_topic, produce_spread};
@@ -43,7 +44,7 @@ async fn gate_server(group: &str) -> (String, Arc<Controller>) {
         tick: Dur::from_secs(30),
         sensor_timeout: Dur::from_secs(10),
         policy: None,
-        state_dir: dir,
+        state_dir: dir.clone(),
         api: ApiConfig::default(),
         gate: GateConfig::default(),
         cluster: ClusterConfig::Simulator {
@@ -52,8 +53,10 @@ async fn gate_server(group: &str) -> (String, Arc<Controller>) {
         },
         retention_actions: true,
     };
+    let store = StateDir::open(&dir, Holder::this_process("test")).expect("state directory");
     let (ctl, _commands) =
-        Controller::new(config, policy, None, Arc::new(WallClock)).expect("controller");
+        Controller::new(config, policy, Arc::new(store), None, Arc::new(WallClock))
+            .expect("controller");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -274,6 +277,7 @@ path = "disk.json"
     let (policy, scenario) = catchup::service::load(&config).expect("policy");
     let (tx, rx) = tokio::sync::oneshot::channel();
     let service = tokio::spawn(catchup::service::run(
+        "run",
         config,
         policy,
         scenario,

@@ -23,11 +23,11 @@ pub(super) async fn set_mode(
 ) -> Result<Json<ModeResponse>, ApiError> {
     let who = op.authorized(&ctl, req.actor.as_deref())?;
     require_reason(&req.reason)?;
-    let before = ctl.set_mode(&who, req.mode, &req.reason)?;
-    Ok(Json(ModeResponse {
-        before,
-        mode: req.mode,
-    }))
+    let (mode, reason) = (req.mode, req.reason);
+    let before = ctl
+        .blocking(move |c| c.set_mode(&who, mode, &reason))
+        .await?;
+    Ok(Json(ModeResponse { before, mode }))
 }
 
 /// `POST /v1/restore`: bring every managed setting back to its original now, then hold it.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::actuators::gate::GateError;
-use crate::runtime::controller::Unauthorized;
+use crate::runtime::controller::{ChangeError, Unauthorized};
 
 /// An API error: HTTP status, stable code, human message.
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,6 +47,16 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "state_unavailable",
+            format!("the state directory failed: {e}"),
+        )
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(e: ChangeError) -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "state_unavailable",

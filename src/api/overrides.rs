@@ -10,6 +10,7 @@ use super::auth::{Operator, Reader};
 use super::error::{ApiError, Body};
 use super::{Ctl, group_scope, parse_ttl, require_reason};
 use crate::policy::{Override, OverrideAction, OverrideScope};
+use crate::runtime::ChangeError;
 use crate::units::Dur;
 use catchup_proto::requests::{OverrideRequest, PauseRequest, ResumeResponse};
 
@@ -24,7 +25,10 @@ pub(super) async fn pause(
     require_reason(&req.reason)?;
     let scope = group_scope(&ctl, req.group.as_deref())?;
     let ttl = parse_ttl(req.ttl.as_deref(), Dur::from_hours(1))?;
-    let o = ctl.add_override(&who, scope, OverrideAction::Pause, req.reason, ttl)?;
+    let reason = req.reason;
+    let o = ctl
+        .blocking(move |c| c.add_override(&who, scope, OverrideAction::Pause, reason, ttl))
+        .await?;
     Ok(Json(o))
 }
 
@@ -47,18 +51,28 @@ pub(super) async fn resume(
         })
         .map(|o| o.id)
         .collect();
-    let mut removed = Vec::new();
-    for id in pauses {
-        if let Some(o) = ctl.delete_override(&who, &id, &req.reason)? {
-            removed.push(o);
-        }
-    }
-    let forced = if req.force {
-        let ttl = parse_ttl(req.ttl.as_deref(), Dur::from_hours(1))?;
-        Some(ctl.add_override(&who, scope, OverrideAction::Resume, req.reason, ttl)?)
-    } else {
-        None
+    let force_ttl = match req.force {
+        true => Some(parse_ttl(req.ttl.as_deref(), Dur::from_hours(1))?),
+        false => None,
     };
+    let reason = req.reason;
+    let (removed, forced) = ctl
+        .blocking(move |c| {
+            let mut removed = Vec::new();
+            for id in pauses {
+                if let Some(o) = c.delete_override(&who, &id, &reason)? {
+                    removed.push(o);
+                }
+            }
+            let forced = match force_ttl {
+                Some(ttl) => {
+                    Some(c.add_override(&who, scope, OverrideAction::Resume, reason, ttl)?)
+                }
+                None => None,
+            };
+            Ok::<_, ChangeError>((removed, forced))
+        })
+        .await?;
     Ok(Json(ResumeResponse { removed, forced }))
 }
 
@@ -109,7 +123,9 @@ pub(super) async fn create_override(
             }
         }
     }
-    let o = ctl.add_override(&who, req.scope, req.action, req.reason, ttl)?;
+    let o = ctl
+        .blocking(move |c| c.add_override(&who, req.scope, req.action, req.reason, ttl))
+        .await?;
     Ok(Json(o))
 }
 
@@ -124,7 +140,13 @@ pub(super) async fn delete_override(
     let who = op.authorized(&ctl, q.get("actor").map(String::as_str))?;
     let reason = q.get("reason").cloned().unwrap_or_default();
     require_reason(&reason)?;
-    match ctl.delete_override(&who, &id, &reason)? {
+    let deleted = ctl
+        .blocking({
+            let id = id.clone();
+            move |c| c.delete_override(&who, &id, &reason)
+        })
+        .await?;
+    match deleted {
         Some(o) => Ok(Json(o)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,

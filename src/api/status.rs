@@ -78,7 +78,9 @@ pub(super) async fn audit(
                 .map_err(|_| ApiError::invalid(format!("before = {v:?}: must be a record id")))?,
         ),
     };
-    let records = ctl.store.audit_page(limit, before)?;
+    let records = ctl
+        .blocking(move |c| c.store.audit_page(limit, before))
+        .await?;
     let next_before = if records.len() == limit {
         records.last().map(|r| r.id).filter(|id| *id > 1)
     } else {

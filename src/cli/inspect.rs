@@ -26,10 +26,11 @@ pub fn observe(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `catchup plan`: what the engine would decide now, and why.
+/// `catchup plan`: what the engine would decide now, and why. It reads the state directory without
+/// its lock, so it runs beside the controller.
 pub fn plan(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let (obs, policy, state_dir, _) = snapshot(config)?;
-    let store = catchup::store::StateDir::open(&state_dir)?;
+    let store = catchup::store::StateDir::open_read_only(&state_dir)?;
     let state: ControllerState = store.load("state.json")?.unwrap_or_default();
     let overrides: Vec<catchup::policy::Override> =
         store.load("overrides.json")?.unwrap_or_default();
@@ -106,7 +107,11 @@ fn snapshot(
         ClusterConfig::Kafka { .. } | ClusterConfig::Msk { .. } => {
             let timeout = std::time::Duration::from_millis(config.effective_sensor_timeout().0);
             runtime()?.block_on(async {
-                let (cluster, _) = catchup::service::real_cluster(&config, &policy).await?;
+                // Observing changes nothing: the state directory is only read.
+                let store = catchup::store::StateDir::open_read_only(&config.state_dir)?;
+                let (cluster, _) =
+                    catchup::service::real_cluster(&config, &policy, std::sync::Arc::new(store))
+                        .await?;
                 let obs = catchup::runtime::observe_once(&cluster, &policy, Some(timeout)).await;
                 use catchup::sensors::ClusterFacts;
                 let limitations =

@@ -16,25 +16,36 @@ use super::RetentionCommand;
 
 /// Runs a retention command.
 pub async fn run(command: RetentionCommand) -> anyhow::Result<ExitCode> {
-    let (kafka, state_dir) = match &command {
+    let (kafka, state_dir, name) = match &command {
         RetentionCommand::Status {
             kafka, state_dir, ..
-        }
-        | RetentionCommand::Lower {
+        } => (kafka, state_dir, "retention status"),
+        RetentionCommand::Lower {
             kafka, state_dir, ..
-        }
-        | RetentionCommand::Restore {
+        } => (kafka, state_dir, "retention lower"),
+        RetentionCommand::Restore {
             kafka, state_dir, ..
-        }
-        | RetentionCommand::Adopt {
+        } => (kafka, state_dir, "retention restore"),
+        RetentionCommand::Adopt {
             kafka, state_dir, ..
-        } => (kafka, state_dir),
+        } => (kafka, state_dir, "retention adopt"),
     };
+    // One writer per state directory: while a controller holds it, a restore or an adopt goes
+    // through its API (so the loop does not undo it, and the audit log shows both), a lowering
+    // is refused (the controller owns retention), and status reads without writing.
+    let store =
+        match catchup::store::StateDir::open(state_dir, catchup::store::Holder::this_process(name))
+        {
+            Ok(store) => store,
+            Err(catchup::store::StoreError::Locked { holder, .. }) => {
+                return through_the_controller(&command, holder.as_deref()).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
     let (conn, timeout) = kafka.connect().await?;
     let admin = KafkaConfigs::new(std::sync::Arc::new(catchup::kafka::TopicAdmin::new(
         &conn, timeout,
     )?));
-    let store = catchup::store::StateDir::open(state_dir)?;
     let now = catchup::clock::wall_now();
     // The policy: the one given, else exactly the topics named here or in the journal.
     let given = match &command {
@@ -128,6 +139,75 @@ pub async fn run(command: RetentionCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A retention command while a running controller holds the state directory: restore and adopt
+/// through its API (token from `CATCHUP_API_TOKEN`), lowering refused, status from the journal
+/// read as it is.
+async fn through_the_controller(
+    command: &RetentionCommand,
+    holder: Option<&catchup::store::Holder>,
+) -> anyhow::Result<ExitCode> {
+    let who = holder.map_or("a running controller".to_string(), |h| h.to_string());
+    let api = holder.and_then(|h| h.api.clone());
+    let ctl = |api: Option<String>| -> anyhow::Result<super::ctl::Connection> {
+        let url = api.ok_or_else(|| {
+            anyhow::anyhow!("the state directory is held by {who}, whose API address is not known: use catchup ctl with --url")
+        })?;
+        let url = url.replace("0.0.0.0", "127.0.0.1");
+        Ok(super::ctl::Connection {
+            url: format!("http://{url}"),
+            token: std::env::var("CATCHUP_API_TOKEN").ok(),
+            actor: None,
+            json: false,
+        })
+    };
+    let command = match command {
+        RetentionCommand::Restore {
+            topic,
+            reason,
+            actor,
+            ..
+        } => {
+            eprintln!(
+                "the controller ({who}) holds the state directory: restoring through its API, which also holds retention for 1h"
+            );
+            let mut conn = ctl(api)?;
+            conn.actor = Some(actor.clone());
+            (
+                conn,
+                super::ctl::CtlCommand::Restore {
+                    reason: reason.clone(),
+                    hold: "1h".into(),
+                    topic: topic.clone(),
+                },
+            )
+        }
+        RetentionCommand::Adopt {
+            topic,
+            reason,
+            actor,
+            ..
+        } => {
+            eprintln!("the controller ({who}) holds the state directory: adopting through its API");
+            let mut conn = ctl(api)?;
+            conn.actor = Some(actor.clone());
+            (
+                conn,
+                super::ctl::CtlCommand::Adopt {
+                    topic: topic.clone(),
+                    reason: reason.clone(),
+                },
+            )
+        }
+        RetentionCommand::Lower { .. } => anyhow::bail!(
+            "the controller ({who}) holds the state directory and owns retention: it lowers by itself; to stop it, `catchup ctl mode dry-run` or hold the topic with `catchup ctl override set --topic T --hold-retention`"
+        ),
+        RetentionCommand::Status { .. } => (ctl(api)?, super::ctl::CtlCommand::Status),
+    };
+    let (conn, cmd) = command;
+    print!("{}", super::ctl::run(&conn, &cmd).await?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn render_status(rows: &[TopicRow], json: bool) -> anyhow::Result<String> {

@@ -23,6 +23,7 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
         );
     }
     runtime()?.block_on(catchup::service::run(
+        "run",
         config,
         policy,
         scenario,
@@ -101,6 +102,7 @@ pub fn demo(
         println!("Ctrl-C stops the demo.");
     });
     runtime()?.block_on(catchup::service::run(
+        "demo",
         config,
         policy,
         Some(scenario),

@@ -2,7 +2,6 @@
 //! Kafka, disk and copy lag from the configured disk source, retention changes through the guard's
 //! last hop and the journal, and no gate actuator (consumers read the gate over HTTP).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::actuators::retention::guard::Approved;
@@ -27,25 +26,23 @@ pub struct KafkaCluster {
     lag: Arc<LagReader>,
     topics: Arc<TopicAdmin>,
     configs: KafkaConfigs,
-    store: StateDir,
+    store: Arc<StateDir>,
     policy: Policy,
     disk: AnyDiskSource,
     msk: Option<Arc<crate::aws::msk::MskWatch>>,
 }
 
 impl KafkaCluster {
-    /// Connects to `conn`, keeping the retention journal in `state_dir`.
+    /// Connects to `conn`, keeping the retention journal in `store`: the process's one open
+    /// state directory, shared with the [`Controller`](super::Controller) (read-only for
+    /// commands that only observe).
     pub fn new(
         conn: &Connection,
         timeout: std::time::Duration,
-        state_dir: &Path,
+        store: Arc<StateDir>,
         policy: Policy,
         disk: AnyDiskSource,
     ) -> Result<KafkaCluster, SensorError> {
-        let store = StateDir::open(state_dir).map_err(|e| SensorError::Unavailable {
-            sensor: crate::sensors::SensorKind::State,
-            reason: e.to_string(),
-        })?;
         let topics =
             Arc::new(
                 TopicAdmin::new(conn, timeout).map_err(|e| SensorError::Unavailable {

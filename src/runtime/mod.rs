@@ -33,7 +33,7 @@ mod retention;
 pub mod status;
 pub mod tick;
 
-pub use controller::{Command, Controller, Entry, RuntimeError, scope_name};
+pub use controller::{ChangeError, Command, Controller, Entry, RuntimeError, scope_name};
 pub use status::{ManagedTopic, Status};
 pub use tick::Runtime;
 

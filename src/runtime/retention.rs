@@ -32,7 +32,7 @@ impl<K: ClusterIo> Runtime<K> {
                 }
                 obs.retention = Some(records);
                 for (topic, finding) in findings {
-                    self.record_finding(&topic, &finding);
+                    self.record_finding(&topic, &finding).await;
                 }
             }
             Err(e) => {
@@ -50,7 +50,7 @@ impl<K: ClusterIo> Runtime<K> {
     }
 
     /// One audit record for something the journal found on a topic.
-    fn record_finding(&self, topic: &str, finding: &Finding) {
+    async fn record_finding(&self, topic: &str, finding: &Finding) {
         let (action, actor, reason, outcome) = match finding {
             Finding::Landed(v) => (
                 "retention.settled",
@@ -83,15 +83,18 @@ impl<K: ClusterIo> Runtime<K> {
                 Outcome::Applied,
             ),
         };
-        let _ = self.ctl.audit(Entry {
-            actor,
-            action,
-            target: topic,
-            reason: &reason,
-            before: serde_json::Value::Null,
-            after: serde_json::Value::Null,
-            outcome,
-        });
+        let _ = self
+            .ctl
+            .audit_async(Entry {
+                actor,
+                action,
+                target: topic,
+                reason: &reason,
+                before: serde_json::Value::Null,
+                after: serde_json::Value::Null,
+                outcome,
+            })
+            .await;
     }
 
     /// Carries out one topic's retention step (a fresh decision of this tick) and audits it: every
@@ -123,7 +126,7 @@ impl<K: ClusterIo> Runtime<K> {
                 match result {
                     Ok(applied) => {
                         for (t, f) in &applied.findings {
-                            self.record_finding(t, f);
+                            self.record_finding(t, f).await;
                         }
                         (
                             json(&applied.change.unwrap_or(change)),
@@ -142,15 +145,18 @@ impl<K: ClusterIo> Runtime<K> {
             }
         };
         if record {
-            let _ = self.ctl.audit(Entry {
-                actor: "controller",
-                action: "retention",
-                target: topic,
-                reason: &reason,
-                before: json(&d.current_ms),
-                after,
-                outcome,
-            });
+            let _ = self
+                .ctl
+                .audit_async(Entry {
+                    actor: "controller",
+                    action: "retention",
+                    target: topic,
+                    reason: &reason,
+                    before: json(&d.current_ms),
+                    after,
+                    outcome,
+                })
+                .await;
         }
     }
 
@@ -187,18 +193,20 @@ impl<K: ClusterIo> Runtime<K> {
         for topic in topics {
             let outcome = self.restore_topic(who, reason, &topic).await;
             // Held whatever the outcome, so the control loop does not undo what on-call asked for.
-            if let Err(e) = self.ctl.add_override(
-                who,
-                OverrideScope::Topic(topic.clone()),
-                OverrideAction::HoldRetention,
-                format!("after restore: {reason}"),
-                hold,
-            ) {
+            let (who, scope) = (who.clone(), OverrideScope::Topic(topic.clone()));
+            let why = format!("after restore: {reason}");
+            let held = self
+                .ctl
+                .blocking(move |c| {
+                    c.add_override(&who, scope, OverrideAction::HoldRetention, why, hold)
+                })
+                .await;
+            if let Err(e) = held {
                 warn!(error = %e, "could not record the hold override");
             }
             results.push((topic, outcome));
         }
-        if let Err(e) = self.ctl.store.save("state.json", &self.state) {
+        if let Err(e) = self.save_state().await {
             warn!(error = %e, "could not persist engine state");
         }
         results
@@ -220,7 +228,7 @@ impl<K: ClusterIo> Runtime<K> {
         let (outcome, after, text) = match result {
             Ok(applied) => {
                 for (t, f) in &applied.findings {
-                    self.record_finding(t, f);
+                    self.record_finding(t, f).await;
                 }
                 match applied.change {
                     None => return "already at its original".to_string(),
@@ -242,15 +250,18 @@ impl<K: ClusterIo> Runtime<K> {
                 format!("failed: {e}"),
             ),
         };
-        let _ = self.ctl.audit(Entry {
-            actor: who.actor(),
-            action: "restore",
-            target: topic,
-            reason,
-            before: serde_json::Value::Null,
-            after,
-            outcome,
-        });
+        let _ = self
+            .ctl
+            .audit_async(Entry {
+                actor: who.actor(),
+                action: "restore",
+                target: topic,
+                reason,
+                before: serde_json::Value::Null,
+                after,
+                outcome,
+            })
+            .await;
         text
     }
 
@@ -274,15 +285,18 @@ impl<K: ClusterIo> Runtime<K> {
                 Outcome::Refused(e.to_string()),
             ),
         };
-        let _ = self.ctl.audit(Entry {
-            actor: who.actor(),
-            action: "retention.adopt",
-            target: topic,
-            reason,
-            before,
-            after,
-            outcome,
-        });
+        let _ = self
+            .ctl
+            .audit_async(Entry {
+                actor: who.actor(),
+                action: "retention.adopt",
+                target: topic,
+                reason,
+                before,
+                after,
+                outcome,
+            })
+            .await;
         result
             .map(|a| (a.before, a.after))
             .map_err(|e| e.to_string())

@@ -266,7 +266,14 @@ fn runtime(name: &str, cluster: Scripted) -> Runtime<Scripted> {
         retention_actions: true,
     };
     let clock = Arc::new(ScriptClock(cluster.clone()));
-    let (ctl, _commands) = Controller::new(config, policy, None, clock).expect("controller");
+    let store = Arc::new(
+        crate::store::StateDir::open(
+            &config.state_dir,
+            crate::store::Holder::this_process("test"),
+        )
+        .expect("opens"),
+    );
+    let (ctl, _commands) = Controller::new(config, policy, store, None, clock).expect("controller");
     Runtime::new(ctl, cluster).expect("runtime")
 }
 

@@ -84,10 +84,18 @@ impl<K: ClusterIo> Runtime<K> {
                 Some(cmd) = commands.recv() => self.command(cmd).await,
             }
         }
-        if let Err(e) = self.ctl.store.save("state.json", &self.state) {
+        if let Err(e) = self.save_state().await {
             warn!(error = %e, "could not flush state on shutdown");
         }
         info!(ticks = self.ticks, "control loop stopped, state flushed");
+    }
+
+    /// Writes the engine state to `state.json`, off the async workers.
+    pub(super) async fn save_state(&self) -> Result<(), StoreError> {
+        let state = self.state.clone();
+        self.ctl
+            .blocking(move |c| c.store.save("state.json", &state))
+            .await
     }
 
     /// Reads every sensor concurrently, each within the sensor timeout; a failed or late sensor
@@ -139,8 +147,8 @@ impl<K: ClusterIo> Runtime<K> {
         async {
             let started = crate::clock::monotonic_now();
             let now = self.ctl.clock.now();
-            if let Err(e) = self.ctl.expire_overrides(now) {
-                warn!(error = %e, "could not persist expired overrides");
+            if let Err(e) = self.ctl.blocking(move |c| c.expire_overrides(now)).await {
+                warn!(error = %e, "expired overrides");
             }
             let mut obs = self.observe().await;
             self.settle_journal(&mut obs, now).await;
@@ -166,7 +174,7 @@ impl<K: ClusterIo> Runtime<K> {
                     self.note_targets(&decision, &obs);
                 }
                 self.state = state;
-                if let Err(e) = self.ctl.store.save("state.json", &self.state) {
+                if let Err(e) = self.save_state().await {
                     warn!(error = %e, "could not persist engine state");
                 }
             }
@@ -296,15 +304,18 @@ impl<K: ClusterIo> Runtime<K> {
             } else {
                 Outcome::Applied
             };
-            let _ = self.ctl.audit(Entry {
-                actor: "controller",
-                action: "gate",
-                target: group,
-                reason: &decided.reasons.join("; "),
-                before: json(&before),
-                after: json(&decided.gate),
-                outcome,
-            });
+            let _ = self
+                .ctl
+                .audit_async(Entry {
+                    actor: "controller",
+                    action: "gate",
+                    target: group,
+                    reason: &decided.reasons.join("; "),
+                    before: json(&before),
+                    after: json(&decided.gate),
+                    outcome,
+                })
+                .await;
         }
     }
 

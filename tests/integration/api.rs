@@ -13,6 +13,7 @@ use catchup::sensors::{
     BrokerCopyLag, BrokerDisk, CopyLagSensor, DiskSensor, DiskSource, GroupOffsets, LagSensor,
     Observation, PartitionOffsets, Readings, SensorError, TopicConfigSensor, TopicConfigs,
 };
+use catchup::store::{Holder, StateDir};
 use catchup::units::{Dur, Timestamp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -195,8 +196,15 @@ async fn start(dir: &std::path::Path, auth_reads: bool) -> Server {
         retention_actions: true,
     };
     let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
-    let (ctl, commands) =
-        Controller::new(config, policy, Some(TOKEN.into()), clock.clone()).expect("controller");
+    let store = StateDir::open(dir, Holder::this_process("test")).expect("state directory");
+    let (ctl, commands) = Controller::new(
+        config,
+        policy,
+        Arc::new(store),
+        Some(TOKEN.into()),
+        clock.clone(),
+    )
+    .expect("controller");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -648,6 +656,7 @@ async fn start_simulated_service(
     let (policy, scenario) = catchup::service::load(&config).expect("loads");
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let service = tokio::spawn(catchup::service::run(
+        "run",
         config,
         policy,
         scenario,

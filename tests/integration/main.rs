@@ -23,6 +23,7 @@ mod layout;
 #[cfg(feature = "external")]
 mod prometheus;
 mod simulation;
+mod statedir;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -1,7 +1,13 @@
 //! State shared by the control loop and the HTTP API: mode, overrides, gates, metrics, the last
 //! status and the audit log; and the commands the API sends to the loop.
+//!
+//! The state directory is opened once per process and shared ([`Controller::store`]). Its
+//! methods block on file I/O and fsync, and so do the mutations here that write it
+//! ([`Controller::add_override`], [`Controller::set_mode`], ...): async code runs them through
+//! [`Controller::blocking`] (tokio's blocking pool), which keeps the synchronous API for the
+//! simulator and tests as it is.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
@@ -18,10 +24,15 @@ use crate::policy::{Override, OverrideAction, OverrideScope, Policy};
 use crate::store::{AuditRecord, Outcome, StateDir, StoreError};
 use crate::units::{Dur, Timestamp};
 
+mod overrides;
+
+pub use overrides::{ChangeError, OVERRIDE_IDS_FILE, OVERRIDES_FILE, OverrideBook};
+
 /// Proof that a request carried the operator token, and who made it. Only
 /// [`Controller::authorize`] makes one, and every mutation the API can ask for takes one, so a
-/// write route cannot be declared without passing the token check.
-#[derive(Debug)]
+/// write route cannot be declared without passing the token check. A clone is the same proof, for
+/// work handed to another thread.
+#[derive(Clone, Debug)]
 pub struct Authorized {
     actor: String,
 }
@@ -89,12 +100,14 @@ pub struct Controller {
     pub policy: Policy,
     /// The configuration.
     pub config: RunConfig,
-    /// Current mode (the API can change it).
-    pub mode: RwLock<Mode>,
-    /// Overrides in force, persisted in `overrides.json`.
-    pub overrides: Mutex<Vec<Override>>,
-    /// The state directory.
-    pub store: StateDir,
+    /// Current mode (the API can change it, through [`Controller::set_mode`]).
+    mode: RwLock<Mode>,
+    /// Held while the mode changes: its audit record is written before the switch.
+    mode_writer: Mutex<()>,
+    /// Overrides, persisted in `overrides.json`.
+    overrides: OverrideBook,
+    /// The state directory, shared with the loop's cluster adapters.
+    pub store: Arc<StateDir>,
     /// The consumer gates.
     pub gates: GateBoard,
     /// Metrics.
@@ -112,7 +125,6 @@ pub struct Controller {
     token: Option<String>,
     /// To the loop.
     pub commands: mpsc::Sender<Command>,
-    next_override: AtomicU64,
 }
 
 /// Errors building the controller.
@@ -124,32 +136,34 @@ pub enum RuntimeError {
 }
 
 impl Controller {
-    /// Builds the shared state, loading overrides from the state directory.
+    /// Builds the shared state on `store` (the state directory of `config.state_dir`, opened once
+    /// by the caller and shared with the cluster adapters), loading the overrides.
     pub fn new(
         config: RunConfig,
         policy: Policy,
+        store: Arc<StateDir>,
         token: Option<String>,
         clock: Arc<dyn Clock>,
     ) -> Result<(Arc<Controller>, mpsc::Receiver<Command>), RuntimeError> {
-        let store = StateDir::open(&config.state_dir)?;
-        let overrides: Vec<Override> = store.load("overrides.json")?.unwrap_or_default();
-        let next = overrides
-            .iter()
-            .filter_map(|o| o.id.strip_prefix("ovr-")?.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0)
-            + 1;
+        if store.is_read_only() {
+            return Err(StoreError::ReadOnly {
+                path: store.path().to_path_buf(),
+            }
+            .into());
+        }
+        let overrides = OverrideBook::load(&store)?;
         let gates = GateBoard::new(config.gate.instances);
         gates.register(&policy.group_names(), clock.now());
         let (tx, rx) = mpsc::channel(16);
         let metrics = Metrics::new();
         metrics.set_mode(config.mode);
-        let status = super::status::initial(config.mode, overrides.clone());
+        let status = super::status::initial(config.mode, overrides.all());
         let c = Controller {
             mode: RwLock::new(config.mode),
+            mode_writer: Mutex::new(()),
             policy,
             config,
-            overrides: Mutex::new(overrides),
+            overrides,
             store,
             gates,
             metrics,
@@ -159,7 +173,6 @@ impl Controller {
             clock,
             token,
             commands: tx,
-            next_override: AtomicU64::new(next),
         };
         Ok((Arc::new(c), rx))
     }
@@ -196,9 +209,43 @@ impl Controller {
         *self.mode.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `work` on this controller off the async workers (tokio's blocking pool): how async
+    /// code calls what writes the state directory, e.g.
+    /// `ctl.blocking(move |c| c.add_override(&who, scope, action, reason, ttl)).await`.
+    pub async fn blocking<T, E>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Controller) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let ctl = self.clone();
+        crate::store::unblock(move || work(&ctl)).await
+    }
+
     /// Records an action in the audit log and the metrics; a failure to write the log is logged
     /// (the action already happened) and returned.
     pub fn audit(&self, entry: Entry<'_>) -> Result<AuditRecord, StoreError> {
+        let record = self.record(entry);
+        self.store
+            .audit(record)
+            .inspect_err(|e| warn!(error = %e, "audit log write failed"))
+    }
+
+    /// [`Controller::audit`] for async code: the write runs off the async workers.
+    pub async fn audit_async(
+        self: &Arc<Self>,
+        entry: Entry<'_>,
+    ) -> Result<AuditRecord, StoreError> {
+        let record = self.record(entry);
+        self.blocking(move |c| c.store.audit(record))
+            .await
+            .inspect_err(|e| warn!(error = %e, "audit log write failed"))
+    }
+
+    /// The record of `entry`, logged and counted.
+    fn record(&self, entry: Entry<'_>) -> AuditRecord {
         let Entry {
             actor,
             action,
@@ -210,7 +257,8 @@ impl Controller {
         } = entry;
         let kind = action.split('.').next().unwrap_or(action);
         self.metrics.action(kind, outcome.kind());
-        let record = AuditRecord {
+        info!(actor, action, target, reason, %outcome, "audit");
+        AuditRecord {
             id: 0,
             at: self.clock.now(),
             actor: actor.into(),
@@ -220,26 +268,15 @@ impl Controller {
             before,
             after,
             outcome,
-        };
-        info!(actor, action, target, reason, outcome = %record.outcome, "audit");
-        self.store
-            .audit(record)
-            .inspect_err(|e| warn!(error = %e, "audit log write failed"))
+        }
     }
 
     /// Overrides in force now (expired ones excluded).
     pub fn active_overrides(&self) -> Vec<Override> {
-        let now = self.clock.now();
-        self.overrides
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|o| o.expires_at > now)
-            .cloned()
-            .collect()
+        self.overrides.active(self.clock.now())
     }
 
-    /// Adds an override, persists and audits it.
+    /// Adds an override: written, audited, then in force; or refused with nothing changed.
     pub fn add_override(
         &self,
         who: &Authorized,
@@ -247,110 +284,99 @@ impl Controller {
         action: OverrideAction,
         reason: String,
         ttl: Dur,
-    ) -> Result<Override, StoreError> {
-        let actor = who.actor.clone();
+    ) -> Result<Override, ChangeError> {
         let now = self.clock.now();
-        let o = Override {
-            id: format!("ovr-{}", self.next_override.fetch_add(1, Ordering::Relaxed)),
+        let make = |id| Override {
+            id,
             scope,
             action,
             reason,
-            actor,
+            actor: who.actor.clone(),
             created_at: now,
             expires_at: now + ttl,
         };
-        let snapshot = {
-            let mut list = self.overrides.lock().unwrap_or_else(|e| e.into_inner());
-            list.push(o.clone());
-            list.clone()
-        };
-        self.store.save("overrides.json", &snapshot)?;
-        let target = scope_name(&o.scope);
-        self.audit(Entry {
-            actor: &o.actor,
-            action: "override.create",
-            target: &target,
-            reason: &o.reason,
-            before: serde_json::Value::Null,
-            after: json(&o),
-            outcome: Outcome::Applied,
-        })?;
-        Ok(o)
+        self.overrides.add(&self.store, make, |o| {
+            self.audit(Entry {
+                actor: &o.actor,
+                action: "override.create",
+                target: &scope_name(&o.scope),
+                reason: &o.reason,
+                before: serde_json::Value::Null,
+                after: json(o),
+                outcome: Outcome::Applied,
+            })
+            .map(|_| ())
+        })
     }
 
-    /// Deletes an override by id; `None` when there is none.
+    /// Deletes an override by id (`None` when there is none): written, audited, then out of force;
+    /// or refused with nothing changed.
     pub fn delete_override(
         &self,
         who: &Authorized,
         id: &str,
         reason: &str,
-    ) -> Result<Option<Override>, StoreError> {
-        let actor = who.actor();
-        let (removed, snapshot) = {
-            let mut list = self.overrides.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(i) = list.iter().position(|o| o.id == id) else {
-                return Ok(None);
-            };
-            let removed = list.remove(i);
-            (removed, list.clone())
-        };
-        self.store.save("overrides.json", &snapshot)?;
-        self.audit(Entry {
-            actor,
-            action: "override.delete",
-            target: &scope_name(&removed.scope),
-            reason,
-            before: json(&removed),
-            after: serde_json::Value::Null,
-            outcome: Outcome::Applied,
-        })?;
-        Ok(Some(removed))
+    ) -> Result<Option<Override>, ChangeError> {
+        self.overrides.remove(&self.store, id, |o| {
+            self.audit(Entry {
+                actor: who.actor(),
+                action: "override.delete",
+                target: &scope_name(&o.scope),
+                reason,
+                before: json(o),
+                after: serde_json::Value::Null,
+                outcome: Outcome::Applied,
+            })
+            .map(|_| ())
+        })
     }
 
     /// Drops expired overrides, auditing each.
-    pub(super) fn expire_overrides(&self, now: Timestamp) -> Result<(), StoreError> {
-        let (expired, snapshot) = {
-            let mut list = self.overrides.lock().unwrap_or_else(|e| e.into_inner());
-            let (expired, kept): (Vec<Override>, Vec<Override>) =
-                list.drain(..).partition(|o| o.expires_at <= now);
-            *list = kept;
-            (expired, list.clone())
-        };
-        if expired.is_empty() {
-            return Ok(());
-        }
-        self.store.save("overrides.json", &snapshot)?;
-        for o in expired {
-            self.audit(Entry {
-                actor: "controller",
-                action: "override.expire",
-                target: &scope_name(&o.scope),
-                reason: &o.reason,
-                before: json(&o),
-                after: serde_json::Value::Null,
-                outcome: Outcome::Applied,
-            })?;
-        }
-        Ok(())
+    pub(super) fn expire_overrides(&self, now: Timestamp) -> Result<(), ChangeError> {
+        self.overrides
+            .expire(&self.store, now, |o| {
+                self.audit(Entry {
+                    actor: "controller",
+                    action: "override.expire",
+                    target: &scope_name(&o.scope),
+                    reason: &o.reason,
+                    before: json(o),
+                    after: serde_json::Value::Null,
+                    outcome: Outcome::Applied,
+                })
+                .map(|_| ())
+            })
+            .map(|_| ())
     }
 
-    /// Changes the mode, auditing it.
-    pub fn set_mode(&self, who: &Authorized, mode: Mode, reason: &str) -> Result<Mode, StoreError> {
-        let actor = who.actor();
-        let before = std::mem::replace(
-            &mut *self.mode.write().unwrap_or_else(|e| e.into_inner()),
-            mode,
-        );
-        self.metrics.set_mode(mode);
+    /// Changes the mode: its audit record is written first, so a mode nobody can see in the log
+    /// never takes effect.
+    pub fn set_mode(
+        &self,
+        who: &Authorized,
+        mode: Mode,
+        reason: &str,
+    ) -> Result<Mode, ChangeError> {
+        let _writer = self.mode_writer.lock().unwrap_or_else(|e| e.into_inner());
+        let before = self.mode();
         self.audit(Entry {
-            actor,
+            actor: who.actor(),
             action: "mode",
             target: "*",
             reason,
             before: json(&before),
             after: json(&mode),
             outcome: Outcome::Applied,
+        })
+        .map_err(|source| ChangeError::Refused {
+            what: format!(
+                "the mode stays {}: its audit record could not be written",
+                before.as_str()
+            ),
+            source,
         })?;
+        *self.mode.write().unwrap_or_else(|e| e.into_inner()) = mode;
+        self.metrics.set_mode(mode);
         Ok(before)
     }
 }
@@ -385,3 +411,6 @@ pub fn scope_name(scope: &OverrideScope) -> String {
 pub(super) fn json<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
+
+#[cfg(test)]
+mod tests;
