@@ -56,7 +56,14 @@ pub async fn lag(kafka: &KafkaArgs, groups: &[String], json: bool) -> anyhow::Re
     let names = groups.to_vec();
     let readings = tokio::task::spawn_blocking(move || reader.read_groups(&names, now))
         .await?
-        .with_context(|| format!("reading consumer-group lag from {}", conn.bootstrap_servers))?;
+        .with_context(|| {
+            let named: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
+            format!(
+                "reading the lag of group {} from {}",
+                named.join(", "),
+                conn.bootstrap_servers
+            )
+        })?;
     // The groups that could be read are shown; each one that could not is named, and the command
     // fails so a script does not take a partial answer for a whole one.
     print!("{}", render_lag(&readings.read, json)?);
