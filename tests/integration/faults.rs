@@ -509,3 +509,226 @@ async fn a_missing_managed_topic_does_not_blind_the_others() {
         c.status().await.unwrap_or_default()
     );
 }
+
+/// The runbook's `catchup retention restore` while the controller runs and the disk still asks
+/// for lowering: it goes through the controller's API, so the restore is held and stays; the
+/// audit log shows both actors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runbook_restore_beside_the_controller_sticks() {
+    let broker = Broker::start("faults-runbook");
+    let b = broker.bootstrap.clone();
+    topics(&b).await;
+    let dir = fresh_dir("runbook");
+    let port = free_port();
+    configure(&dir, &b, port);
+    disk(&dir, 77);
+    let c = Controller::start(&dir, port, None);
+    let lowered = eventually(Duration::from_secs(30), async || {
+        local(&describe(&b, "enriched").await).as_deref() != Some(ORIGINAL)
+    })
+    .await;
+    assert!(lowered, "the controller lowers at 77%");
+    let out = Command::new(env!("CARGO_BIN_EXE_catchup"))
+        .args([
+            "retention",
+            "restore",
+            "--bootstrap-server",
+            &b,
+            "--all",
+            "--reason",
+            "INC-7 by hand",
+            "--actor",
+            "oncall",
+            "--state-dir",
+        ])
+        .arg(dir.join("state"))
+        .env("CATCHUP_API_TOKEN", "faults-token-0123456789")
+        .output()
+        .expect("catchup retention restore runs");
+    assert!(out.status.success(), "{}", crate::stderr(&out));
+    assert!(
+        crate::stderr(&out).contains("through its API"),
+        "{}",
+        crate::stderr(&out)
+    );
+    assert_eq!(
+        local(&describe(&b, "enriched").await).as_deref(),
+        Some(ORIGINAL)
+    );
+    // Several ticks at 77%: the hold keeps the controller from lowering again.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        local(&describe(&b, "enriched").await).as_deref(),
+        Some(ORIGINAL),
+        "the restore sticks: {:#}",
+        c.status().await.unwrap_or_default()
+    );
+    let audit: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{port}/v1/audit?limit=200"))
+            .await
+            .expect("audit")
+            .json()
+            .await
+            .expect("json");
+    let records = audit["records"].as_array().cloned().unwrap_or_default();
+    let by = |actor: &str, action: &str| {
+        records
+            .iter()
+            .any(|r| r["actor"] == actor && r["action"] == action && r["outcome"] == "applied")
+    };
+    assert!(
+        by("controller", "retention"),
+        "the controller's lowering: {audit:#}"
+    );
+    assert!(by("oncall", "restore"), "on-call's restore: {audit:#}");
+    assert!(by("oncall", "override.create"), "and its hold: {audit:#}");
+}
+
+/// A state directory on a file system that fills up (a small tmpfs; where mounting is not
+/// allowed, a file-size limit): every override the API acknowledged is on disk, none it refused is
+/// in force, the gate keeps answering, and after a restart no torn record is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_state_directory_loses_nothing_acknowledged_and_keeps_gating() {
+    let dir = fresh_dir("full");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=96k", "tmpfs"])
+        .arg(&state)
+        .status()
+        .is_ok_and(|s| s.success());
+    let port = free_port();
+    std::fs::write(
+        dir.join("catchup.toml"),
+        format!(
+            "tick = \"1s\"\nstate_dir = \"state\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[cluster]\nkind = \"simulator\"\nscenario = \"{}\"\nspeed = 60\n",
+            crate::root().join("scenarios/2025-11-replay.toml").display()
+        ),
+    )
+    .unwrap();
+    let start = || {
+        let mut cmd = Command::new(if mounted {
+            env!("CARGO_BIN_EXE_catchup")
+        } else {
+            "sh"
+        });
+        if mounted {
+            cmd.args(["run", "--config"]).arg(dir.join("catchup.toml"));
+        } else {
+            // No mounting here: every file the process writes is capped at 64 KiB instead.
+            cmd.args([
+                "-c",
+                "trap '' XFSZ; ulimit -f 64; exec \"$0\" run --config \"$1\"",
+            ])
+            .arg(env!("CARGO_BIN_EXE_catchup"))
+            .arg(dir.join("catchup.toml"));
+        }
+        cmd.env("CATCHUP_API_TOKEN", "faults-token-0123456789")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("catchup run starts")
+    };
+    let mut child = start();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let up = eventually(Duration::from_secs(30), async || {
+        http.get(format!("{base}/healthz")).send().await.is_ok()
+    })
+    .await;
+    assert!(up, "the service starts");
+    let (mut acked, mut refused) = (Vec::new(), 0);
+    for i in 0..400 {
+        let resp = http
+            .post(format!("{base}/v1/overrides"))
+            .bearer_auth("faults-token-0123456789")
+            .json(&serde_json::json!({
+                "scope": {"kind": "group", "name": "ingestion"},
+                "action": {"action": "fixed_rate", "rate": 100 + i},
+                "reason": format!("filling the disk {i} {}", "x".repeat(400)),
+                "ttl": "1h"
+            }))
+            .send()
+            .await
+            .expect("answers");
+        match resp.status().as_u16() {
+            200 => acked.push(resp.json::<serde_json::Value>().await.unwrap()["id"].clone()),
+            503 => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+        if refused >= 5 {
+            break;
+        }
+    }
+    assert!(
+        refused > 0,
+        "the state directory filled up ({} acknowledged)",
+        acked.len()
+    );
+    let gate = http
+        .get(format!("{base}/v1/gates/ingestion"))
+        .send()
+        .await
+        .expect("gate");
+    assert_eq!(gate.status(), 200, "the gate keeps answering");
+    let in_force: Vec<serde_json::Value> = http
+        .get(format!("{base}/v1/overrides"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&serde_json::Value> = in_force.iter().map(|o| &o["id"]).collect();
+    assert_eq!(
+        ids.len(),
+        acked.len(),
+        "exactly the acknowledged overrides are in force"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    if mounted {
+        // Room again, then a restart: nothing torn, nothing acknowledged lost.
+        let _ = Command::new("mount")
+            .args(["-o", "remount,size=4m"])
+            .arg(&state)
+            .status();
+    }
+    let mut child = start();
+    let up = eventually(Duration::from_secs(30), async || {
+        http.get(format!("{base}/v1/overrides"))
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(up, "the service restarts on the same state directory");
+    let after: Vec<serde_json::Value> = http
+        .get(format!("{base}/v1/overrides"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let after_ids: Vec<&serde_json::Value> = after.iter().map(|o| &o["id"]).collect();
+    for id in &acked {
+        assert!(
+            after_ids.contains(&id),
+            "acknowledged {id} survives the restart"
+        );
+    }
+    let audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap_or_default();
+    for (n, line) in audit.lines().enumerate() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "audit line {} is whole: {line}",
+            n + 1
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    if mounted {
+        let _ = Command::new("umount").arg(&state).status();
+    }
+}
