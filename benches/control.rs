@@ -147,6 +147,7 @@ fn decide_speed() {
                     committed: Some(1_000_000),
                     log_end: 1_000_000 + i64::from(p),
                     log_start: None,
+                    next_record: None,
                 })
                 .collect(),
             sampled_at: now,

@@ -122,6 +122,62 @@ pub struct GroupDecision {
     pub produce_rate: Option<f64>,
     /// Seconds until drained at the current net rate, when it is shrinking.
     pub drain_eta_secs: Option<f64>,
+    /// Age of the oldest record the group has not consumed, seconds (the largest over its
+    /// partitions); `None` when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_lag_secs: Option<f64>,
+    /// Where the group stands against its input topics' retention, when any of them deletes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<InputDeadline>,
+}
+
+/// When Kafka may delete the oldest record a group has not consumed, and the consume rate that
+/// stays ahead of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputDeadline {
+    /// The topic of the partition whose deadline binds (the least slack); `None` when no
+    /// partition's deadline is known.
+    pub topic: Option<String>,
+    /// That partition.
+    pub partition: Option<i32>,
+    /// When that record may be deleted: its timestamp plus the topic's `retention.ms` (Kafka
+    /// deletes a whole segment once its newest record is that old, so this errs early, never late).
+    /// `None` when no partition's deadline is known.
+    pub deadline: Option<Timestamp>,
+    /// Seconds from now to `deadline` (negative once passed).
+    pub headroom_secs: Option<f64>,
+    /// The margin kept before the deadline (`input.margin`, at most a quarter of the retention).
+    pub margin_secs: f64,
+    /// The consume rate, records/s, that keeps every partition's oldest record ahead of its
+    /// deadline by the margin until the backlog is gone; `None` when not yet measurable.
+    pub required_rate: Option<f64>,
+    /// How much longer the group may be held (even paused) and still stay ahead of the deadline
+    /// by running at full speed afterwards, seconds; 0 when it must run now. `None` when unknown.
+    pub slack_secs: Option<f64>,
+    /// Records of this group deleted before it consumed them, since the controller began counting
+    /// (persisted across restarts).
+    pub records_lost: i64,
+    /// What the deadline does not cover: topics with `retention.bytes` set (sizes per partition are
+    /// not read), topics whose configs or record times are unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub untracked: Vec<String>,
+}
+
+/// Records a group lost this tick: its committed offset is below the partition's log start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputLoss {
+    /// The consumer group.
+    pub group: String,
+    /// The input topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The group's committed offset.
+    pub committed: i64,
+    /// The partition's log start (everything below it is deleted).
+    pub log_start: i64,
+    /// Records newly counted as lost this tick.
+    pub records: i64,
 }
 
 /// The desired `local.retention.ms` of one managed topic.
@@ -197,13 +253,19 @@ pub enum AlertCode {
     RetentionBlocked,
     /// A managed topic's configs are missing or stale.
     TopicConfigStale,
+    /// A catch-up group's oldest unconsumed record nears (or passed) its input topic's deletion.
+    InputDeadline,
+    /// A catch-up group lost input records: deleted before it consumed them.
+    InputDataLost,
+    /// Protecting the disk and meeting an input deadline conflict: the policy's `on_conflict` chose.
+    DeadlineConflict,
     /// A managed topic does not have tiered storage enabled.
     TopicNotTiered,
 }
 
 impl AlertCode {
     /// Every code, so metrics can export each from the start.
-    pub const ALL: [AlertCode; 13] = [
+    pub const ALL: [AlertCode; 16] = [
         AlertCode::DiskAboveCeiling,
         AlertCode::DiskNoData,
         AlertCode::DiskStale,
@@ -217,6 +279,9 @@ impl AlertCode {
         AlertCode::RetentionBlocked,
         AlertCode::TopicConfigStale,
         AlertCode::TopicNotTiered,
+        AlertCode::InputDeadline,
+        AlertCode::InputDataLost,
+        AlertCode::DeadlineConflict,
     ];
 
     /// The code as written in the API and metrics (`disk_stale`).
@@ -235,6 +300,9 @@ impl AlertCode {
             AlertCode::RetentionBlocked => "retention_blocked",
             AlertCode::TopicConfigStale => "topic_config_stale",
             AlertCode::TopicNotTiered => "topic_not_tiered",
+            AlertCode::InputDeadline => "input_deadline",
+            AlertCode::InputDataLost => "input_data_lost",
+            AlertCode::DeadlineConflict => "deadline_conflict",
         }
     }
 }
@@ -296,6 +364,9 @@ pub struct Decision {
     pub drained: bool,
     /// Things a person should know.
     pub alerts: Vec<Alert>,
+    /// Input records the catch-up groups lost this tick (audited and counted by the runtime).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub losses: Vec<InputLoss>,
 }
 
 /// What a manual override applies to.

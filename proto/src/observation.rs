@@ -25,6 +25,8 @@ pub enum SensorKind {
     Lag,
     /// Configs of the managed topics.
     TopicConfigs,
+    /// Configs of the catch-up groups' input topics (their retention deadline).
+    InputTopics,
     /// Members of the catch-up groups (for sharing a gate's rate).
     Members,
     /// The state directory.
@@ -33,11 +35,12 @@ pub enum SensorKind {
 
 impl SensorKind {
     /// The sensors every tick reads, in order.
-    pub const TICK: [SensorKind; 4] = [
+    pub const TICK: [SensorKind; 5] = [
         SensorKind::Disk,
         SensorKind::CopyLag,
         SensorKind::Lag,
         SensorKind::TopicConfigs,
+        SensorKind::InputTopics,
     ];
 
     /// The name as the API, logs and metrics write it (`copy_lag`).
@@ -47,6 +50,7 @@ impl SensorKind {
             SensorKind::CopyLag => "copy_lag",
             SensorKind::Lag => "lag",
             SensorKind::TopicConfigs => "topic_configs",
+            SensorKind::InputTopics => "input_topics",
             SensorKind::Members => "members",
             SensorKind::State => "state",
         }
@@ -130,9 +134,61 @@ pub struct PartitionOffsets {
     /// The partition's log-start offset, when read.
     #[serde(default)]
     pub log_start: Option<i64>,
+    /// The oldest record the group has not consumed (at the committed offset, or the first one
+    /// after it), when read: what its time lag and its input deadline are measured from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_record: Option<RecordTime>,
 }
 
+/// A record's timestamp, as Kafka stored it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordTime {
+    /// The record's offset.
+    pub offset: i64,
+    /// Its timestamp, ms since the Unix epoch.
+    pub at: Timestamp,
+    /// Whose clock: the producer's (`create_time`) or the broker's (`log_append_time`).
+    pub kind: TimestampKind,
+}
+
+/// Where a record's timestamp comes from (the topic's `message.timestamp.type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampKind {
+    /// Set by the producer: its clock may be wrong, even far in the future.
+    CreateTime,
+    /// Set by the broker when it appended the record.
+    LogAppendTime,
+}
+
+/// How far a producer's clock may run ahead before a record's time is not believed: a record
+/// stamped later than this after its reading is of unknown age (never a time lag of 0).
+pub const FUTURE_TOLERANCE_MS: i64 = 5 * 60 * 1000;
+
 impl PartitionOffsets {
+    /// Records deleted before the group consumed them: the committed offset is below the log
+    /// start (Kafka deleted them by retention or DeleteRecords; the consumer resumes at the log
+    /// start). `None` when not known.
+    pub fn lost(&self) -> Option<i64> {
+        let (c, s) = (self.committed?, self.log_start?);
+        (c < s).then_some(s - c)
+    }
+
+    /// Age at `now` of the oldest record the group has not consumed: 0 when it has consumed
+    /// everything, `None` when unknown (not read, or stamped too far in the future to believe).
+    pub fn time_lag_ms(&self, now: Timestamp) -> Option<i64> {
+        if self.lag() == Some(0) {
+            return Some(0);
+        }
+        let r = self.next_record?;
+        if r.at.0 > now.0 + FUTURE_TOLERANCE_MS {
+            return None;
+        }
+        Some((now.0 - r.at.0).max(0))
+    }
+
     /// Records between the committed offset and the log end; `None` when nothing is committed.
     /// A committed offset past the log end (a truncated or recreated partition) counts as zero lag;
     /// one before the log start (the data was deleted) counts from the log start, where the consumer
@@ -167,6 +223,15 @@ impl GroupOffsets {
             return None;
         }
         self.partitions.iter().map(PartitionOffsets::lag).sum()
+    }
+
+    /// The largest time lag of its partitions at `now`, ms; `None` when a lagging partition's is
+    /// unknown (a partial answer would understate it).
+    pub fn time_lag_ms(&self, now: Timestamp) -> Option<i64> {
+        self.partitions
+            .iter()
+            .map(|p| p.time_lag_ms(now))
+            .try_fold(0i64, |m, t| t.map(|t| m.max(t)))
     }
 
     /// Sum of committed offsets over partitions that have one (for consume-rate estimates).
@@ -254,6 +319,10 @@ pub struct Observation {
     pub groups: Vec<GroupOffsets>,
     /// Configs per managed topic.
     pub topics: Vec<TopicConfigs>,
+    /// Configs per input topic of the catch-up groups (every topic they have committed offsets
+    /// on): their retention is the deadline of the records the groups have not consumed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<TopicConfigs>,
     /// Sensors that failed this tick, as a whole or for one topic, group or broker (`target`), with
     /// the reason (the last readings of a failed sensor, topic or group may still be present, aged;
     /// a broker whose copy lag is unknown has none).
@@ -408,6 +477,16 @@ impl SensorFault {
 }
 
 impl Observation {
+    /// Every topic the catch-up groups have offsets on (their inputs), sorted, each once.
+    pub fn input_topics(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<&str> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.partitions.iter().map(|p| p.topic.as_str()))
+            .collect();
+        set.into_iter().map(str::to_string).collect()
+    }
+
     /// Test and example fixture: an empty observation to extend with the `with_*` builders.
     pub fn test() -> Observation {
         Observation::default()
@@ -449,6 +528,7 @@ impl Observation {
                 committed: Some(committed),
                 log_end: committed + lag,
                 log_start: None,
+                next_record: None,
             }],
             sampled_at: at,
             unavailable: Vec::new(),
@@ -502,6 +582,7 @@ mod tests {
             committed,
             log_end,
             log_start,
+            next_record: None,
         }
     }
 

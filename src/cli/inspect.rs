@@ -51,7 +51,8 @@ pub fn plan(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
 /// `catchup lag`: consumer-group lag, read once.
 pub async fn lag(kafka: &KafkaArgs, groups: &[String], json: bool) -> anyhow::Result<ExitCode> {
     let (conn, timeout) = kafka.connect().await?;
-    let reader = catchup::sensors::lag::LagReader::new(&conn, timeout)?;
+    // One read: every lagging partition's record time, however many.
+    let reader = catchup::sensors::lag::LagReader::with_record_budget(&conn, timeout, usize::MAX)?;
     let now = catchup::clock::wall_now();
     let names = groups.to_vec();
     let readings = tokio::task::spawn_blocking(move || reader.read_groups(&names, now))
@@ -66,7 +67,10 @@ pub async fn lag(kafka: &KafkaArgs, groups: &[String], json: bool) -> anyhow::Re
         })?;
     // The groups that could be read are shown; each one that could not is named, and the command
     // fails so a script does not take a partial answer for a whole one.
-    print!("{}", render_lag(&readings.read, json)?);
+    print!(
+        "{}",
+        render_lag(&readings.read, catchup::clock::wall_now(), json)?
+    );
     if readings.failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -217,7 +221,12 @@ fn render_decision(d: &catchup::policy::Decision) -> String {
     out
 }
 
-fn render_lag(groups: &[catchup::sensors::GroupOffsets], json: bool) -> anyhow::Result<String> {
+fn render_lag(
+    groups: &[catchup::sensors::GroupOffsets],
+    now: catchup::units::Timestamp,
+    json: bool,
+) -> anyhow::Result<String> {
+    let secs = |ms: Option<i64>| ms.map(|ms| ms as f64 / 1000.0);
     if json {
         let groups: Vec<serde_json::Value> = groups
             .iter()
@@ -225,9 +234,18 @@ fn render_lag(groups: &[catchup::sensors::GroupOffsets], json: bool) -> anyhow::
                 let partitions: Vec<serde_json::Value> = g
                     .partitions
                     .iter()
-                    .map(|p| serde_json::json!({"topic": p.topic, "partition": p.partition, "committed": p.committed, "log_end": p.log_end, "lag": p.lag()}))
+                    .map(|p| {
+                        let mut v = serde_json::json!({"topic": p.topic, "partition": p.partition, "committed": p.committed, "log_start": p.log_start, "log_end": p.log_end, "lag": p.lag(), "time_lag_secs": secs(p.time_lag_ms(now))});
+                        if let Some(r) = p.next_record {
+                            v["next_record"] = serde_json::json!(r);
+                        }
+                        if let Some(lost) = p.lost() {
+                            v["deleted_unconsumed"] = serde_json::json!(lost);
+                        }
+                        v
+                    })
                     .collect();
-                let mut v = serde_json::json!({"group": g.group, "total_lag": g.total_lag(), "partitions": partitions});
+                let mut v = serde_json::json!({"group": g.group, "total_lag": g.total_lag(), "time_lag_secs": secs(g.time_lag_ms(now)), "partitions": partitions});
                 if !g.unavailable.is_empty() {
                     v["unavailable"] = serde_json::json!(g.unavailable);
                 }
@@ -236,15 +254,24 @@ fn render_lag(groups: &[catchup::sensors::GroupOffsets], json: bool) -> anyhow::
             .collect();
         return Ok(format!(
             "{}\n",
-            serde_json::to_string_pretty(&serde_json::json!({"groups": groups}))?
+            serde_json::to_string_pretty(&serde_json::json!({"at": now, "groups": groups}))?
         ));
     }
+    let age = |ms: Option<i64>| {
+        ms.map_or("unknown".to_string(), |ms| {
+            catchup::units::Dur(ms.max(0) as u64).to_string()
+        })
+    };
     let mut out = String::new();
     for g in groups {
         let total = g
             .total_lag()
             .map_or("unknown".to_string(), |l| l.to_string());
-        out.push_str(&format!("group {}: total lag {total}\n", g.group));
+        out.push_str(&format!(
+            "group {}: total lag {total}, time lag {}\n",
+            g.group,
+            age(g.time_lag_ms(now))
+        ));
         if g.partitions.is_empty() {
             out.push_str("  no committed offsets\n");
         }
@@ -252,9 +279,19 @@ fn render_lag(groups: &[catchup::sensors::GroupOffsets], json: bool) -> anyhow::
             let committed = p.committed.map_or("-".to_string(), |c| c.to_string());
             let lag = p.lag().map_or("-".to_string(), |l| l.to_string());
             out.push_str(&format!(
-                "  {}-{}: committed {committed}, log end {}, lag {lag}\n",
-                p.topic, p.partition, p.log_end
+                "  {}-{}: committed {committed}, log end {}, lag {lag}, time lag {}",
+                p.topic,
+                p.partition,
+                p.log_end,
+                age(p.time_lag_ms(now))
             ));
+            if let Some(lost) = p.lost() {
+                out.push_str(&format!(
+                    ", {lost} records deleted before they were consumed (log start {})",
+                    p.log_start.unwrap_or_default()
+                ));
+            }
+            out.push('\n');
         }
         for u in &g.unavailable {
             out.push_str(&format!("  unavailable: {u}\n"));

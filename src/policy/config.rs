@@ -35,6 +35,10 @@ pub struct Policy {
     /// How old a reading may be before it is ignored.
     #[serde(default)]
     pub staleness: StalenessPolicy,
+    /// The catch-up groups' input topics: the retention deadline of their oldest unconsumed
+    /// records, and (opt-in) extending `retention.ms` instead of losing them.
+    #[serde(default)]
+    pub input: InputPolicy,
     /// The catch-up consumer groups the controller may throttle or pause, named explicitly.
     #[serde(default)]
     pub groups: Vec<GroupPolicy>,
@@ -256,6 +260,59 @@ impl Default for StalenessPolicy {
     }
 }
 
+/// Which side wins when protecting the broker disks and meeting an input deadline conflict (a
+/// group the disk needs paused would otherwise lose input records).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConflict {
+    /// Pause anyway (the default): a full broker takes every topic on it down, loses in-flight
+    /// writes and needs hands to recover, while an expired input record loses that record alone
+    /// and is counted; the page gives on-call both deadlines to act on.
+    #[default]
+    ProtectDisk,
+    /// Keep the group at the rate its deadline needs even at the pause line; the disk keeps its
+    /// ceiling alert and the page.
+    ProtectInput,
+}
+
+/// The input deadline (DESIGN.md invariant 10).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputPolicy {
+    /// Kept between a group's oldest unconsumed record and its deletion: the required rate keeps
+    /// this much, the deadline alert fires before it is spent. At most a quarter of the input
+    /// topic's `retention.ms` is used. Default 6h.
+    pub margin: Dur,
+    /// When the disk and an input deadline conflict: `protect_disk` (default) or
+    /// `protect_input`. Either way catchup pages at once with both deadlines.
+    pub on_conflict: OnConflict,
+    /// Input topics whose `retention.ms` catchup may raise (tiered topics only, never above
+    /// `max_retention`, only ever up, restored exactly) so a held backlog does not age out.
+    pub extend: Vec<ExtendPolicy>,
+}
+
+impl Default for InputPolicy {
+    fn default() -> Self {
+        InputPolicy {
+            margin: Dur::from_hours(6),
+            on_conflict: OnConflict::ProtectDisk,
+            extend: Vec::new(),
+        }
+    }
+}
+
+/// An input topic whose total retention catchup may extend.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendPolicy {
+    /// Topic name (must have `remote.storage.enable=true` on the cluster: raising `retention.ms`
+    /// then grows only the remote store; on a non-tiered topic it would fill the disk, so it is
+    /// refused).
+    pub topic: String,
+    /// `retention.ms` is never raised above this.
+    pub max_retention: Dur,
+}
+
 /// One catch-up consumer group.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -278,13 +335,14 @@ pub struct GroupPolicy {
 }
 
 /// The top-level sections of a policy file.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "disk",
     "forecast",
     "throttle",
     "drain",
     "retention",
     "staleness",
+    "input",
     "groups",
 ];
 
@@ -311,6 +369,7 @@ impl Policy {
             drain: config_file::take_section(&mut table, "drain", &mut problems),
             retention: config_file::take_section(&mut table, "retention", &mut problems),
             staleness: config_file::take_section(&mut table, "staleness", &mut problems),
+            input: config_file::take_section(&mut table, "input", &mut problems),
             groups: config_file::take_section(&mut table, "groups", &mut problems),
         };
         config_file::reject_unknown(&table, &SECTIONS, &mut problems);
@@ -345,6 +404,17 @@ impl Policy {
             .iter()
             .map(|t| t.name.clone())
             .collect()
+    }
+
+    /// The input topic `topic`'s extension, if the policy allows one.
+    pub fn extension(&self, topic: &str) -> Option<&ExtendPolicy> {
+        self.input.extend.iter().find(|e| e.topic == topic)
+    }
+
+    /// The margin kept before an input deadline of a topic whose `retention.ms` is
+    /// `retention_ms`: the policy's, at most a quarter of the retention.
+    pub fn input_margin_ms(&self, retention_ms: i64) -> i64 {
+        (self.input.margin.0 as i64).min(retention_ms / 4)
     }
 
     /// The names of the catch-up groups.

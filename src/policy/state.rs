@@ -63,6 +63,16 @@ pub struct GroupTrack {
     pub reference_rate: Option<f64>,
     /// Whether the gate was open during the interval that ended with `last`.
     pub was_open: bool,
+    /// Per input partition (`topic:partition`) whose committed offset is below its log start:
+    /// the log start up to which its lost records are already counted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lost_through: BTreeMap<String, i64>,
+    /// Input records lost per topic since counting began.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub records_lost: BTreeMap<String, i64>,
+    /// When a loss was last counted.
+    #[serde(default)]
+    pub last_loss_at: Option<Timestamp>,
 }
 
 impl Default for GroupTrack {
@@ -74,6 +84,9 @@ impl Default for GroupTrack {
             produce_rate: None,
             reference_rate: None,
             was_open: true,
+            lost_through: BTreeMap::new(),
+            records_lost: BTreeMap::new(),
+            last_loss_at: None,
         }
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use super::config::{
-    DiskPolicy, ForecastPolicy, GroupPolicy, Policy, RateUnit, RetentionPolicy, StalenessPolicy,
-    ThrottlePolicy,
+    DiskPolicy, ForecastPolicy, GroupPolicy, InputPolicy, Policy, RateUnit, RetentionPolicy,
+    StalenessPolicy, ThrottlePolicy,
 };
 use crate::config_file::Problems;
 use crate::units::Dur;
@@ -24,6 +24,7 @@ impl Policy {
         );
         check_retention(&self.retention, p);
         check_staleness(&self.staleness, p);
+        check_input(&self.input, p);
         check_groups(&self.groups, p);
     }
 }
@@ -269,4 +270,36 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The input margin and the extension allow-list: named once each, a cap of at least an hour.
+fn check_input(i: &InputPolicy, p: &mut Problems) {
+    p.check(
+        i.margin >= Dur::from_mins(1),
+        "input.margin",
+        i.margin,
+        "must be at least 1m: the deadline alert must fire before records expire",
+    );
+    let mut seen = BTreeSet::new();
+    for (n, e) in i.extend.iter().enumerate() {
+        let field = format!("input.extend[{n}]");
+        p.check(
+            !e.topic.trim().is_empty(),
+            format!("{field}.topic"),
+            &e.topic,
+            "must name a topic",
+        );
+        p.check(
+            seen.insert(e.topic.as_str()),
+            format!("{field}.topic"),
+            &e.topic,
+            "is named twice",
+        );
+        p.check(
+            e.max_retention >= Dur::from_hours(1),
+            format!("{field}.max_retention"),
+            e.max_retention,
+            "must be at least 1h (retention.ms is only ever raised, up to this cap)",
+        );
+    }
 }

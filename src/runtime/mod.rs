@@ -125,6 +125,12 @@ where
         topics: readings(SensorKind::TopicConfigs, configs, &late, &mut faults),
         ..Observation::default()
     };
+    // The input topics are known once the offsets are: read after them, in one request.
+    let inputs = obs.input_topics();
+    if !inputs.is_empty() {
+        let answer = within(timeout, cluster.read_topic_configs(&inputs)).await;
+        obs.inputs = readings(SensorKind::InputTopics, answer, &late, &mut faults);
+    }
     obs.sensor_errors = faults;
     obs
 }

@@ -15,7 +15,7 @@ pub enum Action {
         /// The catch-up group.
         group: String,
         /// What its consumers get (gate and reasons as the mode allows).
-        publish: GroupDecision,
+        publish: Box<GroupDecision>,
     },
     /// Move a managed topic's local retention towards its target.
     Retention {
@@ -69,7 +69,7 @@ pub fn plan(
         .iter()
         .map(|(group, d)| Action::Gate {
             group: group.clone(),
-            publish: publish(d, mode),
+            publish: Box::new(publish(d, mode)),
         })
         .collect();
     if mode == Mode::Observe || !retention_actions {

@@ -115,6 +115,10 @@ impl<K: ClusterIo> Runtime<K> {
                 (SensorKind::CopyLag, None) => obs.copy_lag = last.copy_lag.clone(),
                 (SensorKind::Lag, None) => obs.groups = last.groups.clone(),
                 (SensorKind::TopicConfigs, None) => obs.topics = last.topics.clone(),
+                (SensorKind::InputTopics, None) => obs.inputs = last.inputs.clone(),
+                (SensorKind::InputTopics, Some(topic)) => {
+                    keep_last(&mut obs.inputs, &last.inputs, |t| t.topic == topic)
+                }
                 (SensorKind::Lag, Some(group)) => {
                     keep_last(&mut obs.groups, &last.groups, |g| g.group == group)
                 }
@@ -169,7 +173,11 @@ impl<K: ClusterIo> Runtime<K> {
                 owns_retention,
             );
             self.carry_out(actions, &decision, &obs, mode, now).await;
-            if mode != Mode::Observe {
+            self.audit_losses(&decision).await;
+            if mode == Mode::Observe {
+                // Observing keeps no engine state, except what counts losses once each.
+                keep_loss_counts(&mut self.state, &state);
+            } else {
                 if owns_retention {
                     self.note_targets(&decision, &obs);
                 }
@@ -194,6 +202,31 @@ impl<K: ClusterIo> Runtime<K> {
         }
         .instrument(span)
         .await
+    }
+
+    /// Records every input loss of the tick in the audit log (in every mode: a loss is a fact, not
+    /// an action), with the offsets.
+    async fn audit_losses(&self, decision: &Decision) {
+        for l in &decision.losses {
+            let target = format!("{}/{}:{}", l.group, l.topic, l.partition);
+            let reason = format!(
+                "{} records of {}:{} were deleted before group {} consumed them (committed offset {} is below the log start {})",
+                l.records, l.topic, l.partition, l.group, l.committed, l.log_start
+            );
+            warn!(group = %l.group, topic = %l.topic, partition = l.partition, records = l.records, "input records lost");
+            let _ = self
+                .ctl
+                .audit_async(Entry {
+                    actor: "controller",
+                    action: "input.lost",
+                    target: &target,
+                    reason: &reason,
+                    before: serde_json::json!({ "committed": l.committed }),
+                    after: serde_json::json!({ "log_start": l.log_start, "records_lost": l.records }),
+                    outcome: crate::store::Outcome::Applied,
+                })
+                .await;
+        }
     }
 
     /// With `gate.share = "membership"`, divides each group's rate by its member count; when the
@@ -409,5 +442,19 @@ fn significant_change(before: &Gate, after: &Gate) -> bool {
             (a - b).abs() >= 0.1 * a.abs().max(b.abs())
         }
         _ => before.state() != after.state(),
+    }
+}
+
+/// Copies the loss counters of `decided` into `kept` (observe mode keeps no other engine state),
+/// so a loss is counted once, not again every tick.
+fn keep_loss_counts(
+    kept: &mut crate::policy::ControllerState,
+    decided: &crate::policy::ControllerState,
+) {
+    for (group, t) in &decided.groups {
+        let k = kept.groups.entry(group.clone()).or_default();
+        k.lost_through = t.lost_through.clone();
+        k.records_lost = t.records_lost.clone();
+        k.last_loss_at = t.last_loss_at;
     }
 }

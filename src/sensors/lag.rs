@@ -10,15 +10,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use super::time_lag::RecordTimes;
 use crate::kafka::ffi::{self, End};
 use crate::kafka::{Admin, Connection};
 use crate::sensors::{GroupOffsets, PartitionOffsets, Readings, SensorError, SensorKind};
 use crate::units::Timestamp;
 
-/// Reads committed and log offsets of consumer groups.
+/// Reads committed and log offsets of consumer groups, and the time of each group's oldest
+/// unconsumed record ([`super::time_lag`]).
 pub struct LagReader {
     admin: Admin,
     timeout: Duration,
+    times: Option<RecordTimes>,
 }
 
 fn unavailable(sensor: SensorKind, e: impl std::fmt::Display) -> SensorError {
@@ -29,10 +32,35 @@ fn unavailable(sensor: SensorKind, e: impl std::fmt::Display) -> SensorError {
 }
 
 impl LagReader {
-    /// Connects (lazily: librdkafka connects on first use).
+    /// Connects (lazily: librdkafka connects on first use); reads record times for at most
+    /// [`DEFAULT_BUDGET`](super::time_lag::DEFAULT_BUDGET) partitions per read.
     pub fn new(conn: &Connection, timeout: Duration) -> Result<LagReader, SensorError> {
+        LagReader::with_record_budget(conn, timeout, super::time_lag::DEFAULT_BUDGET)
+    }
+
+    /// [`LagReader::new`] reading record times for at most `budget` partitions per read (a
+    /// one-shot read, `catchup lag`, wants them all).
+    pub fn with_record_budget(
+        conn: &Connection,
+        timeout: Duration,
+        budget: usize,
+    ) -> Result<LagReader, SensorError> {
         let admin = conn.admin().map_err(|e| unavailable(SensorKind::Lag, e))?;
-        Ok(LagReader { admin, timeout })
+        // The record fetch shares the read's time: at most half of it, and never more than 3 s.
+        let wait = (timeout / 2).min(Duration::from_secs(3));
+        let times = RecordTimes::new(conn, budget, wait)
+            .inspect_err(|e| tracing::warn!(error = %e, "no time lag: the record-time consumer cannot be created"))
+            .ok();
+        Ok(LagReader {
+            admin,
+            timeout,
+            times,
+        })
+    }
+
+    /// What the last read's record-time fetch did; `None` without a record-time consumer.
+    pub fn record_stats(&self) -> Option<super::time_lag::FillStats> {
+        self.times.as_ref().map(RecordTimes::last_fill)
     }
 
     /// Offsets of every partition of every topic `group` has committed on; see [`LagReader::read_groups`].
@@ -92,7 +120,11 @@ impl LagReader {
             .map(|p| p.topic.clone())
             .collect();
         let shared = self.partitions_and_offsets(&topics, &metadata)?;
-        Ok(assemble_groups(groups, committed, &shared, now))
+        let mut readings = assemble_groups(groups, committed, &shared, now);
+        if let Some(times) = &self.times {
+            times.fill(&mut readings.read);
+        }
+        Ok(readings)
     }
 
     /// Every partition of `topics` with its log-end and log-start offsets (both asked at once), and
@@ -251,6 +283,7 @@ fn assemble(
                     .get(key)
                     .and_then(|s| s.as_ref().ok())
                     .copied(),
+                next_record: None,
                 topic: key.0.clone(),
                 partition: key.1,
             }),

@@ -13,6 +13,7 @@
 
 pub mod disk;
 pub mod lag;
+pub mod time_lag;
 pub mod topic_config;
 
 use std::future::Future;
@@ -174,6 +175,7 @@ pub fn limitations_of(faults: &[SensorFault]) -> Vec<Limitation> {
                 SensorKind::TopicConfigs | SensorKind::Members | SensorKind::State => {
                     &["lower_retention", "restore_retention"]
                 }
+                SensorKind::InputTopics => &["input_deadline", "extend_retention"],
             };
             Limitation {
                 missing: format!("{}: {}", f.sensor, f.reason),

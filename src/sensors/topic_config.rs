@@ -55,7 +55,7 @@ pub fn assemble(
                 out.fail(
                     topic,
                     format!(
-                        "topic {topic}: DescribeConfigs answered with no config at all: the topic does not exist (deleted, or spelt differently from the policy's [[retention.topics]]); the other managed topics are still read"
+                        "topic {topic}: DescribeConfigs answered with no config at all: the topic does not exist (deleted, or spelt differently from the policy's [[retention.topics]] or [[input.extend]]); the other topics are still read"
                     ),
                 );
                 continue;
@@ -65,7 +65,7 @@ pub fn assemble(
                 out.fail(
                     topic,
                     format!(
-                        "topic {topic}: {e}: check that it exists, is spelt as in the policy's [[retention.topics]] and that catchup may DescribeConfigs it; the other managed topics are still read"
+                        "topic {topic}: {e}: check that it exists, is spelt as in the policy's [[retention.topics]] or [[input.extend]], and that catchup may DescribeConfigs it (managed and input topics alike); the other topics are still read"
                     ),
                 );
                 continue;

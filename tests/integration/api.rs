@@ -85,6 +85,7 @@ impl LagSensor for SteadyCluster {
                         committed: Some(100),
                         log_end: 150,
                         log_start: None,
+                        next_record: None,
                     }],
                     sampled_at: at,
                     unavailable: Vec::new(),

@@ -24,6 +24,8 @@ mod layout;
 mod prometheus;
 mod simulation;
 mod statedir;
+#[cfg(feature = "external")]
+mod time_lag;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use super::drain::DrainView;
+use super::inputs::{GroupInput, InputView};
 use super::throttle::LawView;
 use super::{Tick, alert};
 use crate::policy::AlertCode;
-use crate::policy::config::{GroupPolicy, Policy};
+use crate::policy::config::{GroupPolicy, OnConflict, Policy};
 use crate::policy::decision::{
     Gate, GroupDecision, Origin, Override, OverrideAction, OverrideScope, Severity,
 };
@@ -22,26 +23,42 @@ struct Verdict {
     reasons: Vec<String>,
 }
 
+/// What the gates need besides the law: each group's input deadline, and the disk's own deadline
+/// (the soonest time to the ceiling) for a conflict's page.
+pub(super) struct Deadlines<'a> {
+    /// Per group.
+    pub(super) inputs: &'a InputView,
+    /// Seconds until the first broker reaches the ceiling at its trend, when rising.
+    pub(super) disk_secs: Option<f64>,
+}
+
 /// Every group's decision: the control law's, or an override's (alerting when an override keeps a
-/// group running against the law).
+/// group running against the law). The law never holds a group below the rate its input deadline
+/// needs, except at the pause line, where the policy's `on_conflict` chooses.
 pub(super) fn group_decisions(
     st: &mut ControllerState,
     law: &LawView,
     drain: &DrainView,
+    deadlines: &Deadlines,
     tick: &mut Tick,
 ) -> BTreeMap<String, GroupDecision> {
     let (p, now) = (tick.policy, tick.now);
     let mut out = BTreeMap::new();
+    let none = GroupInput::default();
     for g in &p.groups {
         let track = st.groups.entry(g.name.clone()).or_default();
         let reference = g.max_rate.or(track.reference_rate);
+        let input = deadlines.inputs.groups.get(&g.name).unwrap_or(&none);
+        let floor = Floor::of(g, track, input.floor);
         let mut verdict = if law.paused {
-            Verdict {
-                gate: Gate::Paused,
-                reasons: law.reasons.clone(),
-            }
+            at_pause_line(g, law, &floor, input, deadlines.disk_secs, tick)
         } else {
-            auto_gate(g, track.fraction, reference, p, &law.reasons)
+            let fraction = track.fraction.max(floor.fraction.unwrap_or(0.0));
+            let mut v = auto_gate(g, fraction, reference, p, &law.reasons);
+            if let Some(why) = floor.raises(track.fraction) {
+                v.reasons.push(why);
+            }
+            v
         };
         let mut origin = Origin::Auto;
         if let Some(manual) = overridden(g, law, tick) {
@@ -61,10 +78,123 @@ pub(super) fn group_decisions(
                 consume_rate: track.consume_rate,
                 produce_rate: track.produce_rate,
                 drain_eta_secs: drain_eta(lag, track),
+                time_lag_secs: input.time_lag_secs,
+                input: input.deadline.clone(),
             },
         );
     }
     out
+}
+
+/// The rate a group's input deadline needs, as a share of its full speed.
+struct Floor {
+    /// Records/s, when the deadline binds.
+    rate: Option<f64>,
+    /// The same as a fraction of the group's full speed, when that is known.
+    fraction: Option<f64>,
+}
+
+impl Floor {
+    fn of(g: &GroupPolicy, track: &GroupTrack, rate: Option<f64>) -> Floor {
+        let rate = rate.filter(|r| *r > 0.0);
+        let full = match g.unit {
+            crate::policy::RateUnit::Records => g.max_rate.or(track.reference_rate),
+            crate::policy::RateUnit::Bytes => track.reference_rate,
+        };
+        let fraction = rate.zip(full).map(|(r, f)| (r / f).min(1.0));
+        Floor { rate, fraction }
+    }
+
+    /// Why the gate is above the law's share, when the floor raised it.
+    fn raises(&self, law: f64) -> Option<String> {
+        let (rate, fraction) = (self.rate?, self.fraction?);
+        (fraction > law).then(|| {
+            format!(
+                "held at {:.0}% of full speed, not the law's {:.0}%: its input deadline needs {rate:.0} records/s",
+                fraction * 100.0,
+                law * 100.0
+            )
+        })
+    }
+}
+
+/// The gate of a group at the pause line: paused, unless its input deadline binds and the policy
+/// protects the input, in which case it runs at the rate the deadline needs. A binding deadline
+/// pages at once with both deadlines, whichever side wins.
+fn at_pause_line(
+    g: &GroupPolicy,
+    law: &LawView,
+    floor: &Floor,
+    input: &GroupInput,
+    disk_secs: Option<f64>,
+    tick: &mut Tick,
+) -> Verdict {
+    let paused = Verdict {
+        gate: Gate::Paused,
+        reasons: law.reasons.clone(),
+    };
+    let Some(rate) = floor.rate else {
+        return paused;
+    };
+    let p = tick.policy;
+    let deadline = input.deadline.as_ref();
+    let disk = disk_secs.map_or("has no rising trend but is at the pause line".into(), |s| {
+        format!(
+            "reaches the ceiling in {}",
+            crate::units::Dur((s * 1000.0) as u64)
+        )
+    });
+    let input_eta = deadline
+        .and_then(|d| d.headroom_secs)
+        .map_or("an unknown time".into(), |s| {
+            crate::units::Dur((s.max(0.0) * 1000.0) as u64).to_string()
+        });
+    let (verdict, choice) = match p.input.on_conflict {
+        OnConflict::ProtectDisk => (paused, "protect_disk: paused"),
+        OnConflict::ProtectInput => {
+            let gate = match g.unit {
+                crate::policy::RateUnit::Records => Some(rate),
+                crate::policy::RateUnit::Bytes => {
+                    floor.fraction.zip(g.max_rate).map(|(f, m)| f * m)
+                }
+            };
+            match gate {
+                Some(r) => {
+                    let mut reasons = law.reasons.clone();
+                    reasons.push(format!(
+                        "kept at {rate:.0} records/s, the rate its input deadline needs (on_conflict = protect_input)"
+                    ));
+                    (
+                        Verdict {
+                            gate: Gate::Throttled {
+                                rate: r,
+                                burst: burst(r, p),
+                                unit: g.unit,
+                            },
+                            reasons,
+                        },
+                        "protect_input: kept running at the deadline's rate",
+                    )
+                }
+                None => (
+                    paused,
+                    "protect_input, but its full speed in bytes is unknown: paused",
+                ),
+            }
+        }
+    };
+    tick.alerts.push(alert(
+        Severity::Critical,
+        AlertCode::DeadlineConflict,
+        format!(
+            "group {}: the disk needs it paused (a broker {disk}) but its input deadline needs {rate:.0} records/s (its oldest unconsumed record{} may be deleted in {input_eta}); on_conflict = {choice}",
+            g.name,
+            deadline
+                .and_then(|d| d.topic.as_ref().zip(d.partition))
+                .map_or(String::new(), |(t, p)| format!(" on {t}:{p}")),
+        ),
+    ));
+    verdict
 }
 
 /// The gate a manual override sets for group `g`, if one applies (one that only holds retention sets

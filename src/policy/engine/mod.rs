@@ -2,18 +2,21 @@
 //!
 //! Order of reasoning in one tick:
 //! 1. disks: record new samples, fit a trend per broker, extrapolate to now;
-//! 2. groups: lag, consume and produce rates, whether the backlog has drained;
+//! 2. groups: lag, consume and produce rates, whether the backlog has drained; their inputs: time
+//!    lag, the retention deadline of the oldest unconsumed record, the rate it needs, losses;
 //! 3. throttle: pause on the hard limit, cut the rate in proportion to the forecast excess, give it
 //!    back additively when there is room;
 //! 4. retention: lower managed topics stepwise on a long-horizon forecast, restore once drained;
-//! 5. overrides win over 3 and 4.
+//! 5. overrides win over 3 and 4; the law never holds a group below its deadline's rate except
+//!    at the pause line, where `input.on_conflict` chooses.
 //!
-//! Each step has its own module, in that order: [`disks`], [`drain`], [`throttle`], then [`gates`]
+//! Each step has its own module, in that order: [`disks`], [`drain`], [`inputs`], [`throttle`], then [`gates`]
 //! (each group's gate, overrides applied) and [`retention`].
 
 mod disks;
 mod drain;
 mod gates;
+mod inputs;
 mod retention;
 mod throttle;
 
@@ -46,8 +49,17 @@ pub fn decide(
     };
     let disks = disks::assess_disks(&mut st, obs, &mut tick);
     let drain = drain::assess_groups(&mut st, obs, &mut tick);
+    let inputs = inputs::assess_inputs(&mut st, obs, &mut tick);
     let law = throttle::steer_throttle(&mut st, &disks, &mut tick);
-    let groups = gates::group_decisions(&mut st, &law, &drain, &mut tick);
+    let deadlines = gates::Deadlines {
+        inputs: &inputs,
+        disk_secs: disks
+            .forecasts
+            .iter()
+            .filter_map(|b| b.time_to_ceiling_secs)
+            .min_by(f64::total_cmp),
+    };
+    let groups = gates::group_decisions(&mut st, &law, &drain, &deadlines, &mut tick);
     let topics = retention::retention_decisions(&mut st, obs, &disks, drain.drained, &mut tick);
     st.last_tick = Some(now);
     let mut alerts = tick.alerts;
@@ -63,6 +75,7 @@ pub fn decide(
         brokers: disks.forecasts,
         drained: drain.drained,
         alerts,
+        losses: inputs.losses,
     };
     (decision, st)
 }

@@ -86,6 +86,7 @@ impl Cluster {
                 committed: Some(offset(g.committed[i])),
                 log_end: offset(self.parts[p].log_end),
                 log_start: None,
+                next_record: None,
             })
             .collect();
         Some(parts)

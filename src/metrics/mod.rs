@@ -1,5 +1,8 @@
 //! Prometheus metrics (`/metrics`), prefix `catchup_`. Labels are bounded: group, topic, broker,
-//! sensor, kind and outcome; never partition.
+//! sensor, kind and outcome; partition only for the time lag of groups of at most
+//! [`inputs::PARTITION_SERIES_MAX`] partitions ([`inputs`]).
+
+pub mod inputs;
 
 use std::sync::atomic::AtomicU64;
 
@@ -113,7 +116,8 @@ pub struct SensorLabel {
 /// Label set with one action.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DisabledLabel {
-    /// `lower_retention`, `restore_retention`, `raise_rate`, `throttle_on_disk`, `all`.
+    /// `lower_retention`, `restore_retention`, `raise_rate`, `throttle_on_disk`, `input_deadline`,
+    /// `extend_retention`, `all`.
     pub action: String,
 }
 
@@ -172,6 +176,8 @@ pub struct Metrics {
     pub ready: Gauge,
     /// 1 for the current mode (`active`, `dry-run`, `observe`).
     pub mode: Family<ModeLabel, Gauge>,
+    /// Time lag, input deadline and input records lost.
+    pub inputs: inputs::InputMetrics,
 }
 
 impl Default for Metrics {
@@ -205,8 +211,10 @@ impl Metrics {
             ]),
             ready: Gauge::default(),
             mode: Family::default(),
+            inputs: inputs::InputMetrics::default(),
             registry: Registry::default(),
         };
+        m.inputs.register(&mut registry);
         registry.register(
             "group_lag_records",
             "Total lag of a catch-up group in records",
@@ -321,6 +329,7 @@ impl Metrics {
 
     /// Updates the gauges from a tick's observation and decision.
     pub fn observe_tick(&self, obs: &Observation, decision: &Decision) {
+        self.inputs.observe(obs, decision);
         for g in &obs.groups {
             if let Some(lag) = g.total_lag() {
                 self.lag
@@ -416,6 +425,8 @@ impl Metrics {
             "restore_retention",
             "raise_rate",
             "throttle_on_disk",
+            "input_deadline",
+            "extend_retention",
             "all",
         ] {
             let n = limits
