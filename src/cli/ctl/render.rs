@@ -89,32 +89,7 @@ pub fn status(s: &Status) -> String {
         &brokers,
     ));
     out.push('\n');
-    let groups: Vec<Vec<String>> = d
-        .map(|d| {
-            d.groups
-                .iter()
-                .map(|(name, g)| {
-                    let state = match &g.gate {
-                        Gate::Throttled { rate, .. } => format!("throttled {rate:.0}/s"),
-                        other => other.name().to_string(),
-                    };
-                    vec![
-                        name.clone(),
-                        state,
-                        json_cell(&g.origin),
-                        g.lag.map_or("-".into(), |l| l.to_string()),
-                        g.drain_eta_secs
-                            .map_or("-".into(), |s| Dur::from_secs(s as u64).to_string()),
-                        g.reasons.first().cloned().unwrap_or_default(),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.push_str(&table(
-        &["group", "gate", "by", "lag", "drain eta", "why"],
-        &groups,
-    ));
+    out.push_str(&groups(d));
     out.push('\n');
     let topics: Vec<Vec<String>> = s
         .topics
@@ -165,6 +140,65 @@ pub fn status(s: &Status) -> String {
         out.push_str(&overrides(&s.overrides));
     }
     out
+}
+
+/// Seconds as a duration (`-` when unknown; negative ones as `passed`).
+fn secs(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(s) if s < 0.0 => "passed".into(),
+        Some(s) => Dur((s * 1000.0) as u64).to_string(),
+    }
+}
+
+/// The groups table: gate, lag in records and in time, and the input deadline.
+fn groups(d: Option<&catchup_proto::decision::Decision>) -> String {
+    let rows: Vec<Vec<String>> = d
+        .map(|d| {
+            d.groups
+                .iter()
+                .map(|(name, g)| {
+                    let state = match &g.gate {
+                        Gate::Throttled { rate, .. } => format!("throttled {rate:.0}/s"),
+                        other => other.name().to_string(),
+                    };
+                    let input = g.input.as_ref();
+                    vec![
+                        name.clone(),
+                        state,
+                        json_cell(&g.origin),
+                        g.lag.map_or("-".into(), |l| l.to_string()),
+                        secs(g.time_lag_secs),
+                        g.drain_eta_secs
+                            .map_or("-".into(), |s| Dur::from_secs(s as u64).to_string()),
+                        secs(input.and_then(|i| i.headroom_secs)),
+                        secs(input.and_then(|i| i.slack_secs)),
+                        input
+                            .and_then(|i| i.required_rate)
+                            .map_or("-".into(), |r| format!("{r:.0}/s")),
+                        input.map_or("0".into(), |i| i.records_lost.to_string()),
+                        g.reasons.first().cloned().unwrap_or_default(),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &[
+            "group",
+            "gate",
+            "by",
+            "lag",
+            "time lag",
+            "drain eta",
+            "deleted in",
+            "slack",
+            "needs",
+            "lost",
+            "why",
+        ],
+        &rows,
+    )
 }
 
 fn override_row(o: &Override) -> Vec<String> {
@@ -323,5 +357,51 @@ mod tests {
         );
         let none = status(&empty_status());
         assert!(!none.contains("limitations"), "{none}");
+    }
+
+    #[test]
+    fn status_shows_time_lag_and_the_input_deadline_of_each_group() {
+        use catchup_proto::decision::{Decision, Gate, GroupDecision, InputDeadline, Origin};
+        let mut s = empty_status();
+        let group = GroupDecision {
+            gate: Gate::Paused,
+            reasons: vec!["broker 1 at the pause line".into()],
+            expires_at: Timestamp(0),
+            origin: Origin::Auto,
+            lag: Some(20_000_000),
+            consume_rate: None,
+            produce_rate: Some(100.0),
+            drain_eta_secs: None,
+            time_lag_secs: Some(167_400.0),
+            input: Some(InputDeadline {
+                topic: Some("in".into()),
+                partition: Some(0),
+                deadline: Some(Timestamp(0)),
+                headroom_secs: Some(91_800.0),
+                margin_secs: 21_600.0,
+                required_rate: Some(113.7),
+                slack_secs: Some(70_200.0),
+                records_lost: 800,
+                untracked: Vec::new(),
+            }),
+        };
+        s.decision = Some(Decision {
+            at: Timestamp(0),
+            groups: [("ingest".to_string(), group)].into_iter().collect(),
+            topics: Default::default(),
+            brokers: Vec::new(),
+            drained: false,
+            alerts: Vec::new(),
+            losses: Vec::new(),
+        });
+        let text = status(&s);
+        let header = text.lines().find(|l| l.starts_with("GROUP")).unwrap();
+        for h in ["TIME LAG", "DELETED IN", "SLACK", "NEEDS", "LOST"] {
+            assert!(header.contains(h), "{header}");
+        }
+        let row = text.lines().find(|l| l.starts_with("ingest")).unwrap();
+        for cell in ["1d22h30m", "1d1h30m", "19h30m", "114/s", "800"] {
+            assert!(row.contains(cell), "{cell}: {row}");
+        }
     }
 }
