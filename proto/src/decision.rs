@@ -213,6 +213,38 @@ pub struct TopicDecision {
     pub reasons: Vec<String>,
 }
 
+/// The desired `retention.ms` of an input topic the policy allow-lists for extension.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "target", rename_all = "snake_case")]
+pub enum ExtensionTarget {
+    /// The topic's original `retention.ms` (SET it back, or DELETE the key when inherited).
+    Original,
+    /// Raised to this many ms (never lower than now, never above the policy's cap).
+    Extended {
+        /// New `retention.ms`.
+        ms: i64,
+    },
+    /// Do not touch the topic (someone else changed it, or it is not eligible).
+    HandsOff,
+}
+
+/// The decision for one input topic allow-listed for extension.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExtensionDecision {
+    /// What `retention.ms` should be.
+    pub target: ExtensionTarget,
+    /// Whether the cluster needs a write to get there (it is not at the target and no write of
+    /// the controller's is pending).
+    #[serde(default)]
+    pub changed: bool,
+    /// `retention.ms` the cluster reports now.
+    pub current_ms: Option<i64>,
+    /// `retention.ms` before the controller's first change.
+    pub original_ms: Option<i64>,
+    /// Why.
+    pub reasons: Vec<String>,
+}
+
 /// Severity of an alert.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -364,6 +396,9 @@ pub struct Decision {
     pub drained: bool,
     /// Things a person should know.
     pub alerts: Vec<Alert>,
+    /// Per input topic allow-listed for extension (`[[input.extend]]`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extensions: BTreeMap<String, ExtensionDecision>,
     /// Input records the catch-up groups lost this tick (audited and counted by the runtime).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub losses: Vec<InputLoss>,

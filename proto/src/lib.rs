@@ -6,6 +6,8 @@
 //!   written on the wire and in files;
 //! - [`observation`]: what the sensors saw (disks, copy lag, offsets, topic configs) and what
 //!   limits the controller;
+//! - [`topic`]: a topic's configs as DescribeConfigs reports them, and what the retention journal
+//!   holds for a topic it changed;
 //! - [`decision`]: what the engine decided (gates, retention targets, alerts) and the manual
 //!   overrides it honours;
 //! - [`gate`]: what consumers read and how they take permits;
@@ -23,4 +25,5 @@ pub mod gate;
 pub mod observation;
 pub mod requests;
 pub mod status;
+pub mod topic;
 pub mod units;

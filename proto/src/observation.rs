@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::topic::{
+    ConfigSource, ConfigValue, JournalPhase, LOCAL_RETENTION_INHERIT, OriginalRetention,
+    RetentionRecord, TopicConfigs,
+};
 use crate::units::Timestamp;
 
 /// A broker id as Kafka reports it.
@@ -245,69 +249,6 @@ impl GroupOffsets {
     }
 }
 
-/// Whether a config value was set on the topic or inherited from the broker or Kafka's default.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum ConfigSource {
-    /// Set on the topic (`DYNAMIC_TOPIC_CONFIG`): restore by SETting the value back.
-    Topic,
-    /// Inherited (broker config or Kafka default): restore by DELETEing the topic-level key.
-    Inherited,
-}
-
-/// One config entry of a topic.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigValue {
-    /// The value as Kafka reports it (`None` for sensitive or null values).
-    pub value: Option<String>,
-    /// Where it comes from.
-    pub source: ConfigSource,
-}
-
-/// The current configs of one managed topic.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TopicConfigs {
-    /// Topic name.
-    pub topic: String,
-    /// Every config the broker reported, by key.
-    pub configs: BTreeMap<String, ConfigValue>,
-    /// When they were read.
-    pub sampled_at: Timestamp,
-}
-
-/// Kafka's `local.retention.ms` value meaning "same as `retention.ms`".
-pub const LOCAL_RETENTION_INHERIT: i64 = -2;
-
-impl TopicConfigs {
-    /// A config value parsed as an integer.
-    pub fn int(&self, key: &str) -> Option<i64> {
-        self.configs.get(key)?.value.as_deref()?.trim().parse().ok()
-    }
-
-    /// Whether tiered storage is enabled on the topic.
-    pub fn remote_storage_enabled(&self) -> bool {
-        self.configs
-            .get("remote.storage.enable")
-            .and_then(|c| c.value.as_deref())
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    }
-
-    /// Total retention in ms; `None` means unlimited (`-1`) or unknown.
-    pub fn retention_ms(&self) -> Option<i64> {
-        self.int("retention.ms").filter(|v| *v >= 0)
-    }
-
-    /// The local retention in force, in ms, resolving `-2` ("as `retention.ms`"); `None` means unlimited or unknown.
-    pub fn effective_local_retention_ms(&self) -> Option<i64> {
-        match self.int("local.retention.ms") {
-            Some(LOCAL_RETENTION_INHERIT) | None => self.retention_ms(),
-            Some(v) if v < 0 => self.retention_ms(),
-            Some(v) => Some(v),
-        }
-    }
-}
-
 /// Everything the sensors reported for one control tick.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
@@ -333,75 +274,10 @@ pub struct Observation {
     /// any topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Vec<RetentionRecord>>,
-}
-
-/// The original local retention of a topic, captured before the controller's first change.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct OriginalRetention {
-    /// The raw `local.retention.ms` value (e.g. `"14400000"` or `"-2"`).
-    pub value: Option<String>,
-    /// Set on the topic or inherited.
-    pub source: ConfigSource,
-    /// The effective value in ms (resolving `-2`), `None` for unlimited.
-    pub effective_ms: Option<i64>,
-}
-
-/// Where a topic's latest retention change stands in the journal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum JournalPhase {
-    /// Recorded, not yet acknowledged by the cluster: the write may or may not have landed.
-    Intent,
-    /// Acknowledged, not yet read back.
-    Applied,
-    /// Read back: the key holds the controller's value and nothing else was touched.
-    Verified,
-    /// Back at the original; nothing of the controller's is left on the topic.
-    Restored,
-    /// Someone else changed the managed key: the controller does not touch the topic until a
-    /// person adopts the new value (`catchup retention adopt`).
-    Drifted,
-}
-
-impl JournalPhase {
-    /// Whether something of the controller's may be on the topic (every phase but `restored`).
-    pub fn is_open(self) -> bool {
-        self != JournalPhase::Restored
-    }
-}
-
-/// One managed topic as the retention journal holds it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct RetentionRecord {
-    /// The topic.
-    pub topic: String,
-    /// Its value before the controller's first change.
-    pub original: OriginalRetention,
-    /// Where the latest change stands.
-    pub phase: JournalPhase,
-    /// The key's value the controller last saw on the topic as its own (`None`: inherited).
-    pub value: Option<String>,
-    /// The value the controller last asked for, while its write is not settled (`None` when
-    /// settled; `Some(None)` for a DELETE of the key).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<Option<String>>,
-    /// Why the latest change was made, or what someone else changed.
-    pub reason: String,
-    /// When the phase was recorded.
-    pub at: Timestamp,
-}
-
-impl RetentionRecord {
-    /// The value the controller wants on the topic now: the pending write, else the settled one.
-    pub fn wanted(&self) -> Option<&str> {
-        match &self.pending {
-            Some(p) => p.as_deref(),
-            None => self.value.as_deref(),
-        }
-    }
+    /// What the journal holds for each input topic whose `retention.ms` it has extended, settled
+    /// against this tick's input configs (empty without a journal or without extensions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<RetentionRecord>,
 }
 
 /// Something the controller cannot see or do on this cluster, and the actions it disables.

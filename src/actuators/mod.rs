@@ -12,8 +12,9 @@ pub mod retention;
 use std::future::Future;
 
 use crate::observation::TopicConfigs;
-use crate::policy::{GroupDecision, RetentionTarget};
+use crate::policy::{ExtensionTarget, GroupDecision, RetentionTarget};
 use crate::units::Timestamp;
+pub use retention::extend::Unconsumed;
 pub use retention::guard::Evidence;
 pub use retention::journal::{Adopted, Applied, Finding, RetentionError, Settled};
 pub use retention::{RetentionChange, RetentionRefusal};
@@ -63,6 +64,25 @@ pub trait RetentionActuator: Send + Sync {
         evidence: &Evidence<'_>,
         now: Timestamp,
     ) -> impl Future<Output = Result<Applied, ActuatorError>> + Send;
+
+    /// Moves an input topic's `retention.ms` to `target` through the extension guard and the
+    /// journal; `unconsumed` is what a restore needs. A cluster that cannot change input topics
+    /// refuses.
+    fn extend_retention(
+        &self,
+        topic: &str,
+        target: &ExtensionTarget,
+        reason: &str,
+        unconsumed: &Unconsumed,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Applied, ActuatorError>> + Send {
+        let _ = (target, reason, unconsumed, now);
+        let refused = ActuatorError::Refused(RetentionRefusal {
+            topic: topic.to_string(),
+            reason: "this cluster cannot change input topics' retention".into(),
+        });
+        async move { Err(refused) }
+    }
 
     /// Takes `topic`'s value now as its original (a person's decision; clears drift).
     fn adopt_retention(

@@ -222,8 +222,9 @@ fn render_status(rows: &[TopicRow], json: bool) -> anyhow::Result<String> {
         .iter()
         .map(|r| {
             format!(
-                "{}: local.retention.ms {} (original {} from {}), {}\n",
+                "{}: {} {} (original {} from {}), {}\n",
                 r.topic,
+                r.key.name(),
                 show(&r.current_value),
                 show(&r.original_value),
                 serde_json::to_string(&r.original_source).unwrap_or_default(),

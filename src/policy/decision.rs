@@ -3,7 +3,7 @@
 //! are.
 
 pub use catchup_proto::decision::{
-    Alert, AlertCode, BrokerForecast, Decision, Gate, GateState, GroupDecision, InputDeadline,
-    InputLoss, Origin, Override, OverrideAction, OverrideScope, RateUnit, RetentionTarget,
-    Severity, TopicDecision,
+    Alert, AlertCode, BrokerForecast, Decision, ExtensionDecision, ExtensionTarget, Gate,
+    GateState, GroupDecision, InputDeadline, InputLoss, Origin, Override, OverrideAction,
+    OverrideScope, RateUnit, RetentionTarget, Severity, TopicDecision,
 };

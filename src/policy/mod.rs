@@ -17,8 +17,9 @@ pub mod validate;
 
 pub use config::{GroupPolicy, Policy, RateUnit, StaleMode, TopicPolicy};
 pub use decision::{
-    Alert, AlertCode, BrokerForecast, Decision, Gate, GateState, GroupDecision, Origin, Override,
-    OverrideAction, OverrideScope, RetentionTarget, Severity, TopicDecision,
+    Alert, AlertCode, BrokerForecast, Decision, ExtensionDecision, ExtensionTarget, Gate,
+    GateState, GroupDecision, InputDeadline, InputLoss, Origin, Override, OverrideAction,
+    OverrideScope, RetentionTarget, Severity, TopicDecision,
 };
 pub use engine::{copy_lag_blocks, decide};
 pub use state::ControllerState;

@@ -159,6 +159,18 @@ fn policy_check_reports_every_problem_with_path_value_and_fix() {
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
+    let text = "[[retention.topics]]\nname = \"out\"\n\n[input]\nmargin = \"30s\"\n[[input.extend]]\ntopic = \"out\"\nmax_retention = \"30m\"\n[[input.extend]]\ntopic = \"out\"\nmax_retention = \"7d\"\n";
+    let err = Policy::parse(Path::new("p.toml"), text)
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "p.toml: input.margin = 30s: must be at least 1m",
+        "p.toml: input.extend[0].topic = out: is also a managed topic",
+        "p.toml: input.extend[0].max_retention = 30m: must be at least 1h",
+        "p.toml: input.extend[1].topic = out: is named twice",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
     let err = Policy::parse(Path::new("p.toml"), "[disk]\nceilng_percent = 80.0\n")
         .unwrap_err()
         .to_string();

@@ -24,7 +24,7 @@ impl Policy {
         );
         check_retention(&self.retention, p);
         check_staleness(&self.staleness, p);
-        check_input(&self.input, p);
+        check_input(&self.input, &self.managed_topics(), p);
         check_groups(&self.groups, p);
     }
 }
@@ -273,7 +273,7 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
 }
 
 /// The input margin and the extension allow-list: named once each, a cap of at least an hour.
-fn check_input(i: &InputPolicy, p: &mut Problems) {
+fn check_input(i: &InputPolicy, managed: &[String], p: &mut Problems) {
     p.check(
         i.margin >= Dur::from_mins(1),
         "input.margin",
@@ -294,6 +294,12 @@ fn check_input(i: &InputPolicy, p: &mut Problems) {
             format!("{field}.topic"),
             &e.topic,
             "is named twice",
+        );
+        p.check(
+            !managed.contains(&e.topic),
+            format!("{field}.topic"),
+            &e.topic,
+            "is also a managed topic ([[retention.topics]]): an output whose local retention catchup lowers is not an input whose total retention it raises; name it in one place",
         );
         p.check(
             e.max_retention >= Dur::from_hours(1),

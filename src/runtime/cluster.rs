@@ -7,11 +7,11 @@ use std::sync::Arc;
 use crate::actuators::retention::guard::Approved;
 use crate::actuators::retention::journal::{ConfigAdmin, Journaled, RetentionError};
 use crate::actuators::{
-    ActuatorError, Adopted, Applied, Evidence, GateActuator, RetentionActuator, Settled,
+    ActuatorError, Adopted, Applied, Evidence, GateActuator, RetentionActuator, Settled, Unconsumed,
 };
 use crate::clock::wall_now;
 use crate::kafka::{Connection, TopicAdmin};
-use crate::policy::{GroupDecision, Policy, RetentionTarget};
+use crate::policy::{ExtensionTarget, GroupDecision, Policy, RetentionTarget};
 use crate::sensors::disk::AnyDiskSource;
 use crate::sensors::lag::LagReader;
 use crate::sensors::{
@@ -195,6 +195,20 @@ impl RetentionActuator for KafkaCluster {
         Ok(self
             .journaled()
             .apply(topic, target, reason, evidence, now)
+            .await?)
+    }
+
+    async fn extend_retention(
+        &self,
+        topic: &str,
+        target: &ExtensionTarget,
+        reason: &str,
+        unconsumed: &Unconsumed,
+        now: Timestamp,
+    ) -> Result<Applied, ActuatorError> {
+        Ok(self
+            .journaled()
+            .extend(topic, target, reason, unconsumed, now)
             .await?)
     }
 

@@ -2,9 +2,11 @@
 //! makes of each topic's target. Pure (no I/O, no clock), so the control loop and the simulator take
 //! the same steps; each carries them out through its own actuators.
 
-use crate::actuators::retention::{self, RetentionChange};
+use crate::actuators::retention::{self, RetentionChange, extend};
 use crate::config::Mode;
-use crate::policy::{ControllerState, Decision, Gate, GroupDecision, Policy, RetentionTarget};
+use crate::policy::{
+    ControllerState, Decision, ExtensionTarget, Gate, GroupDecision, Policy, RetentionTarget,
+};
 use crate::sensors::Observation;
 
 /// One thing to do.
@@ -23,6 +25,35 @@ pub enum Action {
         topic: String,
         /// What to do about it.
         step: RetentionStep,
+    },
+    /// Move an input topic's `retention.ms` towards its extension target.
+    Extension {
+        /// The input topic.
+        topic: String,
+        /// The engine's target.
+        target: ExtensionTarget,
+        /// What to do about it.
+        step: ExtensionStep,
+    },
+}
+
+/// What becomes of an input topic's extension target.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExtensionStep {
+    /// Apply `change` (the extension guard approved it).
+    Apply {
+        /// The one incremental operation.
+        change: RetentionChange,
+    },
+    /// Dry run: the change that would have been applied.
+    WouldApply {
+        /// The operation.
+        change: RetentionChange,
+    },
+    /// The guard refused the target.
+    Refused {
+        /// The rule it would break.
+        reason: String,
     },
 }
 
@@ -98,7 +129,42 @@ pub fn plan(
             step,
         });
     }
+    actions.extend(extensions(decision, obs, mode, policy));
     actions
+}
+
+/// The extension steps: where the engine took a fresh step on an input topic it read this tick.
+fn extensions<'a>(
+    decision: &'a Decision,
+    obs: &'a Observation,
+    mode: Mode,
+    policy: &'a Policy,
+) -> impl Iterator<Item = Action> + 'a {
+    decision
+        .extensions
+        .iter()
+        .filter(|(_, d)| d.changed)
+        .filter_map(move |(topic, d)| {
+            let configs = obs.inputs.iter().find(|c| &c.topic == topic)?;
+            let original = obs
+                .extensions
+                .iter()
+                .find(|r| &r.topic == topic && r.phase.is_open())
+                .map(|r| &r.original);
+            let step = match extend::plan_extension(topic, &d.target, original, configs, policy) {
+                Ok(None) => return None,
+                Ok(Some(change)) if mode == Mode::DryRun => ExtensionStep::WouldApply { change },
+                Ok(Some(change)) => ExtensionStep::Apply { change },
+                Err(refusal) => ExtensionStep::Refused {
+                    reason: refusal.reason,
+                },
+            };
+            Some(Action::Extension {
+                topic: topic.clone(),
+                target: d.target.clone(),
+                step,
+            })
+        })
 }
 
 /// What a group's consumers get in `mode`: the decision in active mode; an open gate saying what

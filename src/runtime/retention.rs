@@ -9,6 +9,7 @@ use super::controller::{Authorized, json};
 use super::reconcile::RetentionStep;
 use super::tick::Runtime;
 use super::{ClusterIo, Entry};
+use crate::actuators::retention::journal::Found;
 use crate::actuators::{Evidence, Finding};
 use crate::policy::{Decision, OverrideAction, OverrideScope, RetentionTarget, TopicDecision};
 use crate::sensors::{Observation, OriginalRetention};
@@ -23,16 +24,18 @@ impl<K: ClusterIo> Runtime<K> {
         if !self.ctl.config.retention_actions {
             return;
         }
-        match self.cluster.settle_journal(&obs.topics, now).await {
-            Ok((records, findings)) => {
+        let observed = [obs.topics.as_slice(), obs.inputs.as_slice()].concat();
+        match self.cluster.settle_journal(&observed, now).await {
+            Ok(settled) => {
                 if self.journal_problem.take().is_some() {
                     tracing::info!(
                         "the retention journal is readable again: retention actions resume"
                     );
                 }
-                obs.retention = Some(records);
-                for (topic, finding) in findings {
-                    self.record_finding(&topic, &finding).await;
+                obs.retention = Some(settled.records);
+                obs.extensions = settled.extensions;
+                for found in &settled.found {
+                    self.record_finding(found).await;
                 }
             }
             Err(e) => {
@@ -49,13 +52,13 @@ impl<K: ClusterIo> Runtime<K> {
         }
     }
 
-    /// One audit record for something the journal found on a topic.
-    async fn record_finding(&self, topic: &str, finding: &Finding) {
+    /// One audit record for something the journal found on a topic's key.
+    pub(super) async fn record_finding(&self, (topic, key, finding): &Found) {
         let (action, actor, reason, outcome) = match finding {
             Finding::Landed(v) => (
                 "retention.settled",
                 "controller",
-                format!("a write of the controller's landed: local.retention.ms {v:?}"),
+                format!("a write of the controller's landed: {key} {v:?}"),
                 Outcome::Applied,
             ),
             Finding::Expired(v) => (
@@ -67,7 +70,9 @@ impl<K: ClusterIo> Runtime<K> {
             Finding::RestoredBySomeoneElse => (
                 "retention.restored_outside",
                 "someone else",
-                "local.retention.ms is back at its original, set by someone else: nothing of the controller's is left".to_string(),
+                format!(
+                    "{key} is back at its original, set by someone else: nothing of the controller's is left"
+                ),
                 Outcome::Applied,
             ),
             Finding::Drift(why) => (
@@ -125,8 +130,8 @@ impl<K: ClusterIo> Runtime<K> {
                     .await;
                 match result {
                     Ok(applied) => {
-                        for (t, f) in &applied.findings {
-                            self.record_finding(t, f).await;
+                        for found in &applied.findings {
+                            self.record_finding(found).await;
                         }
                         (
                             json(&applied.change.unwrap_or(change)),
@@ -227,8 +232,8 @@ impl<K: ClusterIo> Runtime<K> {
             .await;
         let (outcome, after, text) = match result {
             Ok(applied) => {
-                for (t, f) in &applied.findings {
-                    self.record_finding(t, f).await;
+                for found in &applied.findings {
+                    self.record_finding(found).await;
                 }
                 match applied.change {
                     None => return "already at its original".to_string(),

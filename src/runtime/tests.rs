@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::actuators::ActuatorError;
+use crate::actuators::retention::journal::Settled;
 use crate::config::{ApiConfig, ClusterConfig, GateConfig, Mode};
 use crate::policy::{ControllerState, GroupDecision, GroupPolicy, RateUnit, TopicPolicy};
 use crate::sensors::{BrokerCopyLag, BrokerDisk, DiskSource, GroupOffsets, Readings, TopicConfigs};
@@ -193,7 +194,7 @@ impl crate::actuators::RetentionActuator for Scripted {
         _: &[crate::sensors::TopicConfigs],
         _: Timestamp,
     ) -> Result<crate::actuators::Settled, ActuatorError> {
-        Ok((Vec::new(), Vec::new()))
+        Ok(Settled::default())
     }
 
     async fn apply_retention(

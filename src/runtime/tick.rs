@@ -17,7 +17,8 @@ use super::{ClusterIo, Command, Controller, Entry, limitations, observe_once, re
 use crate::config::Mode;
 use crate::metrics::Label;
 use crate::policy::{
-    AlertCode, ControllerState, Decision, Gate, GroupDecision, Override, RetentionTarget, decide,
+    AlertCode, ControllerState, Decision, ExtensionTarget, Gate, GroupDecision, Override,
+    RetentionTarget, decide,
 };
 use crate::sensors::{Observation, SensorKind};
 use crate::store::Outcome;
@@ -31,6 +32,8 @@ pub struct Runtime<K: ClusterIo> {
     pub(super) state: ControllerState,
     last_obs: Observation,
     pub(super) audited_targets: BTreeMap<String, RetentionTarget>,
+    /// The same for input topics' extension targets.
+    pub(super) audited_extensions: BTreeMap<String, ExtensionTarget>,
     decided: BTreeMap<String, Gate>,
     ticks: u64,
     /// Why the retention journal cannot be used this tick, if it cannot: retention actions stop,
@@ -48,6 +51,7 @@ impl<K: ClusterIo> Runtime<K> {
             state,
             last_obs: Observation::default(),
             audited_targets: BTreeMap::new(),
+            audited_extensions: BTreeMap::new(),
             decided: BTreeMap::new(),
             ticks: 0,
             journal_problem: None,
@@ -293,6 +297,21 @@ impl<K: ClusterIo> Runtime<K> {
                         continue;
                     }
                     self.change_retention(&topic, d, step, obs, now).await;
+                }
+                Action::Extension {
+                    topic,
+                    target,
+                    step,
+                } => {
+                    if self.ctl.stopping.load(Ordering::Relaxed) {
+                        info!(topic, "shutting down: no further retention write this tick");
+                        continue;
+                    }
+                    let Some(d) = decision.extensions.get(&topic) else {
+                        continue;
+                    };
+                    self.change_extension(&topic, &target, d, step, obs, now)
+                        .await;
                 }
             }
         }

@@ -9,9 +9,9 @@ use super::cluster::Cluster;
 use crate::actuators::retention::guard::Approved;
 use crate::actuators::retention::journal::{ConfigAdmin, Journaled, MemoryJournal, RetentionError};
 use crate::actuators::{
-    ActuatorError, Adopted, Applied, Evidence, GateActuator, RetentionActuator, Settled,
+    ActuatorError, Adopted, Applied, Evidence, GateActuator, RetentionActuator, Settled, Unconsumed,
 };
-use crate::policy::{GroupDecision, Policy, RetentionTarget};
+use crate::policy::{ExtensionTarget, GroupDecision, Policy, RetentionTarget};
 use crate::sensors::disk::{copy_lag_bytes, unknown_copy_lag};
 use crate::sensors::{
     BrokerCopyLag, BrokerDisk, ConfigSource, ConfigValue, CopyLagSensor, DiskSensor, DiskSource,
@@ -262,6 +262,20 @@ impl RetentionActuator for SimCluster {
         Ok(self
             .journaled()
             .apply(topic, target, reason, evidence, now)
+            .await?)
+    }
+
+    async fn extend_retention(
+        &self,
+        topic: &str,
+        target: &ExtensionTarget,
+        reason: &str,
+        unconsumed: &Unconsumed,
+        now: Timestamp,
+    ) -> Result<Applied, ActuatorError> {
+        Ok(self
+            .journaled()
+            .extend(topic, target, reason, unconsumed, now)
             .await?)
     }
 

@@ -87,10 +87,12 @@ pub fn observe(sim: &SimCluster, policy: &Policy) -> Result<Observation, SimErro
 /// Settles the simulated cluster's retention journal against `obs` and hands the engine what it
 /// holds, as the control loop does.
 pub fn settle(sim: &SimCluster, obs: &mut Observation, now: Timestamp) -> Result<(), SimError> {
-    let (records, _) = ready(sim.settle_journal(&obs.topics, now))
+    let observed = [obs.topics.as_slice(), obs.inputs.as_slice()].concat();
+    let settled = ready(sim.settle_journal(&observed, now))
         .ok_or(SimError::Pending("retention journal"))?
         .map_err(|e| SimError::Actuator(e.to_string()))?;
-    obs.retention = Some(records);
+    obs.retention = Some(settled.records);
+    obs.extensions = settled.extensions;
     Ok(())
 }
 
@@ -139,6 +141,9 @@ pub fn apply(
                 }
             }
             Action::Retention { .. } => {}
+            // The simulator does not model input topics' retention: a scenario's policy has no
+            // `[[input.extend]]` to act on (the live service and the real-broker tests cover it).
+            Action::Extension { .. } => {}
         }
     }
     Ok((lowered, restored))

@@ -121,7 +121,7 @@ impl RetentionActuator for SteadyCluster {
         _: &[TopicConfigs],
         _: Timestamp,
     ) -> Result<catchup::actuators::Settled, ActuatorError> {
-        Ok((Vec::new(), Vec::new()))
+        Ok(catchup::actuators::retention::journal::Settled::default())
     }
 
     async fn apply_retention(

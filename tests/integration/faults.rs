@@ -37,7 +37,7 @@ async fn topics(b: &str) {
     commit(b, "ingest", "events", &[(0, 10)]);
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -45,7 +45,7 @@ fn free_port() -> u16 {
 }
 
 /// Disk use of the one broker, in percent, copy lag caught up (written now, so fresh).
-fn disk(dir: &Path, percent: u64) {
+pub(crate) fn disk(dir: &Path, percent: u64) {
     std::fs::write(
         dir.join("disk.json"),
         format!(
@@ -106,13 +106,13 @@ path = "disk.json"
 }
 
 /// `catchup run` in `dir`, dying at `crash` (`CATCHUP_CRASH_AT`) if given.
-struct Controller {
+pub(crate) struct Controller {
     child: Child,
     port: u16,
 }
 
 impl Controller {
-    fn start(dir: &Path, port: u16, crash: Option<&str>) -> Controller {
+    pub(crate) fn start(dir: &Path, port: u16, crash: Option<&str>) -> Controller {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_catchup"));
         cmd.args(["run", "--config"])
             .arg(dir.join("catchup.toml"))
@@ -150,7 +150,7 @@ impl Controller {
         false
     }
 
-    async fn status(&self) -> Option<serde_json::Value> {
+    pub(crate) async fn status(&self) -> Option<serde_json::Value> {
         reqwest::get(format!("http://127.0.0.1:{}/v1/status", self.port))
             .await
             .ok()?
@@ -168,7 +168,7 @@ impl Drop for Controller {
 }
 
 /// Polls `f` until it is true or `limit` passes.
-async fn eventually(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+pub(crate) async fn eventually(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if f().await {
@@ -179,7 +179,7 @@ async fn eventually(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
     false
 }
 
-fn journal(dir: &Path) -> String {
+pub(crate) fn journal(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("state/retention-journal.json")).unwrap_or_default()
 }
 
@@ -187,7 +187,7 @@ fn local(configs: &BTreeMap<String, (Option<String>, String)>) -> Option<String>
     configs["local.retention.ms"].0.clone()
 }
 
-fn fresh_dir(name: &str) -> PathBuf {
+pub(crate) fn fresh_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("catchup-faults-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d

@@ -16,6 +16,8 @@ mod cli;
 #[cfg(feature = "external")]
 mod deploy;
 #[cfg(feature = "external")]
+mod extension;
+#[cfg(feature = "external")]
 mod faults;
 #[cfg(feature = "external")]
 mod kafka;

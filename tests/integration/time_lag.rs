@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::kafka::commit;
 use super::{catchup, stderr, stdout};
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -27,7 +27,7 @@ fn now_ms() -> i64 {
 }
 
 /// Produces one record per timestamp to `partition`, in order, each stamped (CreateTime) as given.
-async fn produce_at(bootstrap: &str, topic: &str, partition: i32, stamps: &[i64]) {
+pub(crate) async fn produce_at(bootstrap: &str, topic: &str, partition: i32, stamps: &[i64]) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")

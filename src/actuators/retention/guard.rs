@@ -36,21 +36,35 @@ pub const DENIED_KEYS: [&str; 7] = [
 ];
 
 /// A topic config the controller may ever change: a closed set, so no other key can reach the
-/// cluster. Every variant passes [`key_allowed`] (a test keeps it so).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// cluster. The local keys pass [`key_allowed`]; `retention.ms` is the one narrow exception of
+/// invariant 1, reachable only through [`approve_extension`] (raising, never above the cap, on a
+/// tiered input topic the policy allow-lists). Tests keep both so.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ManagedKey {
-    /// `local.retention.ms`: the one key the engine changes.
+    /// `local.retention.ms`: the one key the engine lowers and restores on managed topics.
+    #[default]
     LocalRetentionMs,
     /// `local.retention.bytes`: allowed by design, not used by the engine.
     LocalRetentionBytes,
+    /// `retention.ms` of an input topic allow-listed for extension: only ever raised (and
+    /// restored exactly), never on a non-tiered topic, never above the policy's cap.
+    RetentionMs,
 }
 
 impl ManagedKey {
+    /// Every key.
+    pub const ALL: [ManagedKey; 3] = [
+        ManagedKey::LocalRetentionMs,
+        ManagedKey::LocalRetentionBytes,
+        ManagedKey::RetentionMs,
+    ];
+
     /// The key as Kafka names it.
     pub fn name(self) -> &'static str {
         match self {
             ManagedKey::LocalRetentionMs => "local.retention.ms",
             ManagedKey::LocalRetentionBytes => "local.retention.bytes",
+            ManagedKey::RetentionMs => "retention.ms",
         }
     }
 }
@@ -70,12 +84,12 @@ impl serde::Serialize for ManagedKey {
 impl<'de> serde::Deserialize<'de> for ManagedKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ManagedKey, D::Error> {
         let name = String::deserialize(d)?;
-        [ManagedKey::LocalRetentionMs, ManagedKey::LocalRetentionBytes]
+        ManagedKey::ALL
             .into_iter()
             .find(|k| k.name() == name)
             .ok_or_else(|| {
                 serde::de::Error::custom(format!(
-                    "{name:?} is not a key the controller may change (only local.retention.ms and local.retention.bytes)"
+                    "{name:?} is not a key the controller may change (only local.retention.ms, local.retention.bytes, and retention.ms of an input topic allow-listed for extension)"
                 ))
             })
     }
@@ -252,6 +266,14 @@ pub struct Approved {
 }
 
 impl Approved {
+    /// Only the guards of this module make one.
+    pub(super) fn new(topic: &str, change: RetentionChange) -> Approved {
+        Approved {
+            topic: topic.to_string(),
+            change,
+        }
+    }
+
     /// The topic.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -325,15 +347,13 @@ mod tests {
 
     #[test]
     fn every_managed_key_is_allowed_and_no_other_deserializes() {
-        for k in [
-            ManagedKey::LocalRetentionMs,
-            ManagedKey::LocalRetentionBytes,
-        ] {
-            assert!(key_allowed(k.name()), "{k}");
+        for k in ManagedKey::ALL {
+            // The local path allows the local keys; retention.ms only the extension path.
+            assert_eq!(key_allowed(k.name()), k != ManagedKey::RetentionMs, "{k}");
             let json = serde_json::to_string(&k).unwrap();
             assert_eq!(serde_json::from_str::<ManagedKey>(&json).unwrap(), k);
         }
-        let err = serde_json::from_str::<ManagedKey>("\"retention.ms\"").unwrap_err();
+        let err = serde_json::from_str::<ManagedKey>("\"cleanup.policy\"").unwrap_err();
         assert!(
             err.to_string()
                 .contains("not a key the controller may change"),

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::guard::{Evidence, RetentionChange};
+use super::guard::{Evidence, ManagedKey, RetentionChange};
 use super::journal::{Adopted, ConfigAdmin, Journal, JournalStore, Journaled, RetentionError};
 use crate::observation::{JournalPhase, OriginalRetention};
 use crate::policy::{Policy, RetentionTarget, TopicPolicy};
@@ -34,7 +34,10 @@ pub fn policy_for(given: Policy, journal: &Journal, topic: Option<&str>) -> Poli
 pub struct TopicRow {
     /// Topic.
     pub topic: String,
-    /// Effective local retention now, ms.
+    /// The key the controller changed: `local.retention.ms` of a managed topic, or `retention.ms`
+    /// of an extended input topic.
+    pub key: ManagedKey,
+    /// Its effective value now, ms.
     pub current_ms: Option<i64>,
     /// The key's raw value now.
     pub current_value: Option<String>,
@@ -74,46 +77,62 @@ impl<'a, A: ConfigAdmin> Runbook<'a, A> {
     pub async fn settle(&self) -> Result<Vec<(String, JournalPhase)>, RetentionError> {
         let journal = JournalStore::load(self.store)?;
         let mut observed = Vec::new();
-        for topic in journal.topics.keys() {
+        let mut topics: Vec<&String> = journal
+            .topics
+            .keys()
+            .chain(journal.extensions.keys())
+            .collect();
+        topics.sort();
+        topics.dedup();
+        for topic in topics {
             if let Ok(c) = self.admin.describe(topic, self.now).await {
                 observed.push(c);
             }
         }
-        let (records, _) = self.actuator.settle(&observed, self.now)?;
-        Ok(records.into_iter().map(|r| (r.topic, r.phase)).collect())
+        let settled = self.actuator.settle(&observed, self.now)?;
+        Ok(settled
+            .records
+            .into_iter()
+            .chain(settled.extensions)
+            .map(|r| (r.topic, r.phase))
+            .collect())
     }
 
     /// Every topic of the journal, with its original and its value now.
     pub async fn status(&self) -> Result<Vec<TopicRow>, RetentionError> {
         let journal = JournalStore::load(self.store)?;
         let mut rows = Vec::new();
-        for (topic, e) in &journal.topics {
-            let t = self
-                .admin
-                .describe(topic, self.now)
-                .await
-                .map_err(|reason| RetentionError::Cluster {
+        for key in [ManagedKey::LocalRetentionMs, ManagedKey::RetentionMs] {
+            for (topic, e) in journal.entries(key) {
+                let t = self
+                    .admin
+                    .describe(topic, self.now)
+                    .await
+                    .map_err(|reason| RetentionError::Cluster {
+                        topic: topic.clone(),
+                        reason,
+                    })?;
+                let OriginalRetention {
+                    value,
+                    source,
+                    effective_ms,
+                } = e.original.clone();
+                let current_ms = match key {
+                    ManagedKey::RetentionMs => t.retention_ms(),
+                    _ => t.effective_local_retention_ms(),
+                };
+                rows.push(TopicRow {
                     topic: topic.clone(),
-                    reason,
-                })?;
-            let OriginalRetention {
-                value,
-                source,
-                effective_ms,
-            } = e.original.clone();
-            rows.push(TopicRow {
-                topic: topic.clone(),
-                current_ms: t.effective_local_retention_ms(),
-                current_value: t
-                    .configs
-                    .get("local.retention.ms")
-                    .and_then(|c| c.value.clone()),
-                original_value: value,
-                original_source: source,
-                original_ms: effective_ms,
-                phase: e.phase,
-                reason: e.reason.clone(),
-            });
+                    key,
+                    current_ms,
+                    current_value: t.configs.get(key.name()).and_then(|c| c.value.clone()),
+                    original_value: value,
+                    original_source: source,
+                    original_ms: effective_ms,
+                    phase: e.phase,
+                    reason: e.reason.clone(),
+                });
+            }
         }
         Ok(rows)
     }

@@ -392,6 +392,7 @@ mod tests {
             brokers: Vec::new(),
             drained: false,
             alerts: Vec::new(),
+            extensions: Default::default(),
             losses: Vec::new(),
         });
         let text = status(&s);

@@ -8,13 +8,16 @@
 //!    back additively when there is room;
 //! 4. retention: lower managed topics stepwise on a long-horizon forecast, restore once drained;
 //! 5. overrides win over 3 and 4; the law never holds a group below its deadline's rate except
-//!    at the pause line, where `input.on_conflict` chooses.
+//!    at the pause line, where `input.on_conflict` chooses;
+//! 6. extension: raise `retention.ms` of allow-listed tiered input topics ahead of their groups'
+//!    deadlines, restore it once they are past.
 //!
 //! Each step has its own module, in that order: [`disks`], [`drain`], [`inputs`], [`throttle`], then [`gates`]
-//! (each group's gate, overrides applied) and [`retention`].
+//! (each group's gate, overrides applied), [`retention`] and [`extend`].
 
 mod disks;
 mod drain;
+mod extend;
 mod gates;
 mod inputs;
 mod retention;
@@ -61,6 +64,7 @@ pub fn decide(
     };
     let groups = gates::group_decisions(&mut st, &law, &drain, &deadlines, &mut tick);
     let topics = retention::retention_decisions(&mut st, obs, &disks, drain.drained, &mut tick);
+    let extensions = extend::extension_decisions(&st, obs, &mut tick);
     st.last_tick = Some(now);
     let mut alerts = tick.alerts;
     alerts.sort_by(|a, b| {
@@ -75,6 +79,7 @@ pub fn decide(
         brokers: disks.forecasts,
         drained: drain.drained,
         alerts,
+        extensions,
         losses: inputs.losses,
     };
     (decision, st)

@@ -5,14 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::actuators::retention::guard::RetentionChange;
+use crate::actuators::retention::guard::{ManagedKey, RetentionChange};
 use crate::observation::{
     ConfigSource, ConfigValue, JournalPhase, OriginalRetention, RetentionRecord, TopicConfigs,
 };
 use crate::units::{Dur, Timestamp};
-
-/// The key the engine changes.
-pub(super) const KEY: &str = "local.retention.ms";
 
 /// How long a write whose outcome is unknown (an alter that timed out, or a crash between the
 /// intent and the acknowledgement) may still land: librdkafka gives up on a request well within
@@ -31,10 +28,14 @@ pub struct Pending {
     pub since: Timestamp,
 }
 
-/// One managed topic in the journal.
+/// One topic's key in the journal.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
-    /// The value and source of `local.retention.ms` before the first change of the episode.
+    /// The key this entry is about: `local.retention.ms` of a managed topic (the default, and
+    /// all a version-2 journal holds), or `retention.ms` of an input topic's extension.
+    #[serde(default, skip_serializing_if = "is_local")]
+    pub key: ManagedKey,
+    /// The value and source of the key before the first change of the episode.
     pub original: OriginalRetention,
     /// Every config of the topic as last seen (outside changes are reported against it once).
     pub snapshot: BTreeMap<String, ConfigValue>,
@@ -54,13 +55,20 @@ pub struct Entry {
     pub reason: String,
 }
 
+fn is_local(k: &ManagedKey) -> bool {
+    *k == ManagedKey::LocalRetentionMs
+}
+
 /// The journal: the one record of originals.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
     /// Format version.
     pub version: u32,
-    /// Per topic.
+    /// Per managed topic: its `local.retention.ms`.
     pub topics: BTreeMap<String, Entry>,
+    /// Per input topic allow-listed for extension: its `retention.ms`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extensions: BTreeMap<String, Entry>,
 }
 
 impl Journal {
@@ -69,6 +77,7 @@ impl Journal {
         Journal {
             version: VERSION,
             topics: BTreeMap::new(),
+            extensions: BTreeMap::new(),
         }
     }
 
@@ -91,9 +100,34 @@ impl Journal {
         self
     }
 
-    /// What the journal holds for every topic, as the engine and status read it.
+    /// The entries of `key`'s kind: managed topics' local retention, or input topics' extensions.
+    pub fn entries(&self, key: ManagedKey) -> &BTreeMap<String, Entry> {
+        match key {
+            ManagedKey::RetentionMs => &self.extensions,
+            _ => &self.topics,
+        }
+    }
+
+    /// [`Journal::entries`], to change.
+    pub fn entries_mut(&mut self, key: ManagedKey) -> &mut BTreeMap<String, Entry> {
+        match key {
+            ManagedKey::RetentionMs => &mut self.extensions,
+            _ => &mut self.topics,
+        }
+    }
+
+    /// What the journal holds for every managed topic, as the engine and status read it.
     pub fn records(&self) -> Vec<RetentionRecord> {
-        self.topics
+        Journal::records_of(&self.topics)
+    }
+
+    /// What it holds for every extended input topic.
+    pub fn extension_records(&self) -> Vec<RetentionRecord> {
+        Journal::records_of(&self.extensions)
+    }
+
+    fn records_of(entries: &BTreeMap<String, Entry>) -> Vec<RetentionRecord> {
+        entries
             .iter()
             .map(|(topic, e)| RetentionRecord {
                 topic: topic.clone(),
@@ -108,10 +142,10 @@ impl Journal {
     }
 }
 
-/// The key's topic-level value in `configs` (`None`: not set on the topic, inherited).
-pub fn key_value(configs: &BTreeMap<String, ConfigValue>) -> Option<String> {
+/// `key`'s topic-level value in `configs` (`None`: not set on the topic, inherited).
+pub fn key_value(key: ManagedKey, configs: &BTreeMap<String, ConfigValue>) -> Option<String> {
     configs
-        .get(KEY)
+        .get(key.name())
         .filter(|c| c.source == ConfigSource::Topic)
         .and_then(|c| c.value.clone())
 }
@@ -124,13 +158,16 @@ pub fn original_value(o: &OriginalRetention) -> Option<String> {
     }
 }
 
-/// The original of a topic that has no open entry: what its configs show now.
-pub fn capture(configs: &TopicConfigs) -> OriginalRetention {
-    let raw = configs.configs.get(KEY);
+/// The original of `key` of a topic that has no open entry: what its configs show now.
+pub fn capture(key: ManagedKey, configs: &TopicConfigs) -> OriginalRetention {
+    let raw = configs.configs.get(key.name());
     OriginalRetention {
         value: raw.and_then(|c| c.value.clone()),
         source: raw.map_or(ConfigSource::Inherited, |c| c.source),
-        effective_ms: configs.effective_local_retention_ms(),
+        effective_ms: match key {
+            ManagedKey::RetentionMs => configs.retention_ms(),
+            _ => configs.effective_local_retention_ms(),
+        },
     }
 }
 
@@ -155,14 +192,14 @@ impl Entry {
     /// stays drifted until adopted.
     pub fn settle(&mut self, configs: &TopicConfigs, now: Timestamp) -> Vec<Finding> {
         let mut found = Vec::new();
-        if let Some(change) = outside_changes(&self.snapshot, &configs.configs) {
+        if let Some(change) = outside_changes(self.key, &self.snapshot, &configs.configs) {
             found.push(Finding::OutsideChange(change));
         }
         self.snapshot = configs.configs.clone();
         if self.phase == JournalPhase::Drifted {
             return found;
         }
-        let seen = key_value(&configs.configs);
+        let seen = key_value(self.key, &configs.configs);
         if let Some(i) = self.pending.iter().position(|p| p.value == seen) {
             // The write landed (and any older one it replaced is moot).
             self.pending.drain(..=i);
@@ -175,7 +212,8 @@ impl Entry {
             found.push(Finding::RestoredBySomeoneElse);
         } else {
             let why = format!(
-                "local.retention.ms is {} but the controller last set {}{}: changed by someone else; the controller no longer touches this topic (original {}); to let it act again, take the new value as the original with `catchup retention adopt --topic TOPIC --reason ...`",
+                "{} is {} but the controller last set {}{}: changed by someone else; the controller no longer touches this topic (original {}); to let it act again, take the new value as the original with `catchup retention adopt --topic TOPIC --reason ...`",
+                self.key,
                 show(&seen),
                 show(&self.last_value),
                 if self.pending.is_empty() {
@@ -224,15 +262,16 @@ fn show(v: &Option<String>) -> String {
         .map_or("inherited".to_string(), |s| format!("{s:?}"))
 }
 
-/// Which configs other than the managed key differ between `before` and `now`, if any.
+/// Which configs other than `key` differ between `before` and `now`, if any.
 pub fn outside_changes(
+    key: ManagedKey,
     before: &BTreeMap<String, ConfigValue>,
     now: &BTreeMap<String, ConfigValue>,
 ) -> Option<String> {
     let changed: Vec<String> = before
         .keys()
         .chain(now.keys().filter(|k| !before.contains_key(*k)))
-        .filter(|k| *k != KEY && before.get(*k) != now.get(*k))
+        .filter(|k| *k != key.name() && before.get(*k) != now.get(*k))
         .map(|k| {
             format!(
                 "{k}: {:?} -> {:?}",

@@ -32,9 +32,10 @@ use std::sync::Mutex;
 
 pub use entry::{Entry, Finding, Journal, PENDING_FOR, Pending, VERSION, capture, key_value};
 
-use super::guard::{self, Approved, Evidence, RetentionChange};
-use crate::observation::{JournalPhase, RetentionRecord, TopicConfigs};
-use crate::policy::{Policy, RetentionTarget};
+use super::extend::{self, Unconsumed};
+use super::guard::{self, Approved, Evidence, ManagedKey, RetentionChange, RetentionRefusal};
+use crate::observation::{JournalPhase, OriginalRetention, RetentionRecord, TopicConfigs};
+use crate::policy::{ExtensionTarget, Policy, RetentionTarget};
 use crate::store::{StateDir, StoreError};
 use crate::units::Timestamp;
 
@@ -114,9 +115,19 @@ pub enum RetentionError {
     Store(#[from] StoreError),
 }
 
-/// What settling the journal found: its records (for the engine and status) and, per topic, what
-/// changed (for the audit log).
-pub type Settled = (Vec<RetentionRecord>, Vec<(String, Finding)>);
+/// Something settling found on one topic's key, for the audit log.
+pub type Found = (String, ManagedKey, Finding);
+
+/// What settling the journal found: its records (for the engine and status) and what changed.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// Managed topics' local retention.
+    pub records: Vec<RetentionRecord>,
+    /// Input topics' extended retention.
+    pub extensions: Vec<RetentionRecord>,
+    /// What changed, per topic and key.
+    pub found: Vec<Found>,
+}
 
 /// What a write did.
 #[derive(Debug, Default)]
@@ -124,7 +135,7 @@ pub struct Applied {
     /// The operation sent (`None`: the topic was already at the target).
     pub change: Option<RetentionChange>,
     /// What settling found on the way (outside changes, landed writes), for the audit log.
-    pub findings: Vec<(String, Finding)>,
+    pub findings: Vec<Found>,
 }
 
 /// What taking a person's value as the new original did.
@@ -168,25 +179,36 @@ impl<'a, A: ConfigAdmin, S: JournalStore> Journaled<'a, A, S> {
         self.store.load()
     }
 
-    /// Settles every open entry against `observed` (this tick's configs; a topic missing from it is
-    /// left as it is) and saves what changed; the records for the engine and what was found.
+    /// Settles every open entry against `observed` (this tick's configs of managed and input
+    /// topics; a topic missing from it is left as it is) and saves what changed; the records for
+    /// the engine and what was found.
     pub fn settle(&self, observed: &[TopicConfigs], now: Timestamp) -> Result<Settled, StoreError> {
         let mut journal = self.store.load()?;
         let before = journal.clone();
         let mut found = Vec::new();
-        for (topic, e) in journal.topics.iter_mut().filter(|(_, e)| e.phase.is_open()) {
-            if let Some(configs) = observed.iter().find(|c| &c.topic == topic) {
-                found.extend(
-                    e.settle(configs, now)
-                        .into_iter()
-                        .map(|f| (topic.clone(), f)),
-                );
+        for key in [ManagedKey::LocalRetentionMs, ManagedKey::RetentionMs] {
+            let open = journal
+                .entries_mut(key)
+                .iter_mut()
+                .filter(|(_, e)| e.phase.is_open());
+            for (topic, e) in open {
+                if let Some(configs) = observed.iter().find(|c| &c.topic == topic) {
+                    found.extend(
+                        e.settle(configs, now)
+                            .into_iter()
+                            .map(|f| (topic.clone(), key, f)),
+                    );
+                }
             }
         }
         if journal != before {
             self.store.save(&journal)?;
         }
-        Ok((journal.records(), found))
+        Ok(Settled {
+            records: journal.records(),
+            extensions: journal.extension_records(),
+            found,
+        })
     }
 
     async fn read(&self, topic: &str, now: Timestamp) -> Result<TopicConfigs, RetentionError> {
@@ -199,14 +221,66 @@ impl<'a, A: ConfigAdmin, S: JournalStore> Journaled<'a, A, S> {
             })
     }
 
-    /// Moves `topic` to `target` through the guard's last hop and the journal (the steps in the
-    /// module documentation); `evidence` is the copy lag that a lowering needs.
+    /// Moves `topic`'s `local.retention.ms` to `target` through the guard's last hop and the
+    /// journal (the steps in the module documentation); `evidence` is the copy lag that a lowering
+    /// needs.
     pub async fn apply(
         &self,
         topic: &str,
         target: &RetentionTarget,
         reason: &str,
         evidence: &Evidence<'_>,
+        now: Timestamp,
+    ) -> Result<Applied, RetentionError> {
+        let approve = |original: &OriginalRetention, configs: &TopicConfigs| {
+            guard::approve(
+                topic,
+                target,
+                Some(original),
+                configs,
+                self.policy,
+                evidence,
+            )
+        };
+        self.write(topic, ManagedKey::LocalRetentionMs, approve, reason, now)
+            .await
+    }
+
+    /// Moves an input topic's `retention.ms` to `target` through the extension guard's last hop
+    /// ([`extend::approve_extension`]) and the journal, exactly as [`Journaled::apply`] does for
+    /// local retention; `unconsumed` is what a restore needs.
+    pub async fn extend(
+        &self,
+        topic: &str,
+        target: &ExtensionTarget,
+        reason: &str,
+        unconsumed: &Unconsumed,
+        now: Timestamp,
+    ) -> Result<Applied, RetentionError> {
+        let approve = |original: &OriginalRetention, configs: &TopicConfigs| {
+            extend::approve_extension(
+                topic,
+                target,
+                Some(original),
+                configs,
+                self.policy,
+                unconsumed,
+            )
+        };
+        self.write(topic, ManagedKey::RetentionMs, approve, reason, now)
+            .await
+    }
+
+    /// One journaled write of `key` of `topic`: settle, approve, intent, alter, read back.
+    async fn write(
+        &self,
+        topic: &str,
+        key: ManagedKey,
+        approve: impl FnOnce(
+            &OriginalRetention,
+            &TopicConfigs,
+        ) -> Result<Option<Approved>, RetentionRefusal>,
+        reason: &str,
         now: Timestamp,
     ) -> Result<Applied, RetentionError> {
         let refused = |reason: String| RetentionError::Refused {
@@ -216,18 +290,22 @@ impl<'a, A: ConfigAdmin, S: JournalStore> Journaled<'a, A, S> {
         let mut journal = self.store.load()?;
         let before = self.read(topic, now).await?;
         let mut out = Applied::default();
-        let open = match journal.topics.get_mut(topic).filter(|e| e.phase.is_open()) {
+        let open = match journal
+            .entries_mut(key)
+            .get_mut(topic)
+            .filter(|e| e.phase.is_open())
+        {
             Some(e) => {
                 let found = e.settle(&before, now);
                 out.findings
-                    .extend(found.into_iter().map(|f| (topic.to_string(), f)));
+                    .extend(found.into_iter().map(|f| (topic.to_string(), key, f)));
                 if e.phase == JournalPhase::Drifted {
                     let why = e.reason.clone();
                     self.store.save(&journal)?;
                     return Err(refused(why));
                 }
                 journal
-                    .topics
+                    .entries(key)
                     .get(topic)
                     .filter(|e| e.phase.is_open())
                     .cloned()
@@ -236,15 +314,8 @@ impl<'a, A: ConfigAdmin, S: JournalStore> Journaled<'a, A, S> {
         };
         let original = open
             .as_ref()
-            .map_or_else(|| capture(&before), |e| e.original.clone());
-        let approved = match guard::approve(
-            topic,
-            target,
-            Some(&original),
-            &before,
-            self.policy,
-            evidence,
-        ) {
+            .map_or_else(|| capture(key, &before), |e| e.original.clone());
+        let approved = match approve(&original, &before) {
             Ok(Some(a)) => a,
             Ok(None) => {
                 self.store.save(&journal)?;
@@ -263,34 +334,35 @@ impl<'a, A: ConfigAdmin, S: JournalStore> Journaled<'a, A, S> {
             since: now,
         });
         let entry = Entry {
+            key,
             original,
             snapshot: before.configs.clone(),
             change: change.clone(),
             phase: JournalPhase::Intent,
-            last_value: open.map_or_else(|| key_value(&before.configs), |e| e.last_value),
+            last_value: open.map_or_else(|| key_value(key, &before.configs), |e| e.last_value),
             pending,
             at: now,
             reason: reason.into(),
         };
-        journal.topics.insert(topic.into(), entry);
+        journal.entries_mut(key).insert(topic.into(), entry);
         self.store.save(&journal)?;
         crash_point("after-intent");
         self.admin.alter(&approved).await.map_err(|reason| RetentionError::Cluster {
             topic: topic.into(),
             reason: format!("{reason} (the write may still land: the journal keeps it pending and the next read settles it)"),
         })?;
-        if let Some(e) = journal.topics.get_mut(topic) {
+        if let Some(e) = journal.entries_mut(key).get_mut(topic) {
             e.phase = JournalPhase::Applied;
         }
         self.store.save(&journal)?;
         crash_point("after-alter");
         // Read back; a failed read leaves the entry applied, settled on the next read.
         if let Ok(after) = self.read(topic, now).await
-            && let Some(e) = journal.topics.get_mut(topic)
+            && let Some(e) = journal.entries_mut(key).get_mut(topic)
         {
             let found = e.settle(&after, now);
             out.findings
-                .extend(found.into_iter().map(|f| (topic.to_string(), f)));
+                .extend(found.into_iter().map(|f| (topic.to_string(), key, f)));
             self.store.save(&journal)?;
         }
         crash_point("after-verify");
@@ -299,8 +371,9 @@ impl<'a, A: ConfigAdmin, S: JournalStore> Journaled<'a, A, S> {
     }
 
     /// Takes `topic`'s value now as its original and closes its entry (clearing drift): a person
-    /// decided the value; the controller follows from here. Refused when the journal has nothing
-    /// open for the topic (there is nothing to adopt).
+    /// decided the value; the controller follows from here. The managed topic's local retention
+    /// when the journal has it open, else the input topic's extended retention; refused when the
+    /// journal has nothing open for the topic (there is nothing to adopt).
     pub async fn adopt(
         &self,
         topic: &str,
@@ -308,25 +381,32 @@ impl<'a, A: ConfigAdmin, S: JournalStore> Journaled<'a, A, S> {
         now: Timestamp,
     ) -> Result<Adopted, RetentionError> {
         let mut journal = self.store.load()?;
-        let Some(e) = journal.topics.get_mut(topic).filter(|e| e.phase.is_open()) else {
+        let key = [ManagedKey::LocalRetentionMs, ManagedKey::RetentionMs]
+            .into_iter()
+            .find(|k| {
+                journal
+                    .entries(*k)
+                    .get(topic)
+                    .is_some_and(|e| e.phase.is_open())
+            });
+        let Some(key) = key else {
             return Err(RetentionError::Refused {
                 topic: topic.into(),
                 reason: "the journal has nothing open for this topic: nothing of the controller's is on it, so there is nothing to adopt".into(),
             });
         };
-        let configs =
-            self.admin
-                .describe(topic, now)
-                .await
-                .map_err(|reason| RetentionError::Cluster {
-                    topic: topic.into(),
-                    reason,
-                })?;
+        let configs = self.read(topic, now).await?;
+        let Some(e) = journal.entries_mut(key).get_mut(topic) else {
+            return Err(RetentionError::Refused {
+                topic: topic.into(),
+                reason: "the journal's entry for this topic is gone".into(),
+            });
+        };
         let before = e.original.clone();
-        let after = capture(&configs);
+        let after = capture(key, &configs);
         e.original = after.clone();
         e.snapshot = configs.configs.clone();
-        e.last_value = key_value(&configs.configs);
+        e.last_value = key_value(key, &configs.configs);
         e.pending.clear();
         e.phase = JournalPhase::Restored;
         e.at = now;

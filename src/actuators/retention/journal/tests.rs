@@ -168,7 +168,12 @@ fn settle(
     now: Timestamp,
 ) -> Vec<(String, Finding)> {
     let configs = run(model.describe(TOPIC, now)).unwrap();
-    j.settle(&[configs], now).unwrap().1
+    j.settle(&[configs], now)
+        .unwrap()
+        .found
+        .into_iter()
+        .map(|(topic, _, f)| (topic, f))
+        .collect()
 }
 
 fn phase(store: &MemoryJournal) -> JournalPhase {
