@@ -26,7 +26,7 @@ fn main() {
 fn scenarios() {
     println!("== shipped scenarios, default policy (ceiling 85%) ==");
     println!(
-        "{:<16} {:<8} {:>9} {:>8} {:>12} {:>10} {:>10} {:>8} {:>8}",
+        "{:<16} {:<8} {:>9} {:>8} {:>12} {:>10} {:>10} {:>8} {:>9} {:>12} {:>8}",
         "scenario",
         "control",
         "peak disk",
@@ -35,6 +35,8 @@ fn scenarios() {
         "catch-up",
         "optimal",
         "ratio",
+        "time lag",
+        "input lost",
         "restored"
     );
     let mut files: Vec<_> = std::fs::read_dir("scenarios")
@@ -70,7 +72,7 @@ fn scenarios() {
                 ratio
             };
             println!(
-                "{:<16} {:<8} {:>8.1}% {:>8} {:>11.0}m {:>10} {:>10} {:>8} {:>8}",
+                "{:<16} {:<8} {:>8.1}% {:>8} {:>11.0}m {:>10} {:>10} {:>8} {:>8.1}h {:>12} {:>8}",
                 s.scenario,
                 kind.to_string(),
                 s.peak_disk_percent,
@@ -79,11 +81,17 @@ fn scenarios() {
                 hours(s.catchup_seconds),
                 hours(s.optimal_seconds),
                 ratio,
+                s.max_time_lag_seconds / 3600.0,
+                s.input_records_lost,
                 if s.restored { "yes" } else { "NO" }
             );
         }
     }
-    println!("(a ratio in parentheses belongs to a run that failed brokers)\n");
+    println!(
+        "(a ratio in parentheses belongs to a run that failed brokers; time lag: the largest age of \
+         an unconsumed input record; input lost: records deleted by the input topic's retention \
+         before the group read them)\n"
+    );
 }
 
 fn simulator_speed() {

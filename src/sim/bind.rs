@@ -4,11 +4,12 @@
 use super::error::SimError;
 use super::scenario::Scenario;
 use crate::config_file::Problem;
+use crate::policy::config::ExtendPolicy;
 use crate::policy::{GroupPolicy, Policy, TopicPolicy};
 use crate::units::Dur;
 
 /// Makes `policy` fit `scenario`: a policy naming no groups and no topics (like `policies/default.toml`)
-/// takes the scenario's catch-up groups and `managed` topics; a policy that names them must name ones
+/// takes the scenario's catch-up groups, `managed` topics and `extend` input topics; a policy that names them must name ones
 /// the scenario has. Also checks the floor against each managed topic's original local retention.
 pub fn bind_policy(policy: &Policy, scenario: &Scenario) -> Result<Policy, SimError> {
     let mut p = policy.clone();
@@ -31,6 +32,18 @@ pub fn bind_policy(policy: &Policy, scenario: &Scenario) -> Result<Policy, SimEr
             .managed_topics()
             .into_iter()
             .map(|name| TopicPolicy { name, floor: None })
+            .collect();
+    }
+    if p.input.extend.is_empty() {
+        p.input.extend = scenario
+            .topics
+            .iter()
+            .filter_map(|t| {
+                t.extend.map(|cap| ExtendPolicy {
+                    topic: t.name.clone(),
+                    max_retention: cap,
+                })
+            })
             .collect();
     }
     for (i, g) in p.groups.iter().enumerate() {

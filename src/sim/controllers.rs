@@ -11,12 +11,12 @@ use serde::Serialize;
 use super::adapters::{SimCluster, ready};
 use super::error::SimError;
 use super::scenario::{RunbookSpec, Scenario};
-use crate::actuators::{Evidence, GateActuator, RetentionActuator, retention};
+use crate::actuators::{Evidence, GateActuator, RetentionActuator, Unconsumed, retention};
 use crate::config::Mode;
 use crate::policy::state::OriginalRetention;
 use crate::policy::{ControllerState, Decision, Gate, Policy, RetentionTarget, decide};
 use crate::runtime::observe_once;
-use crate::runtime::reconcile::{self, Action, RetentionStep};
+use crate::runtime::reconcile::{self, Action, ExtensionStep, RetentionStep};
 use crate::sensors::{ConfigSource, Observation};
 use crate::units::Timestamp;
 
@@ -141,8 +141,21 @@ pub fn apply(
                 }
             }
             Action::Retention { .. } => {}
-            // The simulator does not model input topics' retention: a scenario's policy has no
-            // `[[input.extend]]` to act on (the live service and the real-broker tests cover it).
+            Action::Extension {
+                topic,
+                target,
+                step: ExtensionStep::Apply { .. },
+            } => {
+                let Some(d) = decision.extensions.get(&topic) else {
+                    continue;
+                };
+                let reason = d.reasons.join("; ");
+                let unconsumed = Unconsumed::observed(&topic, obs, policy, decision.at);
+                // A refusal or failure leaves the topic as it is; the next fresh step tries again.
+                let _ =
+                    ready(sim.extend_retention(&topic, &target, &reason, &unconsumed, decision.at))
+                        .ok_or(SimError::Pending("retention actuator"))?;
+            }
             Action::Extension { .. } => {}
         }
     }

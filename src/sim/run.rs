@@ -42,12 +42,12 @@ pub fn simulate(
     let start = Timestamp(0) - warmup(scenario);
     let sim = SimCluster::new(Cluster::new(scenario, start)).guarded_by(policy);
     let mut controller = controllers::build(kind, scenario, policy);
-    let initial: BTreeMap<String, Option<(Option<String>, ConfigSource)>> = {
+    let initial: BTreeMap<String, Settings> = {
         let c = sim.lock();
         scenario
             .topics
             .iter()
-            .map(|t| (t.name.clone(), local_retention_setting(&c, &t.name)))
+            .map(|t| (t.name.clone(), retention_settings(&c, &t.name)))
             .collect()
     };
     let controller_start = Timestamp(0) - Dur::from_mins(15);
@@ -79,7 +79,7 @@ pub fn simulate(
     let restored = scenario
         .topics
         .iter()
-        .all(|t| initial.get(&t.name) == Some(&local_retention_setting(&c, &t.name)));
+        .all(|t| initial.get(&t.name) == Some(&retention_settings(&c, &t.name)));
     Ok(recorder.finish(
         &c,
         controller.changes(),
@@ -88,12 +88,18 @@ pub fn simulate(
     ))
 }
 
-/// A topic's `local.retention.ms` as set (value and source), `None` when the topic has no entry.
-fn local_retention_setting(c: &Cluster, topic: &str) -> Option<(Option<String>, ConfigSource)> {
-    c.topic_configs(topic)
-        .and_then(|m| m.get("local.retention.ms"))
-        .map(|v| (v.value.clone(), v.source))
+/// A topic's settings the controller may change, `local.retention.ms` and `retention.ms` (an
+/// extended input topic), as set (value and source); `None` where the topic has no entry.
+fn retention_settings(c: &Cluster, topic: &str) -> Settings {
+    ["local.retention.ms", "retention.ms"].map(|key| {
+        c.topic_configs(topic)
+            .and_then(|m| m.get(key))
+            .map(|v| (v.value.clone(), v.source))
+    })
 }
+
+/// What [`retention_settings`] reads.
+type Settings = [Option<(Option<String>, ConfigSource)>; 2];
 
 /// Configs of a managed topic as the simulator holds them (tests use it).
 pub fn topic_configs(sim: &SimCluster, topic: &str) -> Option<TopicConfigs> {

@@ -140,6 +140,10 @@ pub struct TopicSpec {
     /// Whether the catchup controller manages this topic (when the policy names no topics itself).
     #[serde(default)]
     pub managed: bool,
+    /// An input topic the catchup controller may extend (`[[input.extend]]`, when the policy names
+    /// none itself): the cap of its `retention.ms`.
+    #[serde(default)]
+    pub extend: Option<Dur>,
     /// Written by producers at this rate (an input topic). Exactly one of `producer` and `output_of`.
     #[serde(default)]
     pub producer: Option<ProducerSpec>,
@@ -468,6 +472,23 @@ impl Scenario {
                     at("managed"),
                     true,
                     "a managed topic must have remote_storage = true",
+                );
+            }
+            if let Some(cap) = t.extend {
+                p.check(
+                    t.producer.is_some(),
+                    at("extend"),
+                    cap,
+                    "only an input topic (one with a producer) is extended",
+                );
+                p.check(
+                    cap >= t.retention,
+                    at("extend"),
+                    cap,
+                    format!(
+                        "the cap must be at least the topic's retention ({})",
+                        t.retention
+                    ),
                 );
             }
         }

@@ -45,8 +45,18 @@ pub struct Summary {
     pub retention_restores: usize,
     /// Smallest local retention each managed topic had, seconds.
     pub min_local_retention_seconds: BTreeMap<String, f64>,
-    /// True when every topic's `local.retention.ms` (value and source) ends as it began.
+    /// True when every topic's `local.retention.ms` and `retention.ms` (value and source) end as
+    /// they began.
     pub restored: bool,
+    /// Input records deleted by retention before their group consumed them (all groups).
+    pub input_records_lost: u64,
+    /// The largest time lag of any group (age of its oldest unconsumed record), sampled once a
+    /// simulated minute.
+    pub max_time_lag_seconds: f64,
+    /// The tightest input deadline margin: the least, over the run and the groups, of the input
+    /// topic's `retention.ms` less the group's time lag (negative: records were deleted unread);
+    /// `None` when no input topic deletes by age.
+    pub min_input_margin_seconds: Option<f64>,
     /// Simulated seconds, including the warm-up before catch-up starts.
     pub simulated_seconds: f64,
 }
@@ -149,6 +159,26 @@ impl Summary {
             ));
         }
         out.push_str(&format!(
+            "max time lag:        {}\n",
+            Dur::from_secs(self.max_time_lag_seconds.round() as u64)
+        ));
+        if let Some(m) = self.min_input_margin_seconds {
+            out.push_str(&format!(
+                "tightest deadline:   {}{}\n",
+                if m < 0.0 { "-" } else { "" },
+                Dur::from_secs(m.abs().round() as u64)
+            ));
+        }
+        out.push_str(&format!(
+            "input records lost:  {}{}\n",
+            self.input_records_lost,
+            if self.input_records_lost > 0 {
+                " (deleted by the input topic's retention before the group read them)"
+            } else {
+                ""
+            }
+        ));
+        out.push_str(&format!(
             "restored:            {}\n",
             if self.restored {
                 "yes, every setting is back to its original"
@@ -206,6 +236,9 @@ impl<'a> Recorder<'a> {
             retention_restores: 0,
             min_local_retention_seconds: BTreeMap::new(),
             restored: false,
+            input_records_lost: 0,
+            max_time_lag_seconds: 0.0,
+            min_input_margin_seconds: None,
             simulated_seconds: simulated.secs_f64(),
         };
         Recorder {
@@ -273,9 +306,24 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    /// One point of every curve.
+    /// One point of every curve, and the groups' time lag against their input deadlines.
     fn sample(&mut self, c: &Cluster, now: Timestamp, lag: f64) {
         let (policy, series) = (self.policy, &mut self.series);
+        for g in &policy.groups {
+            let Some((age, retention)) = c.group_time_lag(&g.name) else {
+                continue;
+            };
+            let summary = &mut self.summary;
+            summary.max_time_lag_seconds = summary.max_time_lag_seconds.max(age as f64 / 1000.0);
+            if let Some(r) = retention {
+                let margin = (r - age) as f64 / 1000.0;
+                summary.min_input_margin_seconds = Some(
+                    summary
+                        .min_input_margin_seconds
+                        .map_or(margin, |m| m.min(margin)),
+                );
+            }
+        }
         series.hours.push(now.secs_f64() / 3600.0);
         for b in 0..self.n {
             series.disk[b].push(c.disk_percent(b).min(100.0));
@@ -320,6 +368,13 @@ impl<'a> Recorder<'a> {
         summary.retention_changes = lowered + restored_writes;
         summary.retention_restores = restored_writes;
         summary.restored = restored;
+        summary.input_records_lost = self
+            .policy
+            .groups
+            .iter()
+            .filter_map(|g| c.group_records_lost(&g.name))
+            .sum::<f64>()
+            .floor() as u64;
         Outcome {
             summary: self.summary,
             series: self.series,

@@ -207,3 +207,84 @@ proptest! {
         prop_assert_eq!(ours.summary.brokers_failed, 0);
     }
 }
+
+/// A group that reads almost nothing from a 1-day input with a 2-day backlog: the input's
+/// retention deletes what it has not read, segment by segment, and every record is counted once.
+#[test]
+fn input_retention_deletes_what_a_held_group_has_not_read() {
+    let text = r#"
+name = "aged out"
+duration = "1h"
+[cluster]
+brokers = 3
+disk_capacity = "10TB"
+static_used = "0B"
+upload_rate = "150MiB/s"
+[metrics]
+period = "1m"
+delay = "2m"
+[[topics]]
+name = "in"
+partitions = 6
+record_bytes = 1000
+local_retention = "1h"
+retention = "1d"
+producer = { rate = "1MB/s", diurnal_amplitude = 0.0, peak_at = "0s", noise = 0.0 }
+[[topics]]
+name = "out"
+partitions = 6
+record_bytes = 1000
+local_retention = "1h"
+output_of = { group = "g", amplification = 1.0 }
+[[groups]]
+name = "g"
+topic = "in"
+max_rate = 1
+backlog = "2d"
+"#;
+    let scenario = Scenario::parse(Path::new("aged.toml"), text).expect("valid");
+    let policy = sim::bind_policy(&Policy::default(), &scenario).expect("binds");
+    let s = sim::simulate(&scenario, &policy, ControllerKind::None)
+        .expect("simulates")
+        .summary;
+    // 1,000 records/s. At the end (t = 1h) the records older than a day are those written before
+    // -23h; the backlog began 48 h before 0. Kafka deletes whole segments (here one per hour of the
+    // backlog's history) once their newest record is a day old, so deletion trails the truth by at
+    // most one segment: between 24 h and 25 h of records (the truth), less what the group read at
+    // 1/s before the deletions reached it (under an hour's worth).
+    let lost = s.input_records_lost as f64;
+    let (truth, trailing) = (25.0 * 3_600_000.0, 24.0 * 3_600_000.0 - 3_600.0);
+    assert!(
+        lost <= truth && lost >= trailing,
+        "lost {lost}: between {trailing} and {truth}"
+    );
+    assert!(s.min_input_margin_seconds.is_some_and(|m| m < 0.0), "{s:?}");
+    assert!(s.max_time_lag_seconds >= 24.0 * 3600.0, "{s:?}");
+}
+
+#[test]
+fn extending_the_input_avoids_both_losses_where_the_conflict_is_real() {
+    let extend = summary("scenarios/input-extend.toml", "catchup");
+    assert_eq!(extend["input_records_lost"], 0, "{extend}");
+    assert_eq!(extend["brokers_failed"], 0, "{extend}");
+    assert_eq!(
+        extend["restored"], true,
+        "retention.ms back exactly: {extend}"
+    );
+    assert!(
+        extend["min_input_margin_seconds"].as_f64().unwrap() > 3600.0,
+        "the extension kept a margin: {extend}"
+    );
+    let conflict = summary("scenarios/input-conflict.toml", "catchup");
+    assert_eq!(conflict["brokers_failed"], 0, "protect_disk: {conflict}");
+    assert!(
+        conflict["input_records_lost"].as_u64().unwrap() > 0,
+        "without the extension the conflict costs input: {conflict}"
+    );
+    let deadline = summary("scenarios/input-deadline.toml", "catchup");
+    assert_eq!(deadline["input_records_lost"], 0, "{deadline}");
+    assert!(
+        deadline["min_input_margin_seconds"].as_f64().unwrap() > 0.0,
+        "held, but never past the deadline: {deadline}"
+    );
+}

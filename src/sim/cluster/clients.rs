@@ -3,9 +3,10 @@
 //! `storage`).
 
 use super::Cluster;
+use super::inputs::record_time;
 use super::storage::{Partition, Source, Topic, backlog_records};
+use crate::observation::{PartitionOffsets, RecordTime, TimestampKind};
 use crate::policy::{Gate, RateUnit};
-use crate::sensors::PartitionOffsets;
 use crate::sim::scenario::Scenario;
 
 #[derive(Clone, Debug)]
@@ -17,6 +18,8 @@ pub(super) struct Group {
     pub(super) gate: Gate,
     /// Records consumed during the last step, per second.
     pub(super) rate: f64,
+    /// Records deleted by input retention before the group consumed them.
+    pub(super) lost: f64,
 }
 
 /// Bytes per simulated record counter unit are floats; offsets are reported rounded down.
@@ -42,6 +45,7 @@ pub(super) fn groups(scenario: &Scenario, topics: &[Topic], parts: &[Partition])
                 committed: vec![0.0; topics[topic].partitions.len()],
                 gate: Gate::Open,
                 rate: 0.0,
+                lost: 0.0,
             }
         })
         .collect();
@@ -80,13 +84,25 @@ impl Cluster {
             .partitions
             .clone()
             .enumerate()
-            .map(|(i, p)| PartitionOffsets {
-                topic: topic.name.clone(),
-                partition: i as i32,
-                committed: Some(offset(g.committed[i])),
-                log_end: offset(self.parts[p].log_end),
-                log_start: None,
-                next_record: None,
+            .map(|(i, p)| {
+                let part = &self.parts[p];
+                let committed = offset(g.committed[i]);
+                let next_record = (topic.input && part.log_end - g.committed[i] >= 1.0)
+                    .then(|| record_time(part, g.committed[i], self.now))
+                    .flatten()
+                    .map(|at| RecordTime {
+                        offset: committed,
+                        at,
+                        kind: TimestampKind::CreateTime,
+                    });
+                PartitionOffsets {
+                    topic: topic.name.clone(),
+                    partition: i as i32,
+                    committed: Some(committed),
+                    log_end: offset(part.log_end),
+                    log_start: topic.input.then(|| offset(part.log_start)),
+                    next_record,
+                }
             })
             .collect();
         Some(parts)

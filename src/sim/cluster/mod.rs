@@ -8,8 +8,11 @@
 //! obey their gate and write output topics at an amplification factor; and a CloudWatch-like metric
 //! (period averages, stamped with the period start, visible after a delay).
 //!
+//! Input topics keep every segment until total retention deletes it (by its newest record, as
+//! Kafka does), moving the log start; a group behind it loses those records (`inputs`).
+//!
 //! Not modelled: per-record timestamps (records carry the time they were written, i.e. CreateTime
-//! set by the pipeline when it writes), replica lag, leader movement, remote reads. A broker whose
+//! set by the pipeline when it writes; within a segment they are spread evenly), replica lag, leader movement, remote reads. A broker whose
 //! disk reaches 100% is marked failed and stays pinned at 100%: it is reported, never clipped silently.
 //!
 //! The cluster's state and its step are here; the rest by concern: `storage` (segments, uploads,
@@ -17,6 +20,7 @@
 //! datapoints), `placement` (partitions over brokers) and `rng` (the seeded generator).
 
 mod clients;
+mod inputs;
 mod metrics;
 mod placement;
 mod rng;
@@ -96,9 +100,10 @@ impl Cluster {
                 remote: spec.remote_storage,
                 configs: storage::initial_configs(spec),
                 source: Source::of(spec, scenario),
+                input: scenario.groups.iter().any(|g| g.topic == spec.name),
             });
         }
-        storage::add_history(scenario, &topics, &mut parts);
+        storage::add_history(scenario, &topics, &mut parts, start);
         let groups = clients::groups(scenario, &topics, &parts);
         let events = scenario
             .events

@@ -33,6 +33,11 @@ pub(super) struct Partition {
     pub(super) next_id: u64,
     pub(super) local_bytes: f64,
     pub(super) log_end: f64,
+    /// Input topics only: every segment not yet deleted by total retention, local or remote, as
+    /// (end offset, newest timestamp), oldest first (see `inputs`).
+    pub(super) kept: VecDeque<(f64, Timestamp)>,
+    /// Input topics only: the log start offset (below it, records are deleted).
+    pub(super) log_start: f64,
 }
 
 /// Where a topic's writes come from.
@@ -58,6 +63,9 @@ pub(super) struct Topic {
     pub(super) remote: bool,
     pub(super) configs: BTreeMap<String, ConfigValue>,
     pub(super) source: Source,
+    /// A catch-up group reads it: its segments are kept in `Partition::kept` until total
+    /// retention deletes them, moving the log start.
+    pub(super) input: bool,
 }
 
 /// The partitions of topic `k`, empty, their traffic shares summing to one.
@@ -90,6 +98,8 @@ pub(super) fn partitions(
             next_id: 1,
             local_bytes: 0.0,
             log_end: 0.0,
+            kept: VecDeque::new(),
+            log_start: 0.0,
         });
     }
     let total: f64 = parts.iter().map(|p| p.weight).sum();
@@ -164,7 +174,14 @@ impl Source {
 
 /// Input partitions start with the backlog's worth of history (produced before the warm-up), so
 /// committed offsets can fall that far behind without going below zero.
-pub(super) fn add_history(scenario: &Scenario, topics: &[Topic], parts: &mut [Partition]) {
+/// That history was written evenly over the backlog's span before `start`, in hourly segments
+/// (so input retention can delete it by age like any other segment).
+pub(super) fn add_history(
+    scenario: &Scenario,
+    topics: &[Topic],
+    parts: &mut [Partition],
+    start: Timestamp,
+) {
     for spec in &scenario.groups {
         let Some(topic) = topics.iter().find(|t: &&Topic| t.name == spec.topic) else {
             continue;
@@ -172,6 +189,25 @@ pub(super) fn add_history(scenario: &Scenario, topics: &[Topic], parts: &mut [Pa
         let records = backlog_records(topic, spec.backlog);
         for p in topic.partitions.clone() {
             parts[p].log_end = parts[p].log_end.max((records * parts[p].weight).ceil());
+        }
+    }
+    for topic in topics.iter().filter(|t| t.input) {
+        let span = scenario
+            .groups
+            .iter()
+            .filter(|g| g.topic == topic.name)
+            .map(|g| g.backlog)
+            .max()
+            .unwrap_or_default();
+        let hours = span.0.div_ceil(3_600_000).max(1);
+        for p in topic.partitions.clone() {
+            let end = parts[p].log_end;
+            parts[p].kept = (1..=hours)
+                .map(|h| {
+                    let at = start.0 - span.0 as i64 + (span.0 * h / hours) as i64;
+                    (end * h as f64 / hours as f64, Timestamp(at))
+                })
+                .collect();
         }
     }
 }
@@ -251,6 +287,9 @@ impl Cluster {
                             .push_back((p, closed.id, closed.bytes));
                         self.brokers[part.leader].copy_lag += closed.bytes;
                     }
+                    if self.topics[k].input {
+                        part.kept.push_back((part.log_end, closed.newest));
+                    }
                     part.closed.push_back(closed);
                 }
             }
@@ -287,8 +326,9 @@ impl Cluster {
     }
 
     /// Deletes closed segments past their topic's retention (local retention on tiered topics, once
-    /// uploaded; total retention otherwise).
+    /// uploaded; total retention otherwise), and input records past total retention (`inputs`).
     pub(super) fn enforce_retention(&mut self) {
+        self.expire_inputs();
         let now = self.now;
         for k in 0..self.topics.len() {
             let topic = &self.topics[k];
