@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use catchup::units::{Dur, Timestamp};
 use catchup_proto::audit::AuditPage;
-use catchup_proto::decision::{Gate, Override, OverrideAction, OverrideScope, RetentionTarget};
+use catchup_proto::decision::{
+    ExtensionTarget, Gate, Override, OverrideAction, OverrideScope, RetentionTarget,
+};
 use catchup_proto::requests::{AdoptResponse, ModeResponse, RestoreResponse, ResumeResponse};
 use catchup_proto::status::Status;
 
@@ -117,6 +119,7 @@ pub fn status(s: &Status) -> String {
         &["topic", "local retention", "original", "target", "why"],
         &topics,
     ));
+    out.push_str(&extensions(d));
     if !s.limitations.is_empty() {
         out.push_str("\nlimitations:\n");
         for l in &s.limitations {
@@ -139,6 +142,37 @@ pub fn status(s: &Status) -> String {
         out.push_str("\noverrides:\n");
         out.push_str(&overrides(&s.overrides));
     }
+    out
+}
+
+/// The input topics allow-listed for extension (`[[input.extend]]`), when there are any.
+fn extensions(d: Option<&catchup_proto::decision::Decision>) -> String {
+    let Some(d) = d.filter(|d| !d.extensions.is_empty()) else {
+        return String::new();
+    };
+    let rows: Vec<Vec<String>> = d
+        .extensions
+        .iter()
+        .map(|(topic, e)| {
+            let target = match &e.target {
+                ExtensionTarget::Extended { ms: to } => format!("extended to {}", ms(Some(*to))),
+                ExtensionTarget::Original => "original".into(),
+                ExtensionTarget::HandsOff => "hands_off".into(),
+            };
+            vec![
+                topic.clone(),
+                ms(e.current_ms),
+                ms(e.original_ms),
+                target,
+                e.reasons.first().cloned().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut out = String::from("\n");
+    out.push_str(&table(
+        &["input topic", "retention", "original", "target", "why"],
+        &rows,
+    ));
     out
 }
 
@@ -402,6 +436,38 @@ mod tests {
         }
         let row = text.lines().find(|l| l.starts_with("ingest")).unwrap();
         for cell in ["1d22h30m", "1d1h30m", "19h30m", "114/s", "800"] {
+            assert!(row.contains(cell), "{cell}: {row}");
+        }
+        assert!(
+            !text.contains("INPUT TOPIC"),
+            "no extension table without [[input.extend]]"
+        );
+    }
+
+    #[test]
+    fn status_shows_extended_input_topics() {
+        use catchup_proto::decision::{Decision, ExtensionDecision};
+        let mut s = empty_status();
+        let e = ExtensionDecision {
+            target: ExtensionTarget::Extended { ms: 309_600_000 },
+            changed: false,
+            current_ms: Some(309_600_000),
+            original_ms: Some(259_200_000),
+            reasons: vec!["raise retention.ms to 3d14h".into()],
+        };
+        s.decision = Some(Decision {
+            at: Timestamp(0),
+            groups: Default::default(),
+            topics: Default::default(),
+            brokers: Vec::new(),
+            drained: false,
+            alerts: Vec::new(),
+            extensions: [("events".to_string(), e)].into_iter().collect(),
+            losses: Vec::new(),
+        });
+        let text = status(&s);
+        let row = text.lines().find(|l| l.starts_with("events")).unwrap();
+        for cell in ["3d14h", "3d", "extended to 3d14h", "raise retention.ms"] {
             assert!(row.contains(cell), "{cell}: {row}");
         }
     }
