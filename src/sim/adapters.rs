@@ -168,12 +168,18 @@ impl LagSensor for SimCluster {
         let mut out = Readings::default();
         for g in groups {
             match c.group_offsets(g) {
-                Some(partitions) => out.read.push(GroupOffsets {
-                    group: g.clone(),
-                    partitions,
-                    sampled_at: now,
-                    unavailable: Vec::new(),
-                }),
+                Some(mut partitions) => {
+                    // Record times are simulated times too.
+                    for r in partitions.iter_mut().filter_map(|p| p.next_record.as_mut()) {
+                        r.at = self.at(r.at);
+                    }
+                    out.read.push(GroupOffsets {
+                        group: g.clone(),
+                        partitions,
+                        sampled_at: now,
+                        unavailable: Vec::new(),
+                    })
+                }
                 None => out.fail(g, format!("group {g}: not in the simulation")),
             }
         }
@@ -286,5 +292,34 @@ impl RetentionActuator for SimCluster {
         now: Timestamp,
     ) -> Result<Adopted, ActuatorError> {
         Ok(self.journaled().adopt(topic, reason, now).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::scenario::Scenario;
+
+    /// The live demo shifts simulated time to the wall clock: record times shift with it, so a
+    /// time lag reads as the backlog's age, not the years since 1970.
+    #[test]
+    fn record_times_are_stamped_like_every_other_reading() {
+        let text = std::fs::read_to_string("scenarios/2025-11-replay.toml").expect("scenario");
+        let scenario = Scenario::parse(std::path::Path::new("replay.toml"), &text).expect("valid");
+        let mut cluster = Cluster::new(&scenario, crate::units::Timestamp(0));
+        cluster.inject_backlogs(&scenario);
+        let epoch = 1_800_000_000_000;
+        let sim = SimCluster::with_epoch(cluster, epoch);
+        let group = scenario.groups[0].name.clone();
+        let read = ready(sim.read_offsets(&[group]))
+            .expect("ready")
+            .expect("read");
+        let g = &read.read[0];
+        let age = g.time_lag_ms(g.sampled_at).expect("record times known");
+        let backlog = scenario.groups[0].backlog.0 as i64;
+        assert!(
+            (age - backlog).abs() <= 3_600_000,
+            "time lag {age} ms, backlog {backlog} ms"
+        );
     }
 }
