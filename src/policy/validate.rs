@@ -101,6 +101,12 @@ fn check_forecast(f: &ForecastPolicy, p: &mut Problems) {
         f.pause_lead,
         "must be positive, e.g. \"5m\"",
     );
+    p.check(
+        (1.0..=1000.0).contains(&f.blind_growth_percent_per_hour),
+        "forecast.blind_growth_percent_per_hour",
+        f.blind_growth_percent_per_hour,
+        "must be between 1 and 1000 (percent per hour at full catch-up speed)",
+    );
 }
 
 /// The throttle's fractions and durations.
