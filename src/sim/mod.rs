@@ -30,3 +30,6 @@ pub use error::SimError;
 pub use run::simulate;
 pub use scenario::Scenario;
 pub use summary::{Outcome, Summary};
+
+#[cfg(test)]
+mod tests;

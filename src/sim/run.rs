@@ -20,18 +20,7 @@ use super::controllers::ControllerKind;
 use super::error::SimError;
 use super::summary::Outcome;
 
-/// How long the cluster warms up at normal load before catch-up starts: twice the longest local
-/// window (segments must fill, close, upload and age out before deletion reaches a steady state),
-/// capped at a day, so disks start at their normal level.
-pub fn warmup(scenario: &Scenario) -> Dur {
-    let longest = scenario
-        .topics
-        .iter()
-        .map(|t| t.local_retention.unwrap_or(t.retention))
-        .max()
-        .unwrap_or_default();
-    Dur((longest.0 * 2).min(Dur::from_hours(24).0)).max(Dur::from_hours(1))
-}
+pub use super::cluster::warmup;
 
 /// Runs `scenario` under `kind`. `policy` must already be bound to the scenario ([`super::bind_policy`]).
 pub fn simulate(

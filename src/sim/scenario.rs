@@ -284,6 +284,38 @@ const SECTIONS: [&str; 12] = [
     "runbook",
 ];
 
+/// The largest byte rate a scenario may state (100 GB/s): larger is a typo, not a cluster.
+const MAX_BYTE_RATE: f64 = 1e11;
+
+/// Deserializes every section, and every element of the arrays, on its own, so that a malformed
+/// file reports each broken section instead of only the first.
+fn check_sections(table: &toml::Table, problems: &mut Problems) {
+    fn one<T: serde::de::DeserializeOwned>(v: &toml::Value, at: &str, p: &mut Problems) {
+        let _ = config_file::deserialize_at::<T>(v.clone(), at, p);
+    }
+    for (key, v) in table {
+        match (key.as_str(), v) {
+            ("name" | "description", v) => one::<String>(v, key, problems),
+            ("seed", v) => one::<u64>(v, key, problems),
+            ("duration" | "step" | "tick", v) => one::<Dur>(v, key, problems),
+            ("cluster", v) => one::<ClusterSpec>(v, key, problems),
+            ("metrics", v) => one::<MetricsSpec>(v, key, problems),
+            ("runbook", v) => one::<RunbookSpec>(v, key, problems),
+            ("topics" | "groups" | "events", toml::Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let at = format!("{key}[{i}]");
+                    match key.as_str() {
+                        "topics" => one::<TopicSpec>(item, &at, problems),
+                        "groups" => one::<GroupSpec>(item, &at, problems),
+                        _ => one::<EventSpec>(item, &at, problems),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Scenario {
     /// Loads and validates a scenario file, reporting every problem.
     pub fn load(file: &Path) -> Result<Scenario, FileError> {
@@ -309,6 +341,7 @@ impl Scenario {
             }
         }
         let table = config_file::known_keys(table, &SECTIONS, &mut problems);
+        check_sections(&table, &mut problems);
         if !problems.0.is_empty() {
             return Err(FileError {
                 file: file.to_path_buf(),
@@ -327,13 +360,14 @@ impl Scenario {
         })
     }
 
-    /// Range and cross-reference checks.
+    /// Range and cross-reference checks. Every comparison is written so that NaN fails it (an
+    /// infinite or NaN number is out of every range).
     pub fn validate(&self, p: &mut Problems) {
         p.check(
-            self.duration >= Dur::from_mins(10),
+            self.duration >= Dur::from_mins(10) && self.duration <= Dur::from_hours(30 * 24),
             "duration",
             self.duration,
-            "must be at least 10m",
+            "must be between 10m and 30d",
         );
         p.check(
             self.step >= Dur::from_secs(1) && self.step <= Dur::from_mins(1),
@@ -367,10 +401,10 @@ impl Scenario {
             "must be below disk_capacity",
         );
         p.check(
-            c.upload_rate.0 > 0.0,
+            c.upload_rate.0 > 0.0 && c.upload_rate.0 <= MAX_BYTE_RATE,
             "cluster.upload_rate",
             c.upload_rate.0,
-            "must be positive, e.g. \"150MiB/s\"",
+            "must be positive and at most 100GB/s, e.g. \"150MiB/s\"",
         );
         p.check(
             c.segment_bytes.0 >= 1 << 20,
@@ -385,10 +419,22 @@ impl Scenario {
             "must be at least 10s",
         );
         p.check(
-            self.metrics.period >= self.step,
+            self.metrics.period >= self.step && self.metrics.period <= Dur::from_hours(1),
             "metrics.period",
             self.metrics.period,
-            "must be at least the step",
+            "must be at least the step and at most 1h",
+        );
+        p.check(
+            self.metrics.delay <= Dur::from_hours(1),
+            "metrics.delay",
+            self.metrics.delay,
+            "must be at most 1h",
+        );
+        p.check(
+            c.disk_capacity.0 <= 1 << 50,
+            "cluster.disk_capacity",
+            c.disk_capacity,
+            "must be at most 1PiB",
         );
 
         let groups: BTreeSet<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
@@ -438,13 +484,13 @@ impl Scenario {
             }
             match (&t.producer, &t.output_of) {
                 (Some(prod), None) => {
-                    p.check(prod.rate.0 > 0.0, at("producer.rate"), prod.rate.0, "must be positive");
+                    p.check(prod.rate.0 > 0.0 && prod.rate.0 <= MAX_BYTE_RATE, at("producer.rate"), prod.rate.0, "must be positive and at most 100GB/s");
                     p.check((0.0..1.0).contains(&prod.diurnal_amplitude), at("producer.diurnal_amplitude"), prod.diurnal_amplitude, "must be in [0, 1)");
                     p.check((0.0..0.5).contains(&prod.noise), at("producer.noise"), prod.noise, "must be in [0, 0.5)");
                 }
                 (None, Some(out)) => {
                     p.check(groups.contains(out.group.as_str()), at("output_of.group"), format!("{:?}", out.group), "no group of that name in [[groups]]");
-                    p.check(out.amplification > 0.0 && out.amplification.is_finite(), at("output_of.amplification"), out.amplification, "must be positive");
+                    p.check(out.amplification > 0.0 && out.amplification <= 1000.0, at("output_of.amplification"), out.amplification, "must be positive and at most 1000");
                 }
                 _ => p.add(at("producer"), "-", "give exactly one of `producer` (an input topic) and `output_of` (an output topic)"),
             }
@@ -456,10 +502,10 @@ impl Scenario {
                     format!("must be a broker id 1..={}", c.brokers),
                 );
                 p.check(
-                    skew.weight > 0.0,
+                    skew.weight > 0.0 && skew.weight <= 1000.0,
                     at("skew.weight"),
                     skew.weight,
-                    "must be positive",
+                    "must be positive and at most 1000",
                 );
             }
             if t.managed {
@@ -488,10 +534,16 @@ impl Scenario {
                 "must name a topic with a `producer`",
             );
             p.check(
-                g.max_rate > 0.0 && g.max_rate.is_finite(),
+                g.max_rate > 0.0 && g.max_rate <= 1e9,
                 at("max_rate"),
                 g.max_rate,
-                "must be a positive rate in records/s",
+                "must be a positive rate in records/s, at most 1e9",
+            );
+            p.check(
+                g.backlog <= Dur::from_hours(365 * 24),
+                at("backlog"),
+                g.backlog,
+                "must be at most 365d",
             );
         }
         for (i, e) in self.events.iter().enumerate() {
@@ -512,6 +564,12 @@ impl Scenario {
             }
         }
         let r = &self.runbook;
+        p.check(
+            r.pause_at_percent > 0.0 && r.pause_at_percent <= 100.0,
+            "runbook.pause_at_percent",
+            r.pause_at_percent,
+            "must be in (0, 100]",
+        );
         p.check(
             r.resume_below_percent < r.pause_at_percent,
             "runbook.resume_below_percent",
