@@ -28,9 +28,23 @@ pub fn simulate(
     policy: &Policy,
     kind: ControllerKind,
 ) -> Result<Outcome, SimError> {
+    simulate_with(
+        scenario,
+        policy,
+        kind,
+        controllers::build(kind, scenario, policy),
+    )
+}
+
+/// [`simulate`] with a given controller (`kind` labels the summary).
+pub(super) fn simulate_with(
+    scenario: &Scenario,
+    policy: &Policy,
+    kind: ControllerKind,
+    mut controller: Box<dyn controllers::Controller>,
+) -> Result<Outcome, SimError> {
     let start = Timestamp(0) - warmup(scenario);
     let sim = SimCluster::new(Cluster::new(scenario, start)).guarded_by(policy);
-    let mut controller = controllers::build(kind, scenario, policy);
     let initial: BTreeMap<String, Option<(Option<String>, ConfigSource)>> = {
         let c = sim.lock();
         scenario

@@ -40,6 +40,9 @@ pub struct Summary {
     /// Why there is no optimal bound: the producers alone overfill a broker (or did during the
     /// warm-up), or nothing drains in time.
     pub infeasible_reason: Option<String>,
+    /// The hindsight reference (see `sim::hindsight`), when computed (`simulate --hindsight`);
+    /// `None` also when no constant fraction stays under the ceiling.
+    pub hindsight_seconds: Option<f64>,
     /// `catchup_seconds / optimal_seconds`.
     pub ratio_to_optimal: Option<f64>,
     /// Time during which some catch-up group was paused.
@@ -136,6 +139,9 @@ impl Summary {
             "optimal bound:       {}\n",
             opt(self.optimal_seconds)
         ));
+        if let Some(h) = self.hindsight_seconds {
+            out.push_str(&format!("hindsight schedule:  {}\n", opt(Some(h))));
+        }
         if let Some(why) = &self.infeasible_reason {
             out.push_str(&format!("  infeasible:        {why}\n"));
         }
@@ -217,6 +223,7 @@ impl<'a> Recorder<'a> {
             catchup_seconds: None,
             optimal_seconds: optimal_bound(scenario, policy).ok(),
             infeasible_reason: optimal_bound(scenario, policy).err(),
+            hindsight_seconds: None,
             ratio_to_optimal: None,
             seconds_paused: 0.0,
             seconds_throttled: 0.0,
