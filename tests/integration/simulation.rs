@@ -241,3 +241,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_timeline_says_when_and_why_lowering_is_blocked() {
+    let out = catchup(&[
+        "simulate",
+        "--scenario",
+        "scenarios/copy-stall.toml",
+        "--timeline",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let blocked: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("lowering blocked - "))
+        .collect();
+    assert!(
+        blocked
+            .iter()
+            .any(|l| l.contains("not yet copied to remote storage")),
+        "{err}"
+    );
+    // Printed when the block's kind changes, not every tick.
+    assert!(blocked.len() <= 4, "{blocked:#?}");
+    assert!(err.contains("lowering no longer blocked"), "{err}");
+}
