@@ -277,11 +277,11 @@ impl RunConfig {
         match &mut self.cluster {
             ClusterConfig::Simulator { scenario, .. } => fix(scenario),
             ClusterConfig::Kafka {
-                disk: DiskConfig::File { path },
+                disk: DiskConfig::File { path, .. },
                 ..
             }
             | ClusterConfig::Msk {
-                disk: Some(DiskConfig::File { path }),
+                disk: Some(DiskConfig::File { path, .. }),
                 ..
             } => fix(path),
             ClusterConfig::Kafka { .. } | ClusterConfig::Msk { .. } => {}

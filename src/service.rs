@@ -77,6 +77,16 @@ pub fn load(config: &RunConfig) -> Result<(Policy, Option<Scenario>), ServiceErr
                     "against a real cluster the policy must name its catch-up groups ([[groups]]) and managed topics ([[retention.topics]]) explicitly".into(),
                 ));
             }
+            let freshness = match &config.cluster {
+                ClusterConfig::Kafka { disk, .. }
+                | ClusterConfig::Msk {
+                    disk: Some(disk), ..
+                } => disk.freshness(),
+                _ => DiskConfig::Cloudwatch(Default::default()).freshness(),
+            };
+            if let Some(problem) = crate::policy::validate::check_disk_age(&policy, &freshness) {
+                return Err(ServiceError::Mismatch(problem.to_string()));
+            }
             Ok((policy, None))
         }
     }

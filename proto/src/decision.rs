@@ -375,10 +375,23 @@ pub struct BrokerForecast {
     pub stale: bool,
     /// Trend in percent per hour (`None` with too few samples).
     pub trend_percent_per_hour: Option<f64>,
-    /// Estimate for now: the sample extrapolated over its age.
+    /// Estimate for now: the sample extrapolated over its age along the trend, corrected for the
+    /// gate's changes since (the observer's estimate).
     pub now_percent: f64,
-    /// Seconds until the ceiling at the current trend (`None` when not rising).
+    /// Seconds until the upper bound reaches the ceiling at the gate in force (`None` when not
+    /// rising).
     pub time_to_ceiling_secs: Option<f64>,
+    /// The observer's estimate for now, percent (the same as `now_percent`; absent from older
+    /// controllers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_percent: Option<f64>,
+    /// The upper bound of that estimate, percent: what the control law decides on. It grows with
+    /// the data's age at the worst growth physically possible at the gate in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper_percent: Option<f64>,
+    /// How fast the upper bound grows at the gate in force, percent per hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper_trend_percent_per_hour: Option<f64>,
 }
 
 /// Everything the engine decided in one tick.

@@ -129,6 +129,10 @@ pub enum Command {
         /// Also print every action the controller took, with its reasons (to stderr).
         #[arg(long)]
         timeline: bool,
+        /// Also compute `hindsight_seconds`: the best constant fraction of full speed with
+        /// retention at the floor from the start (about eight more runs).
+        #[arg(long)]
+        hindsight: bool,
     },
 }
 
@@ -345,13 +349,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             plot,
             json,
             timeline,
+            hindsight,
         } => simulate::run(
             &scenario,
             policy.as_deref(),
             controller,
             plot.as_deref(),
-            json,
-            timeline,
+            simulate::Show {
+                json,
+                timeline,
+                hindsight,
+            },
         ),
     }
 }

@@ -7,15 +7,29 @@ use anyhow::Context;
 use catchup::policy::Policy;
 use catchup::sim::{self, ControllerKind, Scenario};
 
+/// What `catchup simulate` shows besides the summary.
+pub struct Show {
+    /// One JSON object instead of the table.
+    pub json: bool,
+    /// Every action with its reasons, to stderr.
+    pub timeline: bool,
+    /// Compute `hindsight_seconds` too.
+    pub hindsight: bool,
+}
+
 /// `catchup simulate`: a scenario under a controller, summarised (and plotted).
 pub fn run(
     scenario: &Path,
     policy: Option<&Path>,
     controller: ControllerKind,
     plot: Option<&Path>,
-    json: bool,
-    timeline: bool,
+    show: Show,
 ) -> anyhow::Result<ExitCode> {
+    let Show {
+        json,
+        timeline,
+        hindsight,
+    } = show;
     let s = Scenario::load(scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
     let p = match policy {
         Some(file) => Policy::load(file).map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -28,7 +42,10 @@ pub fn run(
         });
     let p = sim::bind_policy(&p, &s)
         .map_err(|e| anyhow::anyhow!("{policy_name} does not fit {}:\n{e}", scenario.display()))?;
-    let outcome = sim::simulate(&s, &p, controller)?;
+    let mut outcome = sim::simulate(&s, &p, controller)?;
+    if hindsight {
+        outcome.summary.hindsight_seconds = sim::hindsight::hindsight_seconds(&s, &p)?;
+    }
     if timeline {
         for line in &outcome.timeline {
             eprintln!("{line}");

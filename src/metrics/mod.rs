@@ -146,6 +146,10 @@ pub struct Metrics {
     pub disk_age: Family<BrokerLabel, Gauge<f64, AtomicU64>>,
     /// Forecast time to the ceiling per broker, seconds (absent when not rising).
     pub time_to_ceiling: Family<BrokerLabel, Gauge<f64, AtomicU64>>,
+    /// The observer's estimate of disk use now per broker, percent.
+    pub disk_estimate: Family<BrokerLabel, Gauge<f64, AtomicU64>>,
+    /// The upper bound of that estimate per broker, percent (what the control law decides on).
+    pub disk_upper: Family<BrokerLabel, Gauge<f64, AtomicU64>>,
     /// 1 for the gate's current state per group, 0 for the others.
     pub gate_state: Family<GateStateLabel, Gauge>,
     /// Gate rate per group (this instance's share), per second; 0 when open or paused.
@@ -195,6 +199,8 @@ impl Metrics {
             disk: Family::default(),
             disk_age: Family::default(),
             time_to_ceiling: Family::default(),
+            disk_estimate: Family::default(),
+            disk_upper: Family::default(),
             gate_state: Family::default(),
             gate_rate: Family::default(),
             permits_granted: Family::default(),
@@ -234,6 +240,16 @@ impl Metrics {
             "broker_disk_time_to_ceiling_seconds",
             "Forecast time until a broker reaches the ceiling",
             m.time_to_ceiling.clone(),
+        );
+        registry.register(
+            "broker_disk_estimate_percent",
+            "The observer's estimate of a broker's disk use now",
+            m.disk_estimate.clone(),
+        );
+        registry.register(
+            "broker_disk_upper_percent",
+            "Upper bound of a broker's disk use now (grows with the data's age; the control law decides on it)",
+            m.disk_upper.clone(),
         );
         registry.register(
             "gate_state",
@@ -345,6 +361,11 @@ impl Metrics {
             };
             self.disk.get_or_create(&label).set(b.sampled_percent);
             self.disk_age.get_or_create(&label).set(b.age_secs);
+            let estimate = b.estimate_percent.unwrap_or(b.now_percent);
+            self.disk_estimate.get_or_create(&label).set(estimate);
+            self.disk_upper
+                .get_or_create(&label)
+                .set(b.upper_percent.unwrap_or(estimate));
             match b.time_to_ceiling_secs {
                 Some(t) => {
                     self.time_to_ceiling.get_or_create(&label).set(t);

@@ -91,8 +91,14 @@ pub struct ForecastPolicy {
     pub min_samples: usize,
     /// The throttle acts on the forecast this far ahead. Default 15m.
     pub throttle_horizon: Dur,
-    /// Pause when the forecast reaches the ceiling within this. Default 5m.
+    /// Pause when the forecast reaches the ceiling within this (and, while a broker's disk reading
+    /// is stale, when its upper bound reaches the pause limit within this). Default 5m.
     pub pause_lead: Dur,
+    /// The worst disk growth at full catch-up speed that the observer assumes while a broker's
+    /// disk reading is stale (or after it learned less), percent per hour; scaled by the share of
+    /// full speed the gate lets through. Set it from the brokers' write throughput over the volume
+    /// size if catch-up can fill faster. Between 1 and 1000. Default 40.
+    pub blind_growth_percent_per_hour: f64,
 }
 
 impl Default for ForecastPolicy {
@@ -102,6 +108,7 @@ impl Default for ForecastPolicy {
             min_samples: 5,
             throttle_horizon: Dur::from_mins(15),
             pause_lead: Dur::from_mins(5),
+            blind_growth_percent_per_hour: 40.0,
         }
     }
 }

@@ -3,13 +3,14 @@
 //! - [`config`]: the policy file format (`Policy`); `validate`: its range and cross-field checks;
 //! - [`decision`]: what `decide` returns (`Decision`) and the manual `Override`s it honours;
 //! - [`state`]: what it remembers between ticks (`ControllerState`);
-//! - [`forecast`]: disk trends;
+//! - [`forecast`]: disk trends; [`observer`]: each disk's estimate and upper bound;
 //! - `engine`: [`decide`] itself, one module per step (disks, drain, throttle, gates, retention).
 
 pub mod config;
 pub mod decision;
 mod engine;
 pub mod forecast;
+pub mod observer;
 pub mod state;
 #[cfg(test)]
 mod tests;

@@ -25,6 +25,9 @@ pub struct ControllerState {
     pub topics: BTreeMap<String, TopicTrack>,
     /// Time of the previous tick.
     pub last_tick: Option<Timestamp>,
+    /// The disk observer's memory: the gate's share history and each broker's learned growth.
+    #[serde(default)]
+    pub observer: ObserverState,
 }
 
 /// One disk sample.
@@ -110,4 +113,43 @@ pub struct TopicTrack {
     pub restore_setbacks: u32,
     /// Set when someone else changed the topic: the engine no longer touches it.
     pub hands_off: Option<String>,
+}
+
+/// What the observer remembers between ticks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObserverState {
+    /// The groups' measured and allowed share of full speed, one point per tick, newest last.
+    #[serde(default)]
+    pub shares: VecDeque<SharePoint>,
+    /// Whether any broker has ever had a fresh disk reading; until then the groups run at their
+    /// minimum rate, never open.
+    #[serde(default)]
+    pub fresh_seen: bool,
+    /// Per broker.
+    #[serde(default)]
+    pub brokers: BTreeMap<BrokerId, BrokerModel>,
+}
+
+/// The groups' share of their full speed at one tick.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SharePoint {
+    /// Tick time.
+    pub at: Timestamp,
+    /// Consumed, as measured (0 to 1).
+    pub measured: f64,
+    /// The most the gate in force let through, capped by what the groups could consume (0 to 1).
+    pub allowed: f64,
+}
+
+/// One broker's learned growth model and its running upper bound.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BrokerModel {
+    /// Forgetting weights and sums of the fit: Σw, Σw·s, Σw·g, Σw·s², Σw·s·g (g in %/s).
+    pub sums: [f64; 5],
+    /// Time of the newest point added.
+    pub fitted_at: Option<Timestamp>,
+    /// The highest growth per unit of share seen (%/s at full speed, baseline not subtracted).
+    pub peak_per_share: f64,
+    /// The upper bound carried from the last tick: the sample it starts from, the tick, the bound.
+    pub bound: Option<(Timestamp, Timestamp, f64)>,
 }

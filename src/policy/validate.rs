@@ -7,7 +7,7 @@ use super::config::{
     DiskPolicy, ForecastPolicy, GroupPolicy, InputPolicy, Policy, RateUnit, RetentionPolicy,
     StalenessPolicy, ThrottlePolicy,
 };
-use crate::config_file::Problems;
+use crate::config_file::{Problem, Problems};
 use crate::units::Dur;
 
 impl Policy {
@@ -100,6 +100,12 @@ fn check_forecast(f: &ForecastPolicy, p: &mut Problems) {
         "forecast.pause_lead",
         f.pause_lead,
         "must be positive, e.g. \"5m\"",
+    );
+    p.check(
+        (1.0..=1000.0).contains(&f.blind_growth_percent_per_hour),
+        "forecast.blind_growth_percent_per_hour",
+        f.blind_growth_percent_per_hour,
+        "must be between 1 and 1000 (percent per hour at full catch-up speed)",
     );
 }
 
@@ -308,4 +314,77 @@ fn check_input(i: &InputPolicy, managed: &[String], p: &mut Problems) {
             "must be at least 1h (retention.ms is only ever raised, up to this cap)",
         );
     }
+}
+
+/// How old a disk source's newest sample can be just before the next one arrives, as the source
+/// states it (its period and delay), with the fields that set it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiskFreshness {
+    /// The worst age.
+    pub worst_age: Dur,
+    /// How that follows from the source's fields, e.g. `cluster.disk.period = 1m and
+    /// cluster.disk.delay = 10m: ...`.
+    pub because: String,
+    /// What to lower instead of raising `max_disk_age`, naming the fields.
+    pub or_lower: String,
+}
+
+impl DiskFreshness {
+    /// A source that stamps each datapoint with the start of its `period` and shows it `delay`
+    /// after the period ends (CloudWatch, the simulator), reread every `refresh` at most.
+    pub fn period_start(
+        period: (&str, Dur),
+        delay: (&str, Dur),
+        refresh: Option<(&str, Dur)>,
+    ) -> DiskFreshness {
+        let extra = refresh.map_or(Dur(0), |r| r.1);
+        let worst = Dur(2 * period.1.0 + delay.1.0 + extra.0);
+        let (pf, df) = (period.0, delay.0);
+        let because = match refresh {
+            Some((rf, r)) => format!(
+                "{pf} = {} with {df} = {} and {rf} = {r}: a datapoint is stamped with the start of its period and read after the period ends, the delay passes and the cached answer expires, so the newest is up to 2 × period + delay + refresh = {worst} old",
+                period.1, delay.1
+            ),
+            None => format!(
+                "{pf} = {} with {df} = {}: a datapoint is stamped with the start of its period and seen only once the period has ended and the delay passed, so the newest is up to 2 × period + delay = {worst} old",
+                period.1, delay.1
+            ),
+        };
+        DiskFreshness {
+            worst_age: worst,
+            because,
+            or_lower: format!("lower {pf} or {df}"),
+        }
+    }
+
+    /// A source whose samples are stamped when taken, one every `period`, readable `delay` later
+    /// (Prometheus scrapes, a file rewritten periodically).
+    pub fn sample_time(period: (&str, Dur), delay: (&str, Dur)) -> DiskFreshness {
+        let worst = Dur(period.1.0 + delay.1.0);
+        let (pf, df) = (period.0, delay.0);
+        DiskFreshness {
+            worst_age: worst,
+            because: format!(
+                "{pf} = {} with {df} = {}: the newest sample is up to period + delay = {worst} old",
+                period.1, delay.1
+            ),
+            or_lower: format!("lower {pf} or {df}"),
+        }
+    }
+}
+
+/// Refuses a policy whose `staleness.max_disk_age` the disk source cannot meet: every reading
+/// would be stale at times or always, and the throttle would run blind on fresh data.
+pub fn check_disk_age(policy: &Policy, source: &DiskFreshness) -> Option<Problem> {
+    let max = policy.staleness.max_disk_age;
+    (source.worst_age > max).then(|| {
+        Problem::field(
+            "staleness.max_disk_age",
+            max,
+            format!(
+                "cannot be met by the disk source: {}; raise staleness.max_disk_age to at least {} or {}",
+                source.because, source.worst_age, source.or_lower
+            ),
+        )
+    })
 }

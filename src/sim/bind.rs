@@ -76,6 +76,13 @@ pub fn bind_policy(policy: &Policy, scenario: &Scenario) -> Result<Policy, SimEr
             }
         }
     }
+    let metrics = &scenario.metrics;
+    let freshness = crate::policy::validate::DiskFreshness::period_start(
+        ("metrics.period", metrics.period),
+        ("metrics.delay", metrics.delay),
+        None,
+    );
+    problems.extend(crate::policy::validate::check_disk_age(&p, &freshness));
     if problems.is_empty() {
         Ok(p)
     } else {

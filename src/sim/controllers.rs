@@ -14,7 +14,7 @@ use super::scenario::{RunbookSpec, Scenario};
 use crate::actuators::{Evidence, GateActuator, RetentionActuator, Unconsumed, retention};
 use crate::config::Mode;
 use crate::policy::state::OriginalRetention;
-use crate::policy::{ControllerState, Decision, Gate, Policy, RetentionTarget, decide};
+use crate::policy::{AlertCode, ControllerState, Decision, Gate, Policy, RetentionTarget, decide};
 use crate::runtime::observe_once;
 use crate::runtime::reconcile::{self, Action, ExtensionStep, RetentionStep};
 use crate::sensors::{ConfigSource, Observation};
@@ -61,8 +61,11 @@ pub struct EngineController {
     restored: usize,
     /// The newest decision, for inspection.
     pub last: Option<Decision>,
-    /// One line per action (gate state change or retention change), with its reasons.
+    /// One line per action (gate state change or retention change), with its reasons, and one
+    /// whenever the reason a topic's lowering is blocked changes.
     pub timeline: Vec<String>,
+    /// Per topic, the kind of block last printed (its text without numbers).
+    blocked: BTreeMap<String, String>,
 }
 
 impl EngineController {
@@ -75,6 +78,7 @@ impl EngineController {
             restored: 0,
             last: None,
             timeline: Vec::new(),
+            blocked: BTreeMap::new(),
         }
     }
 }
@@ -162,6 +166,49 @@ pub fn apply(
     Ok((lowered, restored))
 }
 
+impl EngineController {
+    /// Adds a timeline line whenever the reason a topic's lowering is blocked (copy lag, stale
+    /// data, ...) changes kind, or the block lifts.
+    fn note_blocks(&mut self, decision: &Decision, now: Timestamp) {
+        let mut now_blocked: BTreeMap<String, String> = BTreeMap::new();
+        for a in &decision.alerts {
+            if a.code != AlertCode::RetentionBlocked {
+                continue;
+            }
+            let Some((topic, rest)) = a
+                .message
+                .strip_prefix("topic ")
+                .and_then(|m| m.split_once(": "))
+            else {
+                continue;
+            };
+            let block = rest.rsplit_once(", but ").map_or(rest, |(_, b)| b);
+            now_blocked.insert(topic.to_string(), block.to_string());
+        }
+        let kind = |s: &str| {
+            s.chars()
+                .filter(|c| !c.is_ascii_digit() && *c != '.')
+                .collect::<String>()
+        };
+        for (topic, block) in &now_blocked {
+            if self.blocked.get(topic).map(String::as_str) != Some(kind(block).as_str()) {
+                self.timeline
+                    .push(format!("{now} topic {topic}: lowering blocked - {block}"));
+            }
+        }
+        for topic in self.blocked.keys() {
+            if !now_blocked.contains_key(topic) {
+                self.timeline
+                    .push(format!("{now} topic {topic}: lowering no longer blocked"));
+            }
+        }
+        self.blocked = now_blocked
+            .into_iter()
+            .map(|(t, b)| (t, kind(&b)))
+            .collect();
+    }
+}
+
 impl Controller for EngineController {
     fn tick(&mut self, sim: &SimCluster, now: Timestamp) -> Result<(), SimError> {
         let mut obs = observe(sim, &self.policy)?;
@@ -200,6 +247,7 @@ impl Controller for EngineController {
                 ));
             }
         }
+        self.note_blocks(&decision, now);
         self.last = Some(decision);
         Ok(())
     }

@@ -9,7 +9,7 @@
 //! - [`controllers`]: the `catchup` engine and the `none` and `runbook` baselines;
 //! - [`run`]: running a scenario under one of them ([`error`]: what can go wrong);
 //! - [`summary`]: what a run measured, and its table;
-//! - [`optimal`]: the lower bound on catch-up duration;
+//! - [`optimal`]: the lower bound on catch-up duration; [`hindsight`]: the best constant-rate schedule;
 //! - [`plot`]: the SVG picture of a run.
 
 pub mod adapters;
@@ -17,6 +17,7 @@ pub mod bind;
 pub mod cluster;
 pub mod controllers;
 pub mod error;
+pub mod hindsight;
 pub mod live;
 pub mod optimal;
 pub mod plot;
@@ -30,3 +31,6 @@ pub use error::SimError;
 pub use run::simulate;
 pub use scenario::Scenario;
 pub use summary::{Outcome, Summary};
+
+#[cfg(test)]
+mod tests;

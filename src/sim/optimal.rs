@@ -13,20 +13,38 @@
 //!    written to `b`, and consumption is bounded by that divided by the bytes per consumed record that
 //!    land on `b` (amplification times record size times `b`'s share of the output's replicas).
 //!
+//!    Only data present is subtracted: a producer topic holds at time 0 at most what the warm-up
+//!    wrote (`min(window, warm-up)`), never a window longer than the run so far.
+//! 3. **Upload.** Kafka deletes only uploaded data, and each broker uploads at most `upload_rate`
+//!    (the partitions it leads); one uploaded byte frees at most every replica of it. Summed over the
+//!    cluster, the brokers hold by `T` at least `static + written(T) - RF * brokers * upload_rate * T`
+//!    (every byte present at time 0 counted as deletable, RF the largest replication factor), which
+//!    must stay under the ceiling on every broker.
+//!
 //! The group is drained when it has consumed its backlog plus everything produced meanwhile, less
-//! the drain threshold. The bound is the first `T` at which every group can have done so under both
+//! the drain threshold. The bound is the first `T` at which every group can have done so under all
 //! limits. It ignores everything that only makes real control slower (segment granularity, the
-//! retention-check interval, metric delay, the data already on disk at time 0), so it is optimistic
-//! and a real controller's ratio to it is at least 1.
+//! retention-check interval, metric delay, the outputs' data already on disk at time 0), so it is
+//! optimistic and a real controller's ratio to it is at least 1.
+//!
+//! Infeasible (no bound, with the reason): the producers alone, at their lowest, fill a broker to
+//! the ceiling; or no schedule drains within ten times the scenario's duration.
 
-use super::cluster::broker_shares;
+use super::cluster::{broker_shares, warmup};
 use super::scenario::Scenario;
 use crate::policy::Policy;
 
 /// Lower bound on the catch-up duration in seconds, or `None` when no controller can drain within ten
 /// times the scenario's duration without crossing the ceiling.
 pub fn optimal_seconds(s: &Scenario, p: &Policy) -> Option<f64> {
+    optimal_bound(s, p).ok()
+}
+
+/// [`optimal_seconds`], or why the scenario is infeasible.
+pub fn optimal_bound(s: &Scenario, p: &Policy) -> Result<f64, String> {
     let n = s.cluster.brokers;
+    let warm = warmup(s).secs_f64();
+    let upload = s.cluster.upload_rate.0;
     let ceiling = p.disk.ceiling_percent / 100.0 * s.cluster.disk_capacity.0 as f64;
     let window_of = |k: usize| -> f64 {
         let t = &s.topics[k];
@@ -39,6 +57,8 @@ pub fn optimal_seconds(s: &Scenario, p: &Policy) -> Option<f64> {
     };
 
     let mut headroom = vec![ceiling - s.cluster.static_used.0 as f64; n];
+    // Bytes/s the producers write to each broker at their lowest (uploads must keep up with them too).
+    let mut produced = vec![0.0; n];
     // Bytes landing on each broker per record consumed by each group, and the smallest output window.
     let mut per_record = vec![vec![0.0; n]; s.groups.len()];
     let mut window = f64::INFINITY;
@@ -47,7 +67,8 @@ pub fn optimal_seconds(s: &Scenario, p: &Policy) -> Option<f64> {
         if let Some(prod) = &t.producer {
             let lowest = prod.rate.0 * (1.0 - prod.diurnal_amplitude) * (1.0 - prod.noise);
             for b in 0..n {
-                headroom[b] -= lowest * window_of(k) * shares[b];
+                headroom[b] -= lowest * window_of(k).min(warm) * shares[b];
+                produced[b] += lowest * shares[b];
             }
         } else if let Some(out) = &t.output_of {
             let Some(g) = s.groups.iter().position(|g| g.name == out.group) else {
@@ -62,8 +83,12 @@ pub fn optimal_seconds(s: &Scenario, p: &Policy) -> Option<f64> {
             }
         }
     }
-    if headroom.iter().any(|h| *h <= 0.0) {
-        return None;
+    if let Some(b) = headroom.iter().position(|h| *h <= 0.0) {
+        return Err(format!(
+            "the producers alone, at their lowest rate and with managed topics at their floor, fill broker {} to the {}% ceiling",
+            b + 1,
+            p.disk.ceiling_percent
+        ));
     }
 
     // Records each group must consume by time T: backlog + production - threshold.
@@ -97,6 +122,16 @@ pub fn optimal_seconds(s: &Scenario, p: &Policy) -> Option<f64> {
             .iter()
             .zip(&need)
             .all(|(n, need)| *need <= n.max_rate * t);
+        let rf = s
+            .topics
+            .iter()
+            .map(|tp| tp.replication_factor)
+            .max()
+            .unwrap_or(1) as f64;
+        let cluster_room = (0..n)
+            .map(|_| ceiling - s.cluster.static_used.0 as f64)
+            .sum::<f64>();
+        let cluster_free = (rf * n as f64 * upload - produced.iter().sum::<f64>()).max(0.0);
         let fits = (0..n).all(|b| {
             let written: f64 = need
                 .iter()
@@ -105,7 +140,13 @@ pub fn optimal_seconds(s: &Scenario, p: &Policy) -> Option<f64> {
                 .sum();
             written <= headroom[b] * (t / window + 1.0)
         });
-        fast_enough && fits
+        let written_all: f64 = need
+            .iter()
+            .enumerate()
+            .map(|(g, need)| need * per_record[g].iter().sum::<f64>())
+            .sum();
+        let uploads_keep_up = written_all <= cluster_room + cluster_free * t;
+        fast_enough && fits && uploads_keep_up
     };
     let mut t = 0.0;
     while t <= limit {
@@ -117,11 +158,14 @@ pub fn optimal_seconds(s: &Scenario, p: &Policy) -> Option<f64> {
                 let mid = (lo + hi) / 2.0;
                 if feasible(mid) { hi = mid } else { lo = mid }
             }
-            return Some(hi);
+            return Ok(hi);
         }
         t += 60.0;
     }
-    None
+    Err(format!(
+        "no schedule drains within ten times the scenario's duration ({}) without crossing the ceiling",
+        crate::units::Dur((limit * 1000.0) as u64)
+    ))
 }
 
 /// What one group must have consumed by a given time to count as drained.

@@ -20,18 +20,7 @@ use super::controllers::ControllerKind;
 use super::error::SimError;
 use super::summary::Outcome;
 
-/// How long the cluster warms up at normal load before catch-up starts: twice the longest local
-/// window (segments must fill, close, upload and age out before deletion reaches a steady state),
-/// capped at a day, so disks start at their normal level.
-pub fn warmup(scenario: &Scenario) -> Dur {
-    let longest = scenario
-        .topics
-        .iter()
-        .map(|t| t.local_retention.unwrap_or(t.retention))
-        .max()
-        .unwrap_or_default();
-    Dur((longest.0 * 2).min(Dur::from_hours(24).0)).max(Dur::from_hours(1))
-}
+pub use super::cluster::warmup;
 
 /// Runs `scenario` under `kind`. `policy` must already be bound to the scenario ([`super::bind_policy`]).
 pub fn simulate(
@@ -39,9 +28,23 @@ pub fn simulate(
     policy: &Policy,
     kind: ControllerKind,
 ) -> Result<Outcome, SimError> {
+    simulate_with(
+        scenario,
+        policy,
+        kind,
+        controllers::build(kind, scenario, policy),
+    )
+}
+
+/// [`simulate`] with a given controller (`kind` labels the summary).
+pub(super) fn simulate_with(
+    scenario: &Scenario,
+    policy: &Policy,
+    kind: ControllerKind,
+    mut controller: Box<dyn controllers::Controller>,
+) -> Result<Outcome, SimError> {
     let start = Timestamp(0) - warmup(scenario);
     let sim = SimCluster::new(Cluster::new(scenario, start)).guarded_by(policy);
-    let mut controller = controllers::build(kind, scenario, policy);
     let initial: BTreeMap<String, Settings> = {
         let c = sim.lock();
         scenario

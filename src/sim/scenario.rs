@@ -6,14 +6,14 @@
 //! metrics outage. Before time 0 the simulator warms the cluster up at normal load, so disks start at
 //! their normal level.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::config_file::{self, FileError, Problems};
-use crate::policy::validate::check_topic_name;
 use crate::units::{ByteRate, Bytes, Dur};
+
+mod validate;
 
 /// A whole scenario.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -288,6 +288,38 @@ const SECTIONS: [&str; 12] = [
     "runbook",
 ];
 
+/// The largest byte rate a scenario may state (100 GB/s): larger is a typo, not a cluster.
+const MAX_BYTE_RATE: f64 = 1e11;
+
+/// Deserializes every section, and every element of the arrays, on its own, so that a malformed
+/// file reports each broken section instead of only the first.
+fn check_sections(table: &toml::Table, problems: &mut Problems) {
+    fn one<T: serde::de::DeserializeOwned>(v: &toml::Value, at: &str, p: &mut Problems) {
+        let _ = config_file::deserialize_at::<T>(v.clone(), at, p);
+    }
+    for (key, v) in table {
+        match (key.as_str(), v) {
+            ("name" | "description", v) => one::<String>(v, key, problems),
+            ("seed", v) => one::<u64>(v, key, problems),
+            ("duration" | "step" | "tick", v) => one::<Dur>(v, key, problems),
+            ("cluster", v) => one::<ClusterSpec>(v, key, problems),
+            ("metrics", v) => one::<MetricsSpec>(v, key, problems),
+            ("runbook", v) => one::<RunbookSpec>(v, key, problems),
+            ("topics" | "groups" | "events", toml::Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let at = format!("{key}[{i}]");
+                    match key.as_str() {
+                        "topics" => one::<TopicSpec>(item, &at, problems),
+                        "groups" => one::<GroupSpec>(item, &at, problems),
+                        _ => one::<EventSpec>(item, &at, problems),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Scenario {
     /// Loads and validates a scenario file, reporting every problem.
     pub fn load(file: &Path) -> Result<Scenario, FileError> {
@@ -313,6 +345,7 @@ impl Scenario {
             }
         }
         let table = config_file::known_keys(table, &SECTIONS, &mut problems);
+        check_sections(&table, &mut problems);
         if !problems.0.is_empty() {
             return Err(FileError {
                 file: file.to_path_buf(),
@@ -329,216 +362,6 @@ impl Scenario {
             file: file.to_path_buf(),
             problems: vec![],
         })
-    }
-
-    /// Range and cross-reference checks.
-    pub fn validate(&self, p: &mut Problems) {
-        p.check(
-            self.duration >= Dur::from_mins(10),
-            "duration",
-            self.duration,
-            "must be at least 10m",
-        );
-        p.check(
-            self.step >= Dur::from_secs(1) && self.step <= Dur::from_mins(1),
-            "step",
-            self.step,
-            "must be between 1s and 1m",
-        );
-        p.check(
-            self.tick >= self.step,
-            "tick",
-            self.tick,
-            format!("must be at least the step ({})", self.step),
-        );
-        let c = &self.cluster;
-        p.check(
-            (1..=1000).contains(&c.brokers),
-            "cluster.brokers",
-            c.brokers,
-            "must be between 1 and 1000",
-        );
-        p.check(
-            c.disk_capacity.0 > 0,
-            "cluster.disk_capacity",
-            c.disk_capacity,
-            "must be positive, e.g. \"2TiB\"",
-        );
-        p.check(
-            c.static_used < c.disk_capacity,
-            "cluster.static_used",
-            c.static_used,
-            "must be below disk_capacity",
-        );
-        p.check(
-            c.upload_rate.0 > 0.0,
-            "cluster.upload_rate",
-            c.upload_rate.0,
-            "must be positive, e.g. \"150MiB/s\"",
-        );
-        p.check(
-            c.segment_bytes.0 >= 1 << 20,
-            "cluster.segment_bytes",
-            c.segment_bytes,
-            "must be at least 1MiB",
-        );
-        p.check(
-            c.retention_check_interval >= Dur::from_secs(10),
-            "cluster.retention_check_interval",
-            c.retention_check_interval,
-            "must be at least 10s",
-        );
-        p.check(
-            self.metrics.period >= self.step,
-            "metrics.period",
-            self.metrics.period,
-            "must be at least the step",
-        );
-
-        let groups: BTreeSet<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
-        let mut names = BTreeSet::new();
-        for (i, t) in self.topics.iter().enumerate() {
-            let at = |f: &str| format!("topics[{i}].{f}");
-            if let Err(why) = check_topic_name(&t.name) {
-                p.add(at("name"), format!("{:?}", t.name), why);
-            }
-            p.check(
-                names.insert(t.name.as_str()),
-                at("name"),
-                format!("{:?}", t.name),
-                "listed twice",
-            );
-            p.check(
-                (1..=100_000).contains(&t.partitions),
-                at("partitions"),
-                t.partitions,
-                "must be between 1 and 100000",
-            );
-            p.check(
-                (1..=c.brokers.max(1)).contains(&t.replication_factor),
-                at("replication_factor"),
-                t.replication_factor,
-                format!("must be between 1 and the broker count ({})", c.brokers),
-            );
-            p.check(
-                t.record_bytes.0 > 0,
-                at("record_bytes"),
-                t.record_bytes,
-                "must be positive",
-            );
-            if let Some(local) = t.local_retention {
-                p.check(
-                    local <= t.retention,
-                    at("local_retention"),
-                    local,
-                    format!("must not exceed retention ({})", t.retention),
-                );
-                p.check(
-                    local >= Dur::from_mins(1),
-                    at("local_retention"),
-                    local,
-                    "must be at least 1m",
-                );
-            }
-            match (&t.producer, &t.output_of) {
-                (Some(prod), None) => {
-                    p.check(prod.rate.0 > 0.0, at("producer.rate"), prod.rate.0, "must be positive");
-                    p.check((0.0..1.0).contains(&prod.diurnal_amplitude), at("producer.diurnal_amplitude"), prod.diurnal_amplitude, "must be in [0, 1)");
-                    p.check((0.0..0.5).contains(&prod.noise), at("producer.noise"), prod.noise, "must be in [0, 0.5)");
-                }
-                (None, Some(out)) => {
-                    p.check(groups.contains(out.group.as_str()), at("output_of.group"), format!("{:?}", out.group), "no group of that name in [[groups]]");
-                    p.check(out.amplification > 0.0 && out.amplification.is_finite(), at("output_of.amplification"), out.amplification, "must be positive");
-                }
-                _ => p.add(at("producer"), "-", "give exactly one of `producer` (an input topic) and `output_of` (an output topic)"),
-            }
-            if let Some(skew) = &t.skew {
-                p.check(
-                    (1..=c.brokers).contains(&skew.broker),
-                    at("skew.broker"),
-                    skew.broker,
-                    format!("must be a broker id 1..={}", c.brokers),
-                );
-                p.check(
-                    skew.weight > 0.0,
-                    at("skew.weight"),
-                    skew.weight,
-                    "must be positive",
-                );
-            }
-            if t.managed {
-                p.check(
-                    t.remote_storage,
-                    at("managed"),
-                    true,
-                    "a managed topic must have remote_storage = true",
-                );
-            }
-            if let Some(cap) = t.extend {
-                p.check(
-                    t.producer.is_some(),
-                    at("extend"),
-                    cap,
-                    "only an input topic (one with a producer) is extended",
-                );
-                p.check(
-                    cap >= t.retention,
-                    at("extend"),
-                    cap,
-                    format!(
-                        "the cap must be at least the topic's retention ({})",
-                        t.retention
-                    ),
-                );
-            }
-        }
-        let mut gnames = BTreeSet::new();
-        for (i, g) in self.groups.iter().enumerate() {
-            let at = |f: &str| format!("groups[{i}].{f}");
-            p.check(
-                gnames.insert(g.name.as_str()),
-                at("name"),
-                format!("{:?}", g.name),
-                "listed twice",
-            );
-            let input = self.topics.iter().find(|t| t.name == g.topic);
-            p.check(
-                input.is_some_and(|t| t.producer.is_some()),
-                at("topic"),
-                format!("{:?}", g.topic),
-                "must name a topic with a `producer`",
-            );
-            p.check(
-                g.max_rate > 0.0 && g.max_rate.is_finite(),
-                at("max_rate"),
-                g.max_rate,
-                "must be a positive rate in records/s",
-            );
-        }
-        for (i, e) in self.events.iter().enumerate() {
-            let at = |f: &str| format!("events[{i}].{f}");
-            p.check(
-                e.until > e.at,
-                at("until"),
-                e.until,
-                format!("must be after `at` ({})", e.at),
-            );
-            for b in &e.brokers {
-                p.check(
-                    (1..=c.brokers).contains(b),
-                    at("brokers"),
-                    b,
-                    format!("broker ids are 1..={}", c.brokers),
-                );
-            }
-        }
-        let r = &self.runbook;
-        p.check(
-            r.resume_below_percent < r.pause_at_percent,
-            "runbook.resume_below_percent",
-            r.resume_below_percent,
-            "must be below pause_at_percent",
-        );
     }
 
     /// Names of the topics marked `managed`.

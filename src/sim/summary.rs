@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::cluster::Cluster;
 use super::controllers::ControllerKind;
-use super::optimal::optimal_seconds;
+use super::optimal::optimal_bound;
 use super::scenario::Scenario;
 use crate::policy::{Gate, Policy};
 use crate::units::{Dur, Timestamp};
@@ -27,12 +27,22 @@ pub struct Summary {
     pub peak_disk_percent_per_broker: Vec<f64>,
     /// Time during which some broker was above the ceiling.
     pub seconds_above_ceiling: f64,
-    /// Brokers whose disk filled.
+    /// Brokers whose disk filled (each counts as 100% in the peaks and as above the ceiling from
+    /// then on).
     pub brokers_failed: usize,
+    /// Of those, the ones that filled during the warm-up, before catch-up started: the producers
+    /// alone overfill them, so no controller can keep them under the ceiling.
+    pub failed_during_warmup: usize,
     /// From catch-up start until every group's lag was below its drain threshold; `None` if never.
     pub catchup_seconds: Option<f64>,
-    /// The optimal bound (see `sim::optimal`).
+    /// The optimal bound (see `sim::optimal`); `None` when the scenario is infeasible.
     pub optimal_seconds: Option<f64>,
+    /// Why there is no optimal bound: the producers alone overfill a broker (or did during the
+    /// warm-up), or nothing drains in time.
+    pub infeasible_reason: Option<String>,
+    /// The hindsight reference (see `sim::hindsight`), when computed (`simulate --hindsight`);
+    /// `None` also when no constant fraction stays under the ceiling.
+    pub hindsight_seconds: Option<f64>,
     /// `catchup_seconds / optimal_seconds`.
     pub ratio_to_optimal: Option<f64>,
     /// Time during which some catch-up group was paused.
@@ -125,6 +135,12 @@ impl Summary {
                 ""
             }
         ));
+        if self.failed_during_warmup > 0 {
+            out.push_str(&format!(
+                "  failed during warm-up: {} (the producers alone overfill them)\n",
+                self.failed_during_warmup
+            ));
+        }
         out.push_str(&format!(
             "catch-up duration:   {}\n",
             opt(self.catchup_seconds)
@@ -133,6 +149,12 @@ impl Summary {
             "optimal bound:       {}\n",
             opt(self.optimal_seconds)
         ));
+        if let Some(h) = self.hindsight_seconds {
+            out.push_str(&format!("hindsight schedule:  {}\n", opt(Some(h))));
+        }
+        if let Some(why) = &self.infeasible_reason {
+            out.push_str(&format!("  infeasible:        {why}\n"));
+        }
         out.push_str(&format!(
             "ratio to optimal:    {}\n",
             self.ratio_to_optimal
@@ -227,8 +249,11 @@ impl<'a> Recorder<'a> {
             peak_disk_percent_per_broker: vec![0.0; n],
             seconds_above_ceiling: 0.0,
             brokers_failed: 0,
+            failed_during_warmup: 0,
             catchup_seconds: None,
-            optimal_seconds: optimal_seconds(scenario, policy),
+            optimal_seconds: optimal_bound(scenario, policy).ok(),
+            infeasible_reason: optimal_bound(scenario, policy).err(),
+            hindsight_seconds: None,
             ratio_to_optimal: None,
             seconds_paused: 0.0,
             seconds_throttled: 0.0,
@@ -259,10 +284,15 @@ impl<'a> Recorder<'a> {
         let now = c.now();
         let mut above = false;
         for b in 0..n {
-            let d = c.disk_percent(b).min(100.0);
+            let failed = c.failed_at(b).is_some();
+            let d = if failed {
+                100.0
+            } else {
+                c.disk_percent(b).min(100.0)
+            };
             let peak = &mut summary.peak_disk_percent_per_broker[b];
             *peak = peak.max(d);
-            above |= d > policy.disk.ceiling_percent;
+            above |= failed || d > policy.disk.ceiling_percent;
         }
         if above {
             summary.seconds_above_ceiling += dt;
@@ -360,6 +390,16 @@ impl<'a> Recorder<'a> {
             .copied()
             .fold(0.0, f64::max);
         summary.brokers_failed = (0..self.n).filter(|&b| c.failed_at(b).is_some()).count();
+        summary.failed_during_warmup = (0..self.n)
+            .filter(|&b| c.failed_at(b).is_some_and(|t| t < Timestamp(0)))
+            .count();
+        if summary.failed_during_warmup > 0 {
+            summary.optimal_seconds = None;
+            summary.infeasible_reason = Some(format!(
+                "{} broker(s) failed during the warm-up at normal load, before catch-up started",
+                summary.failed_during_warmup
+            ));
+        }
         summary.ratio_to_optimal = summary
             .catchup_seconds
             .zip(summary.optimal_seconds)

@@ -250,3 +250,60 @@ fn every_command_in_the_runbook_and_readme_parses() {
     }
     assert!(run >= 20, "only {run} commands run of {commands:?}");
 }
+
+#[test]
+fn a_disk_source_slower_than_max_disk_age_is_refused_naming_both_fields() {
+    // Simulate: a 10-minute metric delay against the default 5-minute max_disk_age.
+    let replay = std::fs::read_to_string("scenarios/2025-11-replay.toml").expect("replay");
+    let slow = replay.replace("[metrics]\n", "[metrics]\ndelay = \"10m\"\n");
+    assert_ne!(slow, replay, "the replay has a [metrics] section");
+    let slow = slow.replace("delay = \"2m\"\n", "");
+    let scenario = temp_file("slow-metrics.toml", &slow);
+    let out = catchup(&["simulate", "--scenario", scenario.as_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("staleness.max_disk_age = 5m: cannot be met by the disk source: metrics.period = 1m with metrics.delay = 10m"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "raise staleness.max_disk_age to at least 12m or lower metrics.period or metrics.delay"
+        ),
+        "{err}"
+    );
+    // The same scenario with a policy that allows it runs.
+    let policy = temp_file("patient.toml", "[staleness]\nmax_disk_age = \"12m\"\n");
+    let out = catchup(&[
+        "simulate",
+        "--scenario",
+        scenario.as_str(),
+        "--policy",
+        policy.as_str(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // config check (and run): a disk file rewritten every 10 minutes.
+    let policy = std::path::Path::new("policies/ingestion-pipeline.toml")
+        .canonicalize()
+        .expect("policy");
+    let config = temp_file(
+        "slow-file.toml",
+        &format!(
+            "policy = {:?}\nstate_dir = \"/tmp/catchup-slow-file-state\"\n[cluster]\nkind = \"kafka\"\n[cluster.kafka]\nbootstrap_servers = \"localhost:9092\"\n[cluster.disk]\nkind = \"file\"\npath = \"/tmp/disk.json\"\nperiod = \"10m\"\n",
+            policy.display().to_string()
+        ),
+    );
+    let out = catchup(&["config", "check", config.as_str()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("staleness.max_disk_age = 5m: cannot be met by the disk source: cluster.disk.period = 10m with cluster.disk.delay = 0s"),
+        "{err}"
+    );
+    assert!(
+        err.contains("lower cluster.disk.period or cluster.disk.delay"),
+        "{err}"
+    );
+}

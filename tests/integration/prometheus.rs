@@ -89,6 +89,8 @@ async fn reads_what_the_exporter_reports_and_goes_stale_when_it_stops() {
             capacity_bytes_query: r#"node_filesystem_size_bytes{mountpoint="/"}"#.into(),
             broker_label: "instance".into(),
             brokers: BTreeMap::from([(exporter_addr.clone(), 1)]),
+            scrape_interval: catchup::units::Dur::from_secs(60),
+            delay: catchup::units::Dur(0),
         },
         Duration::from_secs(2),
     );

@@ -288,3 +288,62 @@ fn extending_the_input_avoids_both_losses_where_the_conflict_is_real() {
         "held, but never past the deadline: {deadline}"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    /// The yardstick is honest: no controller that stays under the ceiling drains faster than
+    /// `optimal_seconds`, and the hindsight schedule (which exists) is never faster than it either.
+    #[test]
+    fn no_safe_run_beats_the_optimal_bound_and_hindsight_is_at_least_it(
+        brokers in 3usize..=6,
+        load in 0.35f64..0.85,
+        speedup in 2.0f64..8.0,
+        backlog_h in 2u64..10,
+        local_h in 2u64..=6,
+        amplification in 0.5f64..4.0,
+        seed in 0u64..1_000_000,
+    ) {
+        let text = scenario_text(brokers, load, speedup, backlog_h, local_h, amplification, seed);
+        let scenario = Scenario::parse(Path::new("random.toml"), &text).expect("generated scenario is valid");
+        let policy = sim::bind_policy(&Policy::default(), &scenario).expect("default policy fits");
+        let Some(bound) = optimal::optimal_seconds(&scenario, &policy) else {
+            return Ok(());
+        };
+        for kind in [ControllerKind::Catchup, ControllerKind::None, ControllerKind::Runbook] {
+            let s = sim::simulate(&scenario, &policy, kind).expect("simulates").summary;
+            let safe = s.brokers_failed == 0 && s.seconds_above_ceiling == 0.0;
+            if let (true, Some(t)) = (safe, s.catchup_seconds) {
+                prop_assert!(t >= bound - 1.0, "{kind} drained safely in {t}s, under the bound {bound}s\n{text}");
+            }
+        }
+        if let Some(h) = sim::hindsight::hindsight_seconds(&scenario, &policy).expect("simulates") {
+            prop_assert!(h >= bound - 1.0, "hindsight {h}s under the bound {bound}s\n{text}");
+        }
+    }
+}
+
+#[test]
+fn the_timeline_says_when_and_why_lowering_is_blocked() {
+    let out = catchup(&[
+        "simulate",
+        "--scenario",
+        "scenarios/copy-stall.toml",
+        "--timeline",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let blocked: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("lowering blocked - "))
+        .collect();
+    assert!(
+        blocked
+            .iter()
+            .any(|l| l.contains("not yet copied to remote storage")),
+        "{err}"
+    );
+    // Printed when the block's kind changes, not every tick.
+    assert!(blocked.len() <= 4, "{blocked:#?}");
+    assert!(err.contains("lowering no longer blocked"), "{err}");
+}

@@ -75,6 +75,9 @@ pub fn status(s: &Status) -> String {
                     vec![
                         b.broker.to_string(),
                         format!("{:.1}%", b.sampled_percent),
+                        b.estimate_percent
+                            .map_or("-".into(), |e| format!("{e:.1}%")),
+                        b.upper_percent.map_or("-".into(), |u| format!("{u:.1}%")),
                         b.trend_percent_per_hour
                             .map_or("-".into(), |t| format!("{t:+.1}%/h")),
                         format!("{:.0}s", b.age_secs),
@@ -87,7 +90,16 @@ pub fn status(s: &Status) -> String {
         })
         .unwrap_or_default();
     out.push_str(&table(
-        &["broker", "disk", "trend", "age", "data", "to ceiling"],
+        &[
+            "broker",
+            "disk",
+            "estimate",
+            "upper",
+            "trend",
+            "age",
+            "data",
+            "to ceiling",
+        ],
         &brokers,
     ));
     out.push('\n');

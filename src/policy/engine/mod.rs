@@ -1,9 +1,11 @@
 //! `decide`: the pure control law. See `docs/policy.md` for the prose version.
 //!
 //! Order of reasoning in one tick:
-//! 1. disks: record new samples, fit a trend per broker, extrapolate to now;
-//! 2. groups: lag, consume and produce rates, whether the backlog has drained; their inputs: time
-//!    lag, the retention deadline of the oldest unconsumed record, the rate it needs, losses;
+//! 1. groups: lag, consume and produce rates, whether the backlog has drained;
+//! 2. disks: record new samples, fit a trend per broker, and let the observer estimate each disk now
+//!    with an upper bound that knows the gate (`policy::observer`); the law decides on the bound;
+//!    then the groups' inputs: time lag, the retention deadline of the oldest unconsumed record, the
+//!    rate it needs, losses;
 //! 3. throttle: pause on the hard limit, cut the rate in proportion to the forecast excess, give it
 //!    back additively when there is room;
 //! 4. retention: lower managed topics stepwise on a long-horizon forecast, restore once drained;
@@ -12,7 +14,7 @@
 //! 6. extension: raise `retention.ms` of allow-listed tiered input topics ahead of their groups'
 //!    deadlines, restore it once they are past.
 //!
-//! Each step has its own module, in that order: [`disks`], [`drain`], [`inputs`], [`throttle`], then [`gates`]
+//! Each step has its own module, in that order: [`drain`], [`disks`], [`inputs`], [`throttle`], then [`gates`]
 //! (each group's gate, overrides applied), [`retention`] and [`extend`].
 
 mod disks;
@@ -50,8 +52,8 @@ pub fn decide(
         journal: obs.retention.is_some(),
         alerts: Vec::new(),
     };
-    let disks = disks::assess_disks(&mut st, obs, &mut tick);
     let drain = drain::assess_groups(&mut st, obs, &mut tick);
+    let disks = disks::assess_disks(&mut st, obs, &drain, &mut tick);
     let inputs = inputs::assess_inputs(&mut st, obs, &mut tick);
     let law = throttle::steer_throttle(&mut st, &disks, &mut tick);
     let deadlines = gates::Deadlines {

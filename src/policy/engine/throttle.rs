@@ -40,6 +40,14 @@ pub(super) fn steer_throttle(
     if !disks.all_fresh {
         reasons.push(apply_stale_mode(st, tick));
     }
+    if !st.observer.fresh_seen {
+        for track in st.groups.values_mut() {
+            track.fraction = track.fraction.min(tick.policy.throttle.min_fraction);
+        }
+        reasons.push(
+            "no fresh disk reading yet: minimum rate until the first one (never open blind)".into(),
+        );
+    }
     let th = &st.throttle;
     if th.paused {
         tick.alerts.push(alert(
@@ -78,6 +86,9 @@ struct Cut {
     factor: f64,
     /// Why, naming the broker.
     why: String,
+    /// Asked for by a broker whose reading is stale: no sample will show the cut, so it is not
+    /// waited for (the bound it rests on already assumes the worst at the gate in force).
+    blind: bool,
 }
 
 impl Survey {
@@ -121,6 +132,7 @@ impl Survey {
                     self.cut = Some(Cut {
                         factor,
                         why: cut_reason(b, ahead, wanted, p),
+                        blind: b.stale,
                     });
                 }
             } else {
@@ -144,6 +156,14 @@ fn pause_reason(b: &BrokerLevel, p: &Policy) -> Option<String> {
         Some(format!(
             "broker {broker} at {level:.1}%, at or above the pause limit of {}%",
             d.pause_percent
+        ))
+    } else if b.stale && g > 0.0 && level + g * lead >= d.pause_percent {
+        Some(format!(
+            "broker {broker}: disk reading stale, upper bound {level:.1}% rising up to {:.1}%/h at this gate: \
+             would reach the pause limit of {}% within {}",
+            g * 3600.0,
+            d.pause_percent,
+            p.forecast.pause_lead
         ))
     } else if g > 0.0 && level + g * lead >= d.ceiling_percent {
         Some(format!(
@@ -230,9 +250,10 @@ fn resume_or_stay(st: &mut ControllerState, disks: &DiskView, tick: &Tick) -> St
 /// Cuts every group's rate, unless the disk samples do not show the last cut yet.
 fn apply_cut(st: &mut ControllerState, disks: &DiskView, cut: Cut, tick: &Tick) -> String {
     let (p, now) = (tick.policy, tick.now);
-    let Cut { factor, why } = cut;
+    let Cut { factor, why, blind } = cut;
     let th = &mut st.throttle;
     let seen = match (th.last_cut_at, disks.newest_common_sample) {
+        _ if blind => true,
         (None, _) => true,
         (Some(cut_at), Some(sample)) => sample > cut_at + Dur(p.forecast.window.0 / 3),
         (Some(_), None) => false,

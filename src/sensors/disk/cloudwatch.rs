@@ -52,6 +52,12 @@ pub struct CloudWatchConfig {
     /// Datapoint period. Default 1m (MSK publishes once a minute).
     #[serde(default = "default_period")]
     pub period: Dur,
+    /// How long after its period ends a datapoint becomes readable, as observed (MSK publishes about
+    /// a minute late; CloudWatch can be later). With `period` and `refresh` it sets how old the
+    /// newest datapoint can be (2 × period + delay + refresh), which `staleness.max_disk_age` must
+    /// allow. Default 2m.
+    #[serde(default = "default_delay")]
+    pub delay: Dur,
     /// How far back to look for the newest datapoint. Default 15m; older data is reported missing.
     #[serde(default = "default_lookback")]
     pub lookback: Dur,
@@ -66,6 +72,9 @@ pub struct CloudWatchConfig {
 
 fn default_period() -> Dur {
     Dur(60_000)
+}
+fn default_delay() -> Dur {
+    Dur(2 * 60_000)
 }
 fn default_lookback() -> Dur {
     Dur(15 * 60_000)
@@ -85,6 +94,7 @@ impl Default for CloudWatchConfig {
     fn default() -> Self {
         CloudWatchConfig {
             period: default_period(),
+            delay: default_delay(),
             lookback: default_lookback(),
             refresh: default_refresh(),
             endpoint_url: None,

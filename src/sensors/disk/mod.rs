@@ -34,6 +34,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::validate::DiskFreshness;
+use crate::units::Dur;
+
 use super::{
     BrokerCopyLag, BrokerDisk, BrokerId, CopyLagSensor, DiskSensor, Limitation, Readings,
     SensorError,
@@ -69,6 +72,12 @@ pub enum DiskConfig {
     File {
         /// The file.
         path: PathBuf,
+        /// How often the file is rewritten with a new sample. Default 1m.
+        #[serde(default = "default_file_period")]
+        period: Dur,
+        /// How long after it is taken a sample reaches the file. Default 0s.
+        #[serde(default)]
+        delay: Dur,
     },
     /// Prometheus instant queries (see `catchup::sensors::disk::prometheus`): `url`, `used_bytes_query`,
     /// `capacity_bytes_query`, `broker_label`, optional `brokers` map. Gives no copy lag, so
@@ -78,6 +87,31 @@ pub enum DiskConfig {
     /// optional `period`, `lookback`, `refresh`, `endpoint_url`. Needs `cluster.kind = "msk"`, whose
     /// discovery gives the cluster name, brokers and volume size; the default disk source there.
     Cloudwatch(cloudwatch::CloudWatchConfig),
+}
+
+fn default_file_period() -> Dur {
+    Dur(60_000)
+}
+
+impl DiskConfig {
+    /// How old this source's newest sample can be, from the period and delay it states.
+    pub fn freshness(&self) -> DiskFreshness {
+        match self {
+            DiskConfig::File { period, delay, .. } => DiskFreshness::sample_time(
+                ("cluster.disk.period", *period),
+                ("cluster.disk.delay", *delay),
+            ),
+            DiskConfig::Prometheus(p) => DiskFreshness::sample_time(
+                ("cluster.disk.scrape_interval", p.scrape_interval),
+                ("cluster.disk.delay", p.delay),
+            ),
+            DiskConfig::Cloudwatch(c) => DiskFreshness::period_start(
+                ("cluster.disk.period", c.period),
+                ("cluster.disk.delay", c.delay),
+                Some(("cluster.disk.refresh", c.refresh)),
+            ),
+        }
+    }
 }
 
 /// The disk source a configuration names.
@@ -97,7 +131,7 @@ impl DiskConfig {
     /// [`cloudwatch::CloudWatchConfig::build`] and wrap it in [`AnyDiskSource::CloudWatch`].
     pub fn build(&self, timeout: std::time::Duration) -> Result<AnyDiskSource, String> {
         Ok(match self {
-            DiskConfig::File { path } => {
+            DiskConfig::File { path, .. } => {
                 AnyDiskSource::File(file::FileDiskSource::new(path.clone()))
             }
             DiskConfig::Prometheus(p) => {

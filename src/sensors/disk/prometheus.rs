@@ -31,6 +31,16 @@ pub struct PrometheusConfig {
     /// Label value to broker id; without it the label value itself must be the broker id.
     #[serde(default)]
     pub brokers: BTreeMap<String, i32>,
+    /// How often Prometheus scrapes the exporter. Default 1m.
+    #[serde(default = "default_scrape_interval")]
+    pub scrape_interval: crate::units::Dur,
+    /// How long after a scrape the sample is queryable (remote write, federation). Default 0s.
+    #[serde(default)]
+    pub delay: crate::units::Dur,
+}
+
+fn default_scrape_interval() -> crate::units::Dur {
+    crate::units::Dur(60_000)
 }
 
 /// Reads disk use from Prometheus.

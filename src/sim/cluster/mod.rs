@@ -168,6 +168,9 @@ impl Cluster {
 
     /// True disk use of broker index `b`, percent (100 once failed).
     pub fn disk_percent(&self, b: usize) -> f64 {
+        if self.brokers[b].failed_at.is_some() {
+            return 100.0;
+        }
         self.brokers[b].used * 100.0 / self.capacity
     }
 
@@ -220,4 +223,17 @@ impl Cluster {
             self.publish();
         }
     }
+}
+
+/// How long the cluster warms up at normal load before catch-up starts: twice the longest local
+/// window (segments must fill, close, upload and age out before deletion reaches a steady state),
+/// capped at a day, so disks start at their normal level.
+pub fn warmup(scenario: &Scenario) -> Dur {
+    let longest = scenario
+        .topics
+        .iter()
+        .map(|t| t.local_retention.unwrap_or(t.retention))
+        .max()
+        .unwrap_or_default();
+    Dur((longest.0 * 2).min(Dur::from_hours(24).0)).max(Dur::from_hours(1))
 }
