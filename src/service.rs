@@ -12,7 +12,7 @@ use tracing::info;
 
 use crate::aws::msk::{MskWatch, discover};
 use crate::clock::{Clock, WallClock};
-use crate::config::{ClusterConfig, RunConfig};
+use crate::config::{ClusterConfig, RunConfig, Tokens};
 use crate::config_file::FileError;
 use crate::policy::Policy;
 use crate::store::{Holder, StateDir, StoreError};
@@ -90,7 +90,7 @@ pub async fn run(
     config: RunConfig,
     policy: Policy,
     scenario: Option<Scenario>,
-    token: Option<String>,
+    tokens: Tokens,
     banner: Banner,
 ) -> Result<(), ServiceError> {
     let store = open_state_dir(&config, command).await?;
@@ -105,7 +105,7 @@ pub async fn run(
                 clock: live.clock.clone(),
                 wall_tick,
             };
-            let result = serve(config, policy, token, banner, driven, store).await;
+            let result = serve(config, policy, tokens, banner, driven, store).await;
             driver.abort();
             result
         }
@@ -121,7 +121,7 @@ pub async fn run(
                 clock: Arc::new(WallClock),
                 wall_tick,
             };
-            serve(config, policy, token, banner, driven, store).await
+            serve(config, policy, tokens, banner, driven, store).await
         }
         (ClusterConfig::Simulator { .. }, None) => Err(ServiceError::Mismatch(
             "no scenario loaded for the simulator".into(),
@@ -269,7 +269,7 @@ struct Driven<K> {
 async fn serve<K: ClusterIo>(
     config: RunConfig,
     policy: Policy,
-    token: Option<String>,
+    tokens: Tokens,
     banner: Banner,
     driven: Driven<K>,
     store: Arc<StateDir>,
@@ -279,7 +279,7 @@ async fn serve<K: ClusterIo>(
         clock,
         wall_tick,
     } = driven;
-    let (ctl, commands) = Controller::new(config.clone(), policy, store.clone(), token, clock)?;
+    let (ctl, commands) = Controller::new(config.clone(), policy, store.clone(), tokens, clock)?;
     let listen = config.api.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

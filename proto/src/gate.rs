@@ -46,12 +46,18 @@ pub struct FallbackHint {
     pub min_rate: Option<f64>,
 }
 
+/// The most permits one request may ask for (an open gate grants at most this many; a throttled
+/// one at most its burst).
+pub const MAX_PERMITS: u32 = 1_000_000;
+
 /// Body of a permit request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AcquireRequest {
-    /// Permits (records or bytes, per the gate's unit); at least 1.
+    /// Permits (records or bytes, per the gate's unit): from 1 to 1,000,000, and at most the gate's
+    /// burst when throttled.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000, format = Int64))]
     pub permits: u32,
     /// Longest time to wait for them, e.g. "100ms" (max 30s); default 0 (answer at once).
     pub max_wait: Option<String>,

@@ -22,7 +22,7 @@ pub(super) async fn set_mode(
     Body(req): Body<ModeRequest>,
 ) -> Result<Json<ModeResponse>, ApiError> {
     let who = op.authorized(&ctl, req.actor.as_deref())?;
-    require_reason(&req.reason)?;
+    require_reason(&ctl, &req.reason)?;
     let (mode, reason) = (req.mode, req.reason);
     let before = ctl
         .blocking(move |c| c.set_mode(&who, mode, &reason))
@@ -38,7 +38,7 @@ pub(super) async fn restore(
     Body(req): Body<RestoreRequest>,
 ) -> Result<Json<RestoreResponse>, ApiError> {
     let who = op.authorized(&ctl, req.actor.as_deref())?;
-    require_reason(&req.reason)?;
+    require_reason(&ctl, &req.reason)?;
     let hold = parse_ttl(req.hold.as_deref(), Dur::from_hours(1))?;
     let (reply, answer) = oneshot::channel();
     if let Some(t) = req.topic.as_deref().filter(|t| !ctl.policy.manages(t)) {
@@ -78,7 +78,7 @@ pub(super) async fn adopt(
     Body(req): Body<AdoptRequest>,
 ) -> Result<Json<AdoptResponse>, ApiError> {
     let who = op.authorized(&ctl, req.actor.as_deref())?;
-    require_reason(&req.reason)?;
+    require_reason(&ctl, &req.reason)?;
     if !ctl.policy.manages(&req.topic) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

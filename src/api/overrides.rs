@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 
-use super::auth::{Operator, Reader};
+use super::auth::Operator;
 use super::error::{ApiError, Body};
 use super::{Ctl, group_scope, parse_ttl, require_reason};
 use crate::policy::{Override, OverrideAction, OverrideScope};
@@ -22,13 +22,14 @@ pub(super) async fn pause(
     Body(req): Body<PauseRequest>,
 ) -> Result<Json<Override>, ApiError> {
     let who = op.authorized(&ctl, req.actor.as_deref())?;
-    require_reason(&req.reason)?;
+    require_reason(&ctl, &req.reason)?;
     let scope = group_scope(&ctl, req.group.as_deref())?;
     let ttl = parse_ttl(req.ttl.as_deref(), Dur::from_hours(1))?;
     let reason = req.reason;
     let o = ctl
         .blocking(move |c| c.add_override(&who, scope, OverrideAction::Pause, reason, ttl))
         .await?;
+    ctl.swap_gates();
     Ok(Json(o))
 }
 
@@ -40,7 +41,7 @@ pub(super) async fn resume(
     Body(req): Body<PauseRequest>,
 ) -> Result<Json<ResumeResponse>, ApiError> {
     let who = op.authorized(&ctl, req.actor.as_deref())?;
-    require_reason(&req.reason)?;
+    require_reason(&ctl, &req.reason)?;
     let scope = group_scope(&ctl, req.group.as_deref())?;
     let pauses: Vec<String> = ctl
         .active_overrides()
@@ -73,15 +74,13 @@ pub(super) async fn resume(
             Ok::<_, ChangeError>((removed, forced))
         })
         .await?;
+    ctl.swap_gates();
     Ok(Json(ResumeResponse { removed, forced }))
 }
 
 /// `GET /v1/overrides`: overrides in force.
 #[utoipa::path(get, path = "/v1/overrides", responses((status = 200, body = Vec<Object>), (status = 401, body = ApiError)))]
-pub(super) async fn list_overrides(
-    State(ctl): Ctl,
-    _: Reader,
-) -> Result<Json<Vec<Override>>, ApiError> {
+pub(super) async fn list_overrides(State(ctl): Ctl) -> Result<Json<Vec<Override>>, ApiError> {
     Ok(Json(ctl.active_overrides()))
 }
 
@@ -93,7 +92,7 @@ pub(super) async fn create_override(
     Body(req): Body<OverrideRequest>,
 ) -> Result<Json<Override>, ApiError> {
     let who = op.authorized(&ctl, req.actor.as_deref())?;
-    require_reason(&req.reason)?;
+    require_reason(&ctl, &req.reason)?;
     let ttl = parse_ttl(Some(&req.ttl), Dur::from_hours(1))?;
     match (&req.scope, &req.action) {
         (OverrideScope::Topic(t), OverrideAction::HoldRetention) => {
@@ -126,6 +125,7 @@ pub(super) async fn create_override(
     let o = ctl
         .blocking(move |c| c.add_override(&who, req.scope, req.action, req.reason, ttl))
         .await?;
+    ctl.swap_gates();
     Ok(Json(o))
 }
 
@@ -139,13 +139,14 @@ pub(super) async fn delete_override(
 ) -> Result<Json<Override>, ApiError> {
     let who = op.authorized(&ctl, q.get("actor").map(String::as_str))?;
     let reason = q.get("reason").cloned().unwrap_or_default();
-    require_reason(&reason)?;
+    require_reason(&ctl, &reason)?;
     let deleted = ctl
         .blocking({
             let id = id.clone();
             move |c| c.delete_override(&who, &id, &reason)
         })
         .await?;
+    ctl.swap_gates();
     match deleted {
         Some(o) => Ok(Json(o)),
         None => Err(ApiError::new(

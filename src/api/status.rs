@@ -8,7 +8,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::Ctl;
-use super::auth::Reader;
 use super::error::ApiError;
 use crate::runtime::Status;
 use catchup_proto::audit::AuditPage;
@@ -35,7 +34,7 @@ pub(super) async fn readyz(State(ctl): Ctl) -> Result<Json<serde_json::Value>, A
 
 /// `GET /metrics`: Prometheus text format.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
-pub(super) async fn metrics(State(ctl): Ctl, _: Reader) -> Result<Response, ApiError> {
+pub(super) async fn metrics(State(ctl): Ctl) -> Result<Response, ApiError> {
     ctl.metrics.permits(&ctl.gates.counters());
     let mut resp = ctl.metrics.encode().into_response();
     resp.headers_mut().insert(
@@ -47,7 +46,7 @@ pub(super) async fn metrics(State(ctl): Ctl, _: Reader) -> Result<Response, ApiE
 
 /// `GET /v1/status`: observation, decision with reasons, mode, overrides, managed topics.
 #[utoipa::path(get, path = "/v1/status", responses((status = 200, body = Status), (status = 401, body = ApiError)))]
-pub(super) async fn status(State(ctl): Ctl, _: Reader) -> Result<Json<Status>, ApiError> {
+pub(super) async fn status(State(ctl): Ctl) -> Result<Json<Status>, ApiError> {
     let mut s = ctl.status.read().unwrap_or_else(|e| e.into_inner()).clone();
     s.mode = ctl.mode();
     s.overrides = ctl.active_overrides();
@@ -58,7 +57,6 @@ pub(super) async fn status(State(ctl): Ctl, _: Reader) -> Result<Json<Status>, A
 #[utoipa::path(get, path = "/v1/audit", params(("limit" = Option<usize>, Query, description = "1..=1000, default 50"), ("before" = Option<u64>, Query, description = "only records with a smaller id")), responses((status = 200, body = AuditPage), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
 pub(super) async fn audit(
     State(ctl): Ctl,
-    _: Reader,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = match q.get("limit") {

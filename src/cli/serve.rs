@@ -14,12 +14,17 @@ use super::runtime;
 pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
     let config = RunConfig::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (policy, scenario) = catchup::service::load(&config)?;
-    let token = config
-        .api_token(&|k| std::env::var(k).ok())
+    let tokens = config
+        .api_tokens(&|k| std::env::var(k).ok())
         .map_err(|e| anyhow::anyhow!(e))?;
-    if token.is_none() {
+    if !tokens.has(catchup::config::Role::Operator) {
         eprintln!(
-            "warning: no API token (api.token_file or CATCHUP_API_TOKEN): mutating endpoints are disabled"
+            "warning: no operator token (api.token_file, api.tokens or CATCHUP_API_TOKEN): mutating endpoints are disabled, status and the audit log are readable by anyone who reaches the API"
+        );
+    }
+    if !tokens.has(catchup::config::Role::Consumer) {
+        eprintln!(
+            "warning: no consumer token (api.consumer_token_file, api.tokens or CATCHUP_CONSUMER_TOKEN): the gate endpoints need no token"
         );
     }
     runtime()?.block_on(catchup::service::run(
@@ -27,7 +32,7 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
         config,
         policy,
         scenario,
-        token,
+        tokens,
         Box::new(|_| {}),
     ))?;
     Ok(ExitCode::SUCCESS)
@@ -106,7 +111,7 @@ pub fn demo(
         config,
         policy,
         Some(scenario),
-        Some(api_token),
+        catchup::config::Tokens::operator(Some(api_token)),
         banner,
     ))?;
     Ok(ExitCode::SUCCESS)

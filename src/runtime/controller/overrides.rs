@@ -25,6 +25,9 @@ pub const OVERRIDE_IDS_FILE: &str = "override-ids.json";
 /// Why a change of the overrides or the mode did not happen as asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {
+    /// Nothing changed: a limit (`api.limits.max_overrides`, `max_overrides_per_scope`) is reached.
+    #[error("nothing changed: {0}")]
+    Limit(String),
     /// Nothing changed: the change could not be written, or it was undone.
     #[error("nothing changed: {what}: {source}")]
     Refused {
@@ -103,14 +106,17 @@ impl OverrideBook {
             .collect()
     }
 
-    /// Adds the override `make` builds from a new id; `audit` records it.
+    /// Adds the override `make` builds from a new id; `audit` records it. `room` is asked first,
+    /// under the writer lock, with the overrides listed now: an error refuses the override.
     pub fn add(
         &self,
         store: &StateDir,
+        room: impl FnOnce(&[Override]) -> Result<(), String>,
         make: impl FnOnce(String) -> Override,
         audit: impl FnOnce(&Override) -> Result<(), StoreError>,
     ) -> Result<Override, ChangeError> {
         let mut last = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        room(&self.all()).map_err(ChangeError::Limit)?;
         let id = *last + 1;
         let marked = store.save(OVERRIDE_IDS_FILE, &IdMark { last: id });
         // Issued once its mark may be on disk: never handed out again, even if refused.
