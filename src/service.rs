@@ -346,23 +346,23 @@ async fn wait_for_signal() {
     }
 }
 
-/// A fresh state directory for the demo under the system temp directory.
-pub fn demo_state_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("catchup-demo-{}", std::process::id()))
+/// A fresh, private state directory for the demo under the system temp directory: a random name
+/// (never reused, not guessable), created here (refusing one that exists) with mode 0700.
+pub fn demo_state_dir() -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("catchup-demo-{}", &random_token()?[..16]));
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&dir)?;
+    Ok(dir)
 }
 
-/// A random token for the demo (from the OS's random source; falls back to time and pid).
-pub fn random_token() -> String {
+/// A random token for the demo, from the operating system's random source only (`/dev/urandom`);
+/// without it there is no token, and no demo.
+pub fn random_token() -> std::io::Result<String> {
     let mut bytes = [0u8; 16];
-    let ok = std::fs::File::open("/dev/urandom")
+    std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .is_ok();
-    if !ok {
-        let seed = crate::clock::wall_now().0 as u64 ^ u64::from(std::process::id()) << 32;
-        let mut rng = crate::sim::cluster::SplitMix64::new(seed);
-        for chunk in bytes.chunks_mut(8) {
-            chunk.copy_from_slice(&rng.next_u64().to_le_bytes()[..chunk.len()]);
-        }
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("/dev/urandom: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -46,7 +46,11 @@ pub fn demo(
     speed: f64,
     state_dir: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let state_dir = state_dir.unwrap_or_else(catchup::service::demo_state_dir);
+    let state_dir = match state_dir {
+        Some(dir) => dir,
+        None => catchup::service::demo_state_dir()
+            .context("cannot create a fresh state directory for the demo")?,
+    };
     let scenario_file = match scenario {
         Some(file) => file,
         None => {
@@ -78,7 +82,7 @@ pub fn demo(
     };
     let (policy, scenario) = catchup::service::load(&config)?;
     let scenario = scenario.context("no scenario")?;
-    let token = catchup::service::random_token();
+    let token = catchup::service::random_token().context("cannot make the demo's token")?;
     let api_token = token.clone();
     let groups = policy.group_names();
     let group = groups.first().cloned().unwrap_or_default();
