@@ -53,7 +53,8 @@ pub(super) async fn status(State(ctl): Ctl) -> Result<Json<Status>, ApiError> {
     Ok(Json(s))
 }
 
-/// `GET /v1/audit?limit=50&before=ID`: every action, newest first.
+/// `GET /v1/audit?limit=50&before=ID`: every action, newest first, read from the end of the log;
+/// a page holds at most `api.limits.audit_page` bytes of records (at least one).
 #[utoipa::path(get, path = "/v1/audit", params(("limit" = Option<usize>, Query, description = "1..=1000, default 50"), ("before" = Option<u64>, Query, description = "only records with a smaller id")), responses((status = 200, body = AuditPage), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
 pub(super) async fn audit(
     State(ctl): Ctl,
@@ -76,11 +77,12 @@ pub(super) async fn audit(
                 .map_err(|_| ApiError::invalid(format!("before = {v:?}: must be a record id")))?,
         ),
     };
-    let records = ctl
-        .blocking(move |c| c.store.audit_page(limit, before))
+    let max_bytes = ctl.config.api.limits.audit_page.0;
+    let (records, more) = ctl
+        .blocking(move |c| c.store.audit_page_sized(limit, before, max_bytes))
         .await?;
-    let next_before = if records.len() == limit {
-        records.last().map(|r| r.id).filter(|id| *id > 1)
+    let next_before = if more {
+        records.last().map(|r| r.id)
     } else {
         None
     };
