@@ -222,7 +222,50 @@ impl Controller {
             commands: tx,
             long_polls: Arc::new(tokio::sync::Semaphore::new(config_long_polls as usize)),
         };
+        c.discard_unaudited()?;
         Ok((Arc::new(c), rx))
+    }
+
+    /// At start: an override written just before a crash, before its audit record, was never
+    /// acknowledged; it is taken out of force, and that is audited.
+    fn discard_unaudited(&self) -> Result<(), StoreError> {
+        let last = self.last_audited_override()?;
+        for o in self.overrides.discard_unaudited(&self.store, last)? {
+            warn!(id = %o.id, "override written before a crash but never audited nor acknowledged: discarded");
+            self.audit(Entry {
+                actor: "controller",
+                action: "override.discard",
+                target: &scope_name(&o.scope),
+                reason: "written to overrides.json just before a crash, before its audit record: never acknowledged, so not in force",
+                before: json(&o),
+                after: serde_json::Value::Null,
+                outcome: Outcome::Applied,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The number of the newest override with an `override.create` audit record (0: none), read
+    /// from the end of the audit log.
+    fn last_audited_override(&self) -> Result<u64, StoreError> {
+        if self.overrides.all().is_empty() {
+            return Ok(0);
+        }
+        let mut before = None;
+        loop {
+            let (page, more) = self.store.audit_page_sized(1000, before, 4 << 20)?;
+            for r in &page {
+                if r.action == "override.create"
+                    && let Some(n) = r.after["id"].as_str().and_then(overrides::id_number)
+                {
+                    return Ok(n);
+                }
+            }
+            match page.last() {
+                Some(r) if more => before = Some(r.id),
+                _ => return Ok(0),
+            }
+        }
     }
 
     /// Who a request with `bearer` is, for a route that needs `access`: `None` when the route

@@ -79,12 +79,32 @@ impl OverrideBook {
             .map_or(0, |m| m.last);
         let last = list
             .iter()
-            .filter_map(|o| o.id.strip_prefix("ovr-")?.parse::<u64>().ok())
+            .filter_map(|o| id_number(&o.id))
             .fold(mark, u64::max);
         Ok(OverrideBook {
             in_force: RwLock::new(list),
             writer: Mutex::new(last),
         })
+    }
+
+    /// Drops the overrides listed with an id above `last_audited` (the newest `ovr-N` with an
+    /// `override.create` audit record): written to the file just before a crash, before their
+    /// audit record, so never acknowledged; they must not be in force. Returns them.
+    pub fn discard_unaudited(
+        &self,
+        store: &StateDir,
+        last_audited: u64,
+    ) -> Result<Vec<Override>, StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (dropped, kept): (Vec<Override>, Vec<Override>) = self
+            .all()
+            .into_iter()
+            .partition(|o| id_number(&o.id).is_some_and(|n| n > last_audited));
+        if !dropped.is_empty() {
+            store.save(OVERRIDES_FILE, &kept)?;
+            self.put_in_force(kept);
+        }
+        Ok(dropped)
     }
 
     /// Every override in the list (expired ones too, until the next tick drops them).
@@ -251,4 +271,9 @@ impl OverrideBook {
     fn put_in_force(&self, list: Vec<Override>) {
         *self.in_force.write().unwrap_or_else(|e| e.into_inner()) = list;
     }
+}
+
+/// `N` of an id `ovr-N`.
+pub fn id_number(id: &str) -> Option<u64> {
+    id.strip_prefix("ovr-")?.parse().ok()
 }
