@@ -15,7 +15,7 @@ use catchup_proto::requests::{
 };
 
 /// `PUT /v1/mode`: switch between active, dry-run and observe.
-#[utoipa::path(put, path = "/v1/mode", request_body = ModeRequest, responses((status = 200, body = ModeResponse), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+#[utoipa::path(put, path = "/v1/mode", request_body = ModeRequest, responses((status = 200, body = ModeResponse), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 503, body = ApiError)))]
 pub(super) async fn set_mode(
     State(ctl): Ctl,
     op: Operator,
@@ -31,7 +31,7 @@ pub(super) async fn set_mode(
 }
 
 /// `POST /v1/restore`: bring every managed setting back to its original now, then hold it.
-#[utoipa::path(post, path = "/v1/restore", request_body = RestoreRequest, responses((status = 200, body = RestoreResponse), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 503, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/restore", request_body = RestoreRequest, responses((status = 200, body = RestoreResponse), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 503, body = ApiError)))]
 pub(super) async fn restore(
     State(ctl): Ctl,
     op: Operator,

@@ -17,7 +17,7 @@ use catchup_proto::gate::{AcquireRequest, AcquireResponse, MAX_PERMITS};
 
 /// `GET /v1/gates/{group}?after_version=N&wait=30s`: the gate's desired state; with `after_version`,
 /// waits up to `wait` (max 60s) for a newer version.
-#[utoipa::path(get, path = "/v1/gates/{group}", params(("group" = String, Path, description = "consumer group"), ("after_version" = Option<u64>, Query, description = "return once the version is greater"), ("wait" = Option<String>, Query, description = "long-poll time, e.g. 30s (max 60s)")), responses((status = 200, body = GateView), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 503, body = ApiError, description = "every long-poll slot is taken; Retry-After set")))]
+#[utoipa::path(get, path = "/v1/gates/{group}", params(("group" = String, Path, description = "consumer group"), ("after_version" = Option<u64>, Query, description = "return once the version is greater"), ("wait" = Option<String>, Query, description = "long-poll time, e.g. 30s (max 60s)", pattern = r"^[0-9]{1,6}(ms|s|m|h|d)$")), responses((status = 200, body = GateView), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 503, body = ApiError, description = "every long-poll slot is taken; Retry-After set")))]
 pub(super) async fn get_gate(
     State(ctl): Ctl,
     Path(group): Path<String>,

@@ -20,6 +20,7 @@ use utoipa_axum::routes;
 
 pub mod auth;
 pub mod control;
+mod doc;
 pub mod error;
 pub mod gates;
 pub mod overrides;
@@ -111,6 +112,8 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         .routes(routes!(gates::acquire))
         .with_state(ctl.clone())
         .split_for_parts();
+    let mut openapi = openapi;
+    doc::secure(&mut openapi, &ctl);
     let openapi = Arc::new(openapi);
     router
         .route(

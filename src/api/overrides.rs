@@ -15,7 +15,7 @@ use crate::units::Dur;
 use catchup_proto::requests::{OverrideRequest, PauseRequest, ResumeResponse};
 
 /// `POST /v1/pause`: pause a group (or all) until the TTL expires.
-#[utoipa::path(post, path = "/v1/pause", request_body = PauseRequest, responses((status = 200, body = Object, description = "the override created"), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/pause", request_body = PauseRequest, responses((status = 200, body = Object, description = "the override created"), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError, description = "too many overrides in force"), (status = 503, body = ApiError)))]
 pub(super) async fn pause(
     State(ctl): Ctl,
     op: Operator,
@@ -34,7 +34,7 @@ pub(super) async fn pause(
 }
 
 /// `POST /v1/resume`: remove manual pauses of a group (or all); with `force`, also hold it open.
-#[utoipa::path(post, path = "/v1/resume", request_body = PauseRequest, responses((status = 200, body = ResumeResponse), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/resume", request_body = PauseRequest, responses((status = 200, body = ResumeResponse), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError, description = "too many overrides in force"), (status = 503, body = ApiError)))]
 pub(super) async fn resume(
     State(ctl): Ctl,
     op: Operator,
@@ -52,10 +52,9 @@ pub(super) async fn resume(
         })
         .map(|o| o.id)
         .collect();
-    let force_ttl = match req.force {
-        true => Some(parse_ttl(req.ttl.as_deref(), Dur::from_hours(1))?),
-        false => None,
-    };
+    // A ttl is checked even without `force`: a request that cannot be right changes nothing.
+    let ttl = parse_ttl(req.ttl.as_deref(), Dur::from_hours(1))?;
+    let force_ttl = req.force.then_some(ttl);
     let reason = req.reason;
     let (removed, forced) = ctl
         .blocking(move |c| {
@@ -85,7 +84,7 @@ pub(super) async fn list_overrides(State(ctl): Ctl) -> Result<Json<Vec<Override>
 }
 
 /// `POST /v1/overrides`: create an override with a TTL.
-#[utoipa::path(post, path = "/v1/overrides", request_body = OverrideRequest, responses((status = 200, body = Object), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/overrides", request_body = OverrideRequest, responses((status = 200, body = Object), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError, description = "too many overrides in force"), (status = 503, body = ApiError)))]
 pub(super) async fn create_override(
     State(ctl): Ctl,
     op: Operator,
@@ -114,10 +113,10 @@ pub(super) async fn create_override(
                 group_scope(&ctl, Some(g))?;
             }
             if let OverrideAction::FixedRate { rate } = action
-                && !(rate.is_finite() && *rate > 0.0)
+                && !(rate.is_finite() && *rate > 0.0 && *rate <= 1e15)
             {
                 return Err(ApiError::invalid(format!(
-                    "rate = {rate}: must be a positive number per second"
+                    "rate = {rate}: must be a positive number per second, at most 1e15"
                 )));
             }
         }
@@ -130,7 +129,7 @@ pub(super) async fn create_override(
 }
 
 /// `DELETE /v1/overrides/{id}?reason=...`: remove an override.
-#[utoipa::path(delete, path = "/v1/overrides/{id}", params(("id" = String, Path, description = "override id"), ("reason" = String, Query, description = "why (required)")), responses((status = 200, body = Object), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+#[utoipa::path(delete, path = "/v1/overrides/{id}", params(("id" = String, Path, description = "override id"), ("reason" = String, Query, description = "why (required)", pattern = r"\S", max_length = 1024)), responses((status = 200, body = Object), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 503, body = ApiError)))]
 pub(super) async fn delete_override(
     State(ctl): Ctl,
     op: Operator,

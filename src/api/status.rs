@@ -33,7 +33,7 @@ pub(super) async fn readyz(State(ctl): Ctl) -> Result<Json<serde_json::Value>, A
 }
 
 /// `GET /metrics`: Prometheus text format.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition", content_type = "application/openmetrics-text")))]
 pub(super) async fn metrics(State(ctl): Ctl) -> Result<Response, ApiError> {
     ctl.metrics.permits(&ctl.gates.counters());
     let mut resp = ctl.metrics.encode().into_response();
@@ -55,7 +55,7 @@ pub(super) async fn status(State(ctl): Ctl) -> Result<Json<Status>, ApiError> {
 
 /// `GET /v1/audit?limit=50&before=ID`: every action, newest first, read from the end of the log;
 /// a page holds at most `api.limits.audit_page` bytes of records (at least one).
-#[utoipa::path(get, path = "/v1/audit", params(("limit" = Option<usize>, Query, description = "1..=1000, default 50"), ("before" = Option<u64>, Query, description = "only records with a smaller id")), responses((status = 200, body = AuditPage), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/audit", params(("limit" = Option<usize>, Query, description = "1..=1000, default 50", minimum = 1, maximum = 1000), ("before" = Option<u64>, Query, description = "only records with a smaller id")), responses((status = 200, body = AuditPage), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 503, body = ApiError)))]
 pub(super) async fn audit(
     State(ctl): Ctl,
     Query(q): Query<HashMap<String, String>>,
@@ -74,7 +74,9 @@ pub(super) async fn audit(
         None => None,
         Some(v) => Some(
             v.parse::<u64>()
-                .map_err(|_| ApiError::invalid(format!("before = {v:?}: must be a record id")))?,
+                .ok()
+                .filter(|b| i64::try_from(*b).is_ok())
+                .ok_or_else(|| ApiError::invalid(format!("before = {v:?}: must be a record id")))?,
         ),
     };
     let max_bytes = ctl.config.api.limits.audit_page.0;

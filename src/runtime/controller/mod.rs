@@ -307,6 +307,11 @@ impl Controller {
         }
     }
 
+    /// Whether a token of `role` is configured.
+    pub fn tokens_have(&self, role: Role) -> bool {
+        self.tokens.has(role)
+    }
+
     /// The proof a mutation needs: an operator `caller`, acting as its token's name, with what the
     /// request says about who it is (`claimed`, e.g. `alice`) after it: `operator:alice`.
     pub fn authorize(
