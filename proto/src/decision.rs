@@ -372,7 +372,12 @@ pub struct Decision {
 /// What a manual override applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+#[serde(
+    tag = "kind",
+    content = "name",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum OverrideScope {
     /// One catch-up group.
     Group(String),
@@ -385,7 +390,7 @@ pub enum OverrideScope {
 /// What a manual override does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(tag = "action", rename_all = "snake_case")]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OverrideAction {
     /// Pause the group(s).
     Pause,

@@ -13,6 +13,60 @@ use crate::config::Role;
 use crate::runtime::Controller;
 use crate::runtime::controller::Access;
 
+/// The override request as the handler takes it: a group scope (one group or all) with pause,
+/// resume or a fixed rate, or a topic scope with `hold_retention`; built from the generated
+/// schemas of scope and action so it stays in step with them.
+pub fn exact_override_request(doc: &mut OpenApi) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    let get = |name: &str| {
+        components
+            .schemas
+            .get(name)
+            .and_then(|s| serde_json::to_value(s).ok())
+    };
+    let (Some(request), Some(scope), Some(action)) = (
+        get("OverrideRequest"),
+        get("OverrideScope"),
+        get("OverrideAction"),
+    ) else {
+        return;
+    };
+    let pick = |v: &serde_json::Value, which: &[usize]| {
+        let all = v["oneOf"].as_array().cloned().unwrap_or_default();
+        // Nothing but the variant's own fields: `{"kind": "all_groups", "name": ""}` is refused.
+        let chosen: Vec<serde_json::Value> = which
+            .iter()
+            .filter_map(|i| all.get(*i).cloned())
+            .map(|mut v| {
+                v["additionalProperties"] = serde_json::Value::Bool(false);
+                v
+            })
+            .collect();
+        serde_json::json!({ "oneOf": chosen })
+    };
+    let shape = |scope: serde_json::Value, action: serde_json::Value, what: &str| {
+        let mut r = request.clone();
+        r["properties"]["scope"] = scope;
+        r["properties"]["action"] = action;
+        r["description"] = serde_json::Value::String(what.into());
+        r
+    };
+    let exact = serde_json::json!({
+        "description": request["description"],
+        "oneOf": [
+            shape(pick(&scope, &[0, 1]), pick(&action, &[0, 1, 2]), "A group (or every group): pause, resume or a fixed rate."),
+            shape(pick(&scope, &[2]), pick(&action, &[3]), "A managed topic: hold its retention."),
+        ]
+    });
+    if let Ok(schema) = serde_json::from_value(exact) {
+        components
+            .schemas
+            .insert("OverrideRequest".to_string(), schema);
+    }
+}
+
 /// Adds the security schemes and each operation's requirement and auth answers.
 pub fn secure(doc: &mut OpenApi, ctl: &Controller) {
     let components = doc.components.get_or_insert_with(Default::default);

@@ -114,6 +114,7 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         .split_for_parts();
     let mut openapi = openapi;
     doc::secure(&mut openapi, &ctl);
+    doc::exact_override_request(&mut openapi);
     let openapi = Arc::new(openapi);
     router
         .route(

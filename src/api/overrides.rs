@@ -88,8 +88,22 @@ pub(super) async fn list_overrides(State(ctl): Ctl) -> Result<Json<Vec<Override>
 pub(super) async fn create_override(
     State(ctl): Ctl,
     op: Operator,
-    Body(req): Body<OverrideRequest>,
+    Body(raw): Body<serde_json::Value>,
 ) -> Result<Json<Override>, ApiError> {
+    // serde lets unknown fields through in a unit variant of an internally tagged enum
+    // (`{"action": "pause", "rate": 5}`): refused here, as the schema says.
+    let action_keys = raw["action"].as_object().map(|a| a.keys().count());
+    let req: OverrideRequest = serde_json::from_value(raw)
+        .map_err(|e| ApiError::invalid(format!("not an override request: {e}")))?;
+    let wanted = match req.action {
+        OverrideAction::FixedRate { .. } => 2,
+        _ => 1,
+    };
+    if action_keys != Some(wanted) {
+        return Err(ApiError::invalid(
+            "action: unknown fields (pause, resume and hold_retention take only `action`; fixed_rate takes `action` and `rate`)",
+        ));
+    }
     let who = op.authorized(&ctl, req.actor.as_deref())?;
     require_reason(&ctl, &req.reason)?;
     let ttl = parse_ttl(Some(&req.ttl), Dur::from_hours(1))?;
