@@ -6,7 +6,9 @@
 #   scripts/bench-api.sh [BINARY] [LONG_POLLS] [IDLE] [OVERRIDES] [RUNS]
 #   e.g. cargo build --release && scripts/bench-api.sh target/release/catchup 10000 20000 1000 3
 #
-# Prints one line of figures per run and the min/median over the runs.
+# Prints one JSON line of figures per run. IDLE must stay below the open-file limit of both the
+# client (this script) and the server (`ulimit -Hn`; 20,000 on the machine of the first runs, so
+# 19,000 were used there).
 set -euo pipefail
 BIN=${1:-target/release/catchup}
 POLLS=${2:-10000}
