@@ -82,6 +82,10 @@ need_python_clients() {
     log "installing helm-python-sdk, kubernetes-validate and pyyaml (Helm chart checks; no helm binary)"
     python3 -m pip install --quiet helm-python-sdk kubernetes-validate pyyaml
   fi
+  if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
+    log "installing schemathesis (fuzzes the API from its own /openapi.json)"
+    python3 -m pip install --quiet schemathesis
+  fi
   # pip puts executables in the interpreter's scripts directory, which may not be on PATH yet.
   PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
   export PATH

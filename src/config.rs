@@ -3,16 +3,20 @@
 //! The `///` comments are the reference (`docs/config.md` follows them). Every environment variable
 //! overrides the file: `CATCHUP_MODE`, `CATCHUP_TICK`, `CATCHUP_POLICY`, `CATCHUP_STATE_DIR`,
 //! `CATCHUP_API_LISTEN`, `CATCHUP_API_TOKEN` (the token itself), `CATCHUP_API_TOKEN_FILE`,
+//! `CATCHUP_CONSUMER_TOKEN` (the consumer token), `CATCHUP_CONSUMER_TOKEN_FILE`,
 //! `CATCHUP_API_AUTH_READS`, `CATCHUP_GATE_INSTANCES`, `CATCHUP_KAFKA_SASL_PASSWORD`.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config_file::{self, FileError, Problem, Problems};
 use crate::sensors::disk::DiskConfig;
-use crate::units::{Bytes, Dur};
+use crate::units::Dur;
+
+mod api;
+
+pub use api::{ApiConfig, ApiLimits, Role, Token, TokenConfig, Tokens};
 
 pub use catchup_proto::status::Mode;
 
@@ -60,33 +64,6 @@ fn default_tick() -> Dur {
 
 fn default_sensor_timeout() -> Dur {
     Dur::from_secs(10)
-}
-
-/// HTTP API settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ApiConfig {
-    /// Listen address. Default 127.0.0.1:8080.
-    pub listen: SocketAddr,
-    /// File holding the bearer token that mutating endpoints require (`CATCHUP_API_TOKEN` wins).
-    /// Without a token, mutating endpoints are refused.
-    pub token_file: Option<PathBuf>,
-    /// Whether reads (status, audit, overrides list, metrics) need the token too. Default false.
-    /// Gate endpoints used by consumers never need it.
-    pub auth_reads: bool,
-    /// Largest accepted request body. Default 64KiB.
-    pub max_body: Bytes,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        ApiConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            token_file: None,
-            auth_reads: false,
-            max_body: Bytes(64 * 1024),
-        }
-    }
 }
 
 /// How several controller instances share a group's rate.
@@ -234,6 +211,10 @@ impl RunConfig {
             self.api.token_file = Some(v.into());
             Ok(())
         });
+        set("CATCHUP_CONSUMER_TOKEN_FILE", &mut |v| {
+            self.api.consumer_token_file = Some(v.into());
+            Ok(())
+        });
         set("CATCHUP_API_AUTH_READS", &mut |v| {
             v.parse()
                 .map(|b| self.api.auth_reads = b)
@@ -263,7 +244,8 @@ impl RunConfig {
 
     fn resolve(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
-            if p.is_relative() {
+            // An empty path stays empty, so validation names it.
+            if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);
             }
         };
@@ -271,9 +253,7 @@ impl RunConfig {
             fix(p);
         }
         fix(&mut self.state_dir);
-        if let Some(p) = &mut self.api.token_file {
-            fix(p);
-        }
+        self.api.resolve(&fix);
         match &mut self.cluster {
             ClusterConfig::Simulator { scenario, .. } => fix(scenario),
             ClusterConfig::Kafka {
@@ -295,29 +275,33 @@ impl RunConfig {
 
     fn validate(&self, p: &mut Problems) {
         p.check(
-            self.tick >= Dur::from_secs(1),
+            self.tick >= Dur::from_secs(1) && self.tick <= Dur::from_hours(1),
             "tick",
             self.tick,
-            "must be at least 1s",
+            "must be between 1s and 1h",
         );
         p.check(
-            self.sensor_timeout >= Dur::from_millis(100),
+            // The default (10s) is cut to a shorter tick; one set by hand must fit in it.
+            self.sensor_timeout >= Dur::from_millis(100)
+                && (self.sensor_timeout < self.tick
+                    || self.sensor_timeout == default_sensor_timeout()),
             "sensor_timeout",
             self.sensor_timeout,
-            "must be at least 100ms",
+            "must be at least 100ms and shorter than the tick",
         );
         p.check(
-            self.gate.instances >= 1,
+            !self.state_dir.as_os_str().is_empty(),
+            "state_dir",
+            "\"\"",
+            "required: the directory for state, overrides and the audit log",
+        );
+        p.check(
+            (1..=10_000).contains(&self.gate.instances),
             "gate.instances",
             self.gate.instances,
-            "must be at least 1",
+            "must be between 1 and 10000",
         );
-        p.check(
-            self.api.max_body.0 >= 1024,
-            "api.max_body",
-            self.api.max_body,
-            "must be at least 1KiB",
-        );
+        self.api.validate(p);
         match &self.cluster {
             ClusterConfig::Simulator { speed, .. } => {
                 p.check(
@@ -372,28 +356,10 @@ impl RunConfig {
         }
     }
 
-    /// The API token: `CATCHUP_API_TOKEN`, else the token file's first line. `None` means mutating
-    /// endpoints are refused.
-    pub fn api_token(
-        &self,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<String>, String> {
-        if let Some(t) = env("CATCHUP_API_TOKEN").filter(|t| !t.trim().is_empty()) {
-            return Ok(Some(t.trim().to_string()));
-        }
-        let Some(file) = &self.api.token_file else {
-            return Ok(None);
-        };
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("api.token_file {}: {e}", file.display()))?;
-        let token = text.lines().next().unwrap_or("").trim().to_string();
-        if token.len() < 16 {
-            return Err(format!(
-                "api.token_file {}: the token must be at least 16 characters",
-                file.display()
-            ));
-        }
-        Ok(Some(token))
+    /// Every API token (see [`api`] for the names and roles): `CATCHUP_API_TOKEN` and
+    /// `CATCHUP_CONSUMER_TOKEN` win over their files.
+    pub fn api_tokens(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Tokens, String> {
+        self.api.load_tokens(env)
     }
 }
 

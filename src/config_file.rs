@@ -118,9 +118,31 @@ impl Problems {
     }
 }
 
-/// Reads `file` and parses it into a TOML table; I/O and syntax errors become a [`FileError`].
+/// The largest configuration, policy or scenario file read: a bigger one is refused before it is
+/// read whole (`config check /dev/zero` fails at once).
+pub const FILE_CAP: u64 = 4 * 1024 * 1024;
+
+/// Reads `file` as UTF-8 text, refusing one longer than `cap` bytes without reading past it (a
+/// device or a growing file cannot make the process read without end).
+pub fn read_capped(file: &Path, cap: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(file)?;
+    let mut bytes = Vec::new();
+    f.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {cap} bytes: not a file catchup reads"),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
+/// Reads `file` (at most [`FILE_CAP`] bytes) and parses it into a TOML table; I/O and syntax errors
+/// become a [`FileError`].
 pub fn read_table(file: &Path) -> Result<toml::Table, FileError> {
-    let text = std::fs::read_to_string(file).map_err(|e| FileError {
+    let text = read_capped(file, FILE_CAP).map_err(|e| FileError {
         file: file.to_path_buf(),
         problems: vec![Problem {
             path: String::new(),

@@ -12,10 +12,16 @@ fn main() -> ExitCode {
     if cli.command.serves() {
         let filter = tracing_subscriber::EnvFilter::try_from_env("CATCHUP_LOG")
             .unwrap_or_else(|_| "info".into());
-        tracing_subscriber::fmt()
+        // Colour only for a person at a terminal; a redirected log stays plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
-            .init();
+            .with_ansi(ansi);
+        match cli.log_format {
+            cli::LogFormat::Json => builder.json().flatten_event(true).init(),
+            cli::LogFormat::Text => builder.init(),
+        }
     }
     match cli::run(cli) {
         Ok(code) => code,

@@ -12,7 +12,7 @@ use tracing::info;
 
 use crate::aws::msk::{MskWatch, discover};
 use crate::clock::{Clock, WallClock};
-use crate::config::{ClusterConfig, RunConfig};
+use crate::config::{ClusterConfig, RunConfig, Tokens};
 use crate::config_file::FileError;
 use crate::policy::Policy;
 use crate::store::{Holder, StateDir, StoreError};
@@ -100,7 +100,7 @@ pub async fn run(
     config: RunConfig,
     policy: Policy,
     scenario: Option<Scenario>,
-    token: Option<String>,
+    tokens: Tokens,
     banner: Banner,
 ) -> Result<(), ServiceError> {
     let store = open_state_dir(&config, command).await?;
@@ -115,7 +115,7 @@ pub async fn run(
                 clock: live.clock.clone(),
                 wall_tick,
             };
-            let result = serve(config, policy, token, banner, driven, store).await;
+            let result = serve(config, policy, tokens, banner, driven, store).await;
             driver.abort();
             result
         }
@@ -131,7 +131,7 @@ pub async fn run(
                 clock: Arc::new(WallClock),
                 wall_tick,
             };
-            serve(config, policy, token, banner, driven, store).await
+            serve(config, policy, tokens, banner, driven, store).await
         }
         (ClusterConfig::Simulator { .. }, None) => Err(ServiceError::Mismatch(
             "no scenario loaded for the simulator".into(),
@@ -279,7 +279,7 @@ struct Driven<K> {
 async fn serve<K: ClusterIo>(
     config: RunConfig,
     policy: Policy,
-    token: Option<String>,
+    tokens: Tokens,
     banner: Banner,
     driven: Driven<K>,
     store: Arc<StateDir>,
@@ -289,7 +289,7 @@ async fn serve<K: ClusterIo>(
         clock,
         wall_tick,
     } = driven;
-    let (ctl, commands) = Controller::new(config.clone(), policy, store.clone(), token, clock)?;
+    let (ctl, commands) = Controller::new(config.clone(), policy, store.clone(), tokens, clock)?;
     let listen = config.api.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -356,23 +356,23 @@ async fn wait_for_signal() {
     }
 }
 
-/// A fresh state directory for the demo under the system temp directory.
-pub fn demo_state_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("catchup-demo-{}", std::process::id()))
+/// A fresh, private state directory for the demo under the system temp directory: a random name
+/// (never reused, not guessable), created here (refusing one that exists) with mode 0700.
+pub fn demo_state_dir() -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("catchup-demo-{}", &random_token()?[..16]));
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&dir)?;
+    Ok(dir)
 }
 
-/// A random token for the demo (from the OS's random source; falls back to time and pid).
-pub fn random_token() -> String {
+/// A random token for the demo, from the operating system's random source only (`/dev/urandom`);
+/// without it there is no token, and no demo.
+pub fn random_token() -> std::io::Result<String> {
     let mut bytes = [0u8; 16];
-    let ok = std::fs::File::open("/dev/urandom")
+    std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .is_ok();
-    if !ok {
-        let seed = crate::clock::wall_now().0 as u64 ^ u64::from(std::process::id()) << 32;
-        let mut rng = crate::sim::cluster::SplitMix64::new(seed);
-        for chunk in bytes.chunks_mut(8) {
-            chunk.copy_from_slice(&rng.next_u64().to_le_bytes()[..chunk.len()]);
-        }
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("/dev/urandom: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -113,6 +113,14 @@ pub enum ClientError {
     Kafka(#[from] rdkafka::error::KafkaError),
 }
 
+/// What is percent-encoded in a group name put into a URL path segment: everything but the
+/// unreserved characters (RFC 3986).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 type Limiter = RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>;
 
 struct Shared {
@@ -130,16 +138,32 @@ pub struct GateClient {
 }
 
 impl GateClient {
-    /// Follows `group`'s gate at `base_url` (e.g. `http://127.0.0.1:8080`) in a background task.
-    /// `default_min_rate` is the rate to resume at after a pause if the controller never said.
-    /// Until the first answer the gate counts as open with an expired decision.
+    /// Follows `group`'s gate at `base_url` (e.g. `http://127.0.0.1:8080`) in a background task,
+    /// without a token. `default_min_rate` is the rate to resume at after a pause if the controller
+    /// never said. Until the first answer the consumer runs at `default_min_rate` (fail-safe: a
+    /// consumer started while the controller is down never runs at full speed).
     pub fn spawn(base_url: &str, group: &str, default_min_rate: f64) -> GateClient {
+        GateClient::spawn_with_token(base_url, group, default_min_rate, None)
+    }
+
+    /// [`GateClient::spawn`] with a consumer token (`Authorization: Bearer TOKEN`), which the
+    /// controller requires once it has a consumer token configured.
+    pub fn spawn_with_token(
+        base_url: &str,
+        group: &str,
+        default_min_rate: f64,
+        token: Option<String>,
+    ) -> GateClient {
         let (tx, rx) = watch::channel(0u64);
         let shared = Arc::new(Mutex::new(Shared {
             view: None,
             bucket: None,
         }));
-        let url = format!("{}/v1/gates/{group}", base_url.trim_end_matches('/'));
+        let url = format!(
+            "{}/v1/gates/{}",
+            base_url.trim_end_matches('/'),
+            percent_encoding::utf8_percent_encode(group, SEGMENT)
+        );
         let task_shared = shared.clone();
         tokio::spawn(async move {
             let http = reqwest::Client::builder()
@@ -149,10 +173,11 @@ impl GateClient {
             let mut version = 0u64;
             let mut backoff = Duration::from_millis(200);
             loop {
-                let answer = http
-                    .get(format!("{url}?after_version={version}&wait=30s"))
-                    .send()
-                    .await;
+                let mut req = http.get(format!("{url}?after_version={version}&wait=30s"));
+                if let Some(t) = &token {
+                    req = req.bearer_auth(t);
+                }
+                let answer = req.send().await;
                 match answer {
                     Ok(resp) if resp.status().is_success() => match resp.json::<GateView>().await {
                         Ok(view) => {
@@ -187,7 +212,8 @@ impl GateClient {
         let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         match &shared.view {
             Some(v) => effective(v, wall_ms(), self.default_min_rate),
-            None => Effective::Open,
+            // No answer yet: the policy's fallback for an unknown gate, the minimum rate.
+            None => Effective::Throttled(self.default_min_rate.max(1e-3)),
         }
     }
 
@@ -366,9 +392,7 @@ impl GatedConsumer {
             return Ok(batch);
         }
         let permits = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-        if !self.gate.acquire(permits, Duration::from_secs(3600)).await
-            || self.gate.effective() == Effective::Paused
-        {
+        if !self.wait_for_permits(permits).await? || self.gate.effective() == Effective::Paused {
             // Paused while waiting: hand nothing out; rewind so the batch is delivered after the resume.
             self.rewind(&batch)?;
             self.dropped_while_paused += batch.len() as u64;
@@ -379,6 +403,42 @@ impl GatedConsumer {
                 .store_offset(m.topic(), m.partition(), m.offset() + 1)?;
         }
         Ok(batch)
+    }
+
+    /// Waits for `permits` while staying in the group: the assignment is paused and the consumer
+    /// keeps polling (a wait longer than `max.poll.interval.ms` would otherwise get it evicted, and
+    /// it would hand out messages of partitions it no longer owns). Anything that still arrives is
+    /// rewound. `false` when the gate paused meanwhile.
+    async fn wait_for_permits(&mut self, permits: u32) -> Result<bool, ClientError> {
+        let gate = self.gate.clone();
+        let acquire = gate.acquire(permits, Duration::from_secs(3600));
+        tokio::pin!(acquire);
+        let mut paused_here = false;
+        let granted = loop {
+            tokio::select! {
+                ok = &mut acquire => break ok,
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if self.gate.effective() == Effective::Paused {
+                        break false;
+                    }
+                    if !paused_here || self.consumer.context().rebalanced.swap(false, Ordering::SeqCst) {
+                        let assignment = self.consumer.assignment()?;
+                        self.consumer.pause(&assignment)?;
+                        paused_here = true;
+                    }
+                    if let Ok(m) = tokio::time::timeout(Duration::from_millis(1), self.consumer.recv()).await {
+                        let m = m?;
+                        self.dropped_while_paused += 1;
+                        self.rewind_one(&m)?;
+                    }
+                }
+            }
+        };
+        if paused_here && !self.paused {
+            let assignment = self.consumer.assignment()?;
+            self.consumer.resume(&assignment)?;
+        }
+        Ok(granted)
     }
 
     /// While paused: keep the assignment paused (again after every rebalance), keep polling so the
@@ -534,5 +594,18 @@ mod tests {
             effective(&view("open", None), t(100_000), 1.0),
             Effective::Open
         );
+    }
+
+    #[tokio::test]
+    async fn before_the_first_answer_the_consumer_runs_at_its_minimum_rate() {
+        // Nothing listens there: the controller is down.
+        let gate = GateClient::spawn("http://127.0.0.1:9", "a group/with?odd#chars", 50.0);
+        assert_eq!(gate.effective(), Effective::Throttled(50.0));
+    }
+
+    #[test]
+    fn group_names_are_percent_encoded() {
+        let encoded = percent_encoding::utf8_percent_encode("a/b?c#d e", SEGMENT).to_string();
+        assert_eq!(encoded, "a%2Fb%3Fc%23d%20e");
     }
 }

@@ -54,9 +54,14 @@ async fn gate_server(group: &str) -> (String, Arc<Controller>) {
         retention_actions: true,
     };
     let store = StateDir::open(&dir, Holder::this_process("test")).expect("state directory");
-    let (ctl, _commands) =
-        Controller::new(config, policy, Arc::new(store), None, Arc::new(WallClock))
-            .expect("controller");
+    let (ctl, _commands) = Controller::new(
+        config,
+        policy,
+        Arc::new(store),
+        Default::default(),
+        Arc::new(WallClock),
+    )
+    .expect("controller");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -197,7 +202,10 @@ fn write_disk(path: &std::path::Path, percent: u64) {
 }
 
 async fn get(url: &str) -> serde_json::Value {
-    reqwest::get(url)
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth("e2e-token-0123456789")
+        .send()
         .await
         .expect("GET")
         .json()
@@ -281,7 +289,7 @@ path = "disk.json"
         config,
         policy,
         scenario,
-        Some("e2e-token-0123456789".into()),
+        catchup::config::Tokens::operator(Some("e2e-token-0123456789".into())),
         Box::new(move |a: &str| {
             let _ = tx.send(a.to_string());
         }),

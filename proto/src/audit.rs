@@ -21,10 +21,10 @@ pub struct AuditRecord {
     /// Why.
     pub reason: String,
     /// State before.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub before: serde_json::Value,
     /// State after.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value))]
     pub after: serde_json::Value,
     /// `applied`, `dry-run`, `refused: ...` or `failed: ...`.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]

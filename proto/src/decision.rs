@@ -419,7 +419,13 @@ pub struct Decision {
 
 /// What a manual override applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(
+    tag = "kind",
+    content = "name",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum OverrideScope {
     /// One catch-up group.
     Group(String),
@@ -431,7 +437,8 @@ pub enum OverrideScope {
 
 /// What a manual override does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OverrideAction {
     /// Pause the group(s).
     Pause,
@@ -439,7 +446,8 @@ pub enum OverrideAction {
     Resume,
     /// Hold the group(s) at a fixed rate.
     FixedRate {
-        /// Rate in the group's unit per second.
+        /// Rate in the group's unit per second (above 0).
+        #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0, maximum = 1e15))]
         rate: f64,
     },
     /// Keep the topic's local retention as it is now: no lowering, no restoring.

@@ -46,15 +46,36 @@ pub struct FallbackHint {
     pub min_rate: Option<f64>,
 }
 
+/// The most permits one request may ask for (an open gate grants at most this many; a throttled
+/// one at most its burst).
+pub const MAX_PERMITS: u32 = 1_000_000;
+
 /// Body of a permit request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AcquireRequest {
-    /// Permits (records or bytes, per the gate's unit); at least 1.
+    /// Permits (records or bytes, per the gate's unit): from 1 to 1,000,000, and at most the gate's
+    /// burst when throttled.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000, format = Int64))]
+    #[serde(deserialize_with = "whole_number")]
     pub permits: u32,
     /// Longest time to wait for them, e.g. "100ms" (max 30s); default 0 (answer at once).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]{1,6}(ms|s|m|h|d)$"))]
     pub max_wait: Option<String>,
+}
+
+/// A whole number written as JSON allows (`24131` or `24131.0`), within `u32`.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                .map(|f| f as u64)
+        })
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number of permits")))
 }
 
 /// Answer to a permit request.

@@ -15,8 +15,13 @@ pub struct PauseRequest {
     /// One catch-up group; absent = every group.
     pub group: Option<String>,
     /// Why (required).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"\S", max_length = 1024))]
     pub reason: String,
     /// How long, e.g. "30m"; default 1h, between 10s and 7d.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^([1-9][0-9]s|[1-9][0-9]{0,3}m|[1-9][0-9]?h|[1-7]d)$")
+    )]
     pub ttl: Option<String>,
     /// Who (else the X-Catchup-Actor header).
     pub actor: Option<String>,
@@ -43,15 +48,18 @@ pub struct ResumeResponse {
 #[serde(deny_unknown_fields)]
 pub struct OverrideRequest {
     /// `{"kind": "group", "name": "G"}`, `{"kind": "all_groups"}` or `{"kind": "topic", "name": "T"}`.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub scope: OverrideScope,
     /// `{"action": "pause"}`, `{"action": "resume"}`, `{"action": "fixed_rate", "rate": 1000}` or
     /// `{"action": "hold_retention"}` (topics only).
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub action: OverrideAction,
     /// Why (required).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"\S", max_length = 1024))]
     pub reason: String,
-    /// How long, e.g. "30m" (required: overrides always expire).
+    /// How long, e.g. "30m", between 10s and 7d (required: overrides always expire).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^([1-9][0-9]s|[1-9][0-9]{0,3}m|[1-9][0-9]?h|[1-7]d)$")
+    )]
     pub ttl: String,
     /// Who (else the X-Catchup-Actor header).
     pub actor: Option<String>,
@@ -65,6 +73,7 @@ pub struct ModeRequest {
     /// `active`, `dry-run` or `observe`.
     pub mode: Mode,
     /// Why (required).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"\S", max_length = 1024))]
     pub reason: String,
     /// Who (else the X-Catchup-Actor header).
     pub actor: Option<String>,
@@ -86,9 +95,14 @@ pub struct ModeResponse {
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// Why (required).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"\S", max_length = 1024))]
     pub reason: String,
     /// How long to hold retention afterwards so the controller does not lower it again at once;
-    /// default 1h.
+    /// default 1h, between 10s and 7d.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^([1-9][0-9]s|[1-9][0-9]{0,3}m|[1-9][0-9]?h|[1-7]d)$")
+    )]
     pub hold: Option<String>,
     /// Who (else the X-Catchup-Actor header).
     pub actor: Option<String>,
@@ -113,6 +127,7 @@ pub struct AdoptRequest {
     /// The managed topic.
     pub topic: String,
     /// Why (required): a person decided this value.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"\S", max_length = 1024))]
     pub reason: String,
     /// Who (else the X-Catchup-Actor header).
     pub actor: Option<String>,

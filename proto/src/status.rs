@@ -90,6 +90,6 @@ pub struct Status {
     /// failures.
     pub limitations: Vec<Limitation>,
     /// The cluster as discovered (for MSK: name, state, storage mode, monitoring, brokers, volume).
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub cluster: Option<serde_json::Value>,
 }

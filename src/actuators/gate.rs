@@ -13,7 +13,9 @@
 //!   With `gate.instances = N` (one controller per consumer pod), each instance hands out
 //!   `rate / N` with a burst of `burst / N` (at least 1), so the group as a whole gets its rate.
 //! - **Versions.** Every change of state, rate or burst bumps the group's version; renewing the
-//!   decision only moves `expires_at`. Long-pollers wake on a version change.
+//!   decision only moves `expires_at`. Long-pollers wake on a version change. Versions never go
+//!   back across restarts: each run of the controller starts above the last (see
+//!   `Controller::new`, which persists the run's number first).
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -97,6 +99,8 @@ pub struct GateBoard<C: Clock = DefaultClock> {
     groups: RwLock<BTreeMap<String, Arc<GroupGate<C>>>>,
     clock: C,
     instances: u32,
+    /// The version a newly registered gate starts at.
+    first_version: u64,
 }
 
 impl GateBoard<DefaultClock> {
@@ -113,7 +117,15 @@ impl<C: Clock + Clone> GateBoard<C> {
             groups: RwLock::new(BTreeMap::new()),
             clock,
             instances: instances.max(1),
+            first_version: 1,
         }
+    }
+
+    /// Gates registered from now on start at version `first` (above any version an earlier run
+    /// of the controller handed out, so a consumer's `after_version` is never ahead of the gate).
+    pub fn starting_at(mut self, first: u64) -> Self {
+        self.first_version = first.max(1);
+        self
     }
 
     /// Registers `groups` (open until the first decision). Idempotent.
@@ -128,7 +140,7 @@ impl<C: Clock + Clone> GateBoard<C> {
                         rate: None,
                         burst: None,
                         unit: None,
-                        version: 1,
+                        version: self.first_version,
                         expires_at: now,
                         reasons: vec!["no decision yet".into()],
                         fallback: FallbackHint::default(),
@@ -136,7 +148,7 @@ impl<C: Clock + Clone> GateBoard<C> {
                     limiter: RwLock::new(None),
                     kind: std::sync::atomic::AtomicU8::new(state_byte(GateState::Open)),
                     share: std::sync::atomic::AtomicU32::new(self.instances),
-                    version: watch::channel(1).0,
+                    version: watch::channel(self.first_version).0,
                     granted: AtomicU64::new(0),
                     denied: AtomicU64::new(0),
                 })

@@ -15,14 +15,14 @@ use catchup_proto::requests::{
 };
 
 /// `PUT /v1/mode`: switch between active, dry-run and observe.
-#[utoipa::path(put, path = "/v1/mode", request_body = ModeRequest, responses((status = 200, body = ModeResponse), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+#[utoipa::path(put, path = "/v1/mode", request_body = ModeRequest, responses((status = 200, body = ModeResponse), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 503, body = ApiError)))]
 pub(super) async fn set_mode(
     State(ctl): Ctl,
     op: Operator,
     Body(req): Body<ModeRequest>,
 ) -> Result<Json<ModeResponse>, ApiError> {
     let who = op.authorized(&ctl, req.actor.as_deref())?;
-    require_reason(&req.reason)?;
+    require_reason(&ctl, &req.reason)?;
     let (mode, reason) = (req.mode, req.reason);
     let before = ctl
         .blocking(move |c| c.set_mode(&who, mode, &reason))
@@ -31,14 +31,14 @@ pub(super) async fn set_mode(
 }
 
 /// `POST /v1/restore`: bring every managed setting back to its original now, then hold it.
-#[utoipa::path(post, path = "/v1/restore", request_body = RestoreRequest, responses((status = 200, body = RestoreResponse), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 503, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/restore", request_body = RestoreRequest, responses((status = 200, body = RestoreResponse), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 503, body = ApiError)))]
 pub(super) async fn restore(
     State(ctl): Ctl,
     op: Operator,
     Body(req): Body<RestoreRequest>,
 ) -> Result<Json<RestoreResponse>, ApiError> {
     let who = op.authorized(&ctl, req.actor.as_deref())?;
-    require_reason(&req.reason)?;
+    require_reason(&ctl, &req.reason)?;
     let hold = parse_ttl(req.hold.as_deref(), Dur::from_hours(1))?;
     let (reply, answer) = oneshot::channel();
     if let Some(t) = req.topic.as_deref().filter(|t| !ctl.policy.manages(t)) {
@@ -78,7 +78,7 @@ pub(super) async fn adopt(
     Body(req): Body<AdoptRequest>,
 ) -> Result<Json<AdoptResponse>, ApiError> {
     let who = op.authorized(&ctl, req.actor.as_deref())?;
-    require_reason(&req.reason)?;
+    require_reason(&ctl, &req.reason)?;
     if !ctl.policy.manages(&req.topic) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -57,6 +57,9 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl From<ChangeError> for ApiError {
     fn from(e: ChangeError) -> ApiError {
+        if let ChangeError::Limit(_) = e {
+            return ApiError::new(StatusCode::CONFLICT, "too_many_overrides", e.to_string());
+        }
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "state_unavailable",
@@ -78,7 +81,12 @@ impl From<GateError> for ApiError {
 
 impl From<Unauthorized> for ApiError {
     fn from(e: Unauthorized) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+        match e {
+            Unauthorized::Forbidden { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+            _ => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+        }
     }
 }
 

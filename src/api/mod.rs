@@ -1,8 +1,9 @@
 //! The HTTP API (axum). Routes and their OpenAPI description are registered together
 //! (`utoipa-axum`), so `/openapi.json` cannot drift from what is served.
 //!
-//! - [`auth`]: mutating endpoints need `Authorization: Bearer TOKEN` (compared in constant time);
-//!   reads need it too when `api.auth_reads` is set; the gate endpoints consumers use never do.
+//! - [`auth`]: every route's token is checked before anything else about the request (operator
+//!   and consumer roles, compared in constant time);
+//! - [`server`]: connections, capped, with header and idle timeouts;
 //! - [`error`]: every error is JSON `{"code": "...", "message": "..."}` with a stable code and a 4xx
 //!   status; bodies are limited to `api.max_body`.
 //! - [`status`] (health, status, audit, metrics), [`overrides`] (pause, resume, overrides),
@@ -19,9 +20,11 @@ use utoipa_axum::routes;
 
 pub mod auth;
 pub mod control;
+mod doc;
 pub mod error;
 pub mod gates;
 pub mod overrides;
+pub mod server;
 pub mod status;
 
 pub use error::{ApiError, Body};
@@ -32,7 +35,14 @@ use crate::units::Dur;
 
 type Ctl = State<Arc<Controller>>;
 
-fn require_reason(reason: &str) -> Result<(), ApiError> {
+fn require_reason(ctl: &Controller, reason: &str) -> Result<(), ApiError> {
+    let max = ctl.config.api.limits.max_reason;
+    if reason.len() as u64 > max.0 {
+        return Err(ApiError::invalid(format!(
+            "`reason` is {} bytes: at most {max} (api.limits.max_reason)",
+            reason.len()
+        )));
+    }
     if reason.trim().is_empty() {
         Err(ApiError::invalid(
             "`reason` is required: say why, it goes into the audit log",
@@ -100,8 +110,11 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         .routes(routes!(control::adopt))
         .routes(routes!(gates::get_gate))
         .routes(routes!(gates::acquire))
-        .with_state(ctl)
+        .with_state(ctl.clone())
         .split_for_parts();
+    let mut openapi = openapi;
+    doc::secure(&mut openapi, &ctl);
+    doc::exact_override_request(&mut openapi);
     let openapi = Arc::new(openapi);
     router
         .route(
@@ -122,6 +135,7 @@ pub fn router(ctl: Arc<Controller>) -> Router {
                 "this endpoint does not take that method; see /openapi.json",
             )
         })
+        .route_layer(axum::middleware::from_fn_with_state(ctl, auth::check))
         .layer(DefaultBodyLimit::max(max_body))
 }
 
@@ -131,7 +145,6 @@ pub async fn serve(
     ctl: Arc<Controller>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(ctl))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = ctl.config.api.limits.clone();
+    server::serve(listener, router(ctl), &limits, shutdown).await
 }

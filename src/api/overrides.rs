@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 
-use super::auth::{Operator, Reader};
+use super::auth::Operator;
 use super::error::{ApiError, Body};
 use super::{Ctl, group_scope, parse_ttl, require_reason};
 use crate::policy::{Override, OverrideAction, OverrideScope};
@@ -15,32 +15,33 @@ use crate::units::Dur;
 use catchup_proto::requests::{OverrideRequest, PauseRequest, ResumeResponse};
 
 /// `POST /v1/pause`: pause a group (or all) until the TTL expires.
-#[utoipa::path(post, path = "/v1/pause", request_body = PauseRequest, responses((status = 200, body = Object, description = "the override created"), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/pause", request_body = PauseRequest, responses((status = 200, body = Object, description = "the override created"), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError, description = "too many overrides in force"), (status = 503, body = ApiError)))]
 pub(super) async fn pause(
     State(ctl): Ctl,
     op: Operator,
     Body(req): Body<PauseRequest>,
 ) -> Result<Json<Override>, ApiError> {
     let who = op.authorized(&ctl, req.actor.as_deref())?;
-    require_reason(&req.reason)?;
+    require_reason(&ctl, &req.reason)?;
     let scope = group_scope(&ctl, req.group.as_deref())?;
     let ttl = parse_ttl(req.ttl.as_deref(), Dur::from_hours(1))?;
     let reason = req.reason;
     let o = ctl
         .blocking(move |c| c.add_override(&who, scope, OverrideAction::Pause, reason, ttl))
         .await?;
+    ctl.swap_gates();
     Ok(Json(o))
 }
 
 /// `POST /v1/resume`: remove manual pauses of a group (or all); with `force`, also hold it open.
-#[utoipa::path(post, path = "/v1/resume", request_body = PauseRequest, responses((status = 200, body = ResumeResponse), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/resume", request_body = PauseRequest, responses((status = 200, body = ResumeResponse), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError, description = "too many overrides in force"), (status = 503, body = ApiError)))]
 pub(super) async fn resume(
     State(ctl): Ctl,
     op: Operator,
     Body(req): Body<PauseRequest>,
 ) -> Result<Json<ResumeResponse>, ApiError> {
     let who = op.authorized(&ctl, req.actor.as_deref())?;
-    require_reason(&req.reason)?;
+    require_reason(&ctl, &req.reason)?;
     let scope = group_scope(&ctl, req.group.as_deref())?;
     let pauses: Vec<String> = ctl
         .active_overrides()
@@ -51,10 +52,9 @@ pub(super) async fn resume(
         })
         .map(|o| o.id)
         .collect();
-    let force_ttl = match req.force {
-        true => Some(parse_ttl(req.ttl.as_deref(), Dur::from_hours(1))?),
-        false => None,
-    };
+    // A ttl is checked even without `force`: a request that cannot be right changes nothing.
+    let ttl = parse_ttl(req.ttl.as_deref(), Dur::from_hours(1))?;
+    let force_ttl = req.force.then_some(ttl);
     let reason = req.reason;
     let (removed, forced) = ctl
         .blocking(move |c| {
@@ -73,27 +73,39 @@ pub(super) async fn resume(
             Ok::<_, ChangeError>((removed, forced))
         })
         .await?;
+    ctl.swap_gates();
     Ok(Json(ResumeResponse { removed, forced }))
 }
 
 /// `GET /v1/overrides`: overrides in force.
 #[utoipa::path(get, path = "/v1/overrides", responses((status = 200, body = Vec<Object>), (status = 401, body = ApiError)))]
-pub(super) async fn list_overrides(
-    State(ctl): Ctl,
-    _: Reader,
-) -> Result<Json<Vec<Override>>, ApiError> {
+pub(super) async fn list_overrides(State(ctl): Ctl) -> Result<Json<Vec<Override>>, ApiError> {
     Ok(Json(ctl.active_overrides()))
 }
 
 /// `POST /v1/overrides`: create an override with a TTL.
-#[utoipa::path(post, path = "/v1/overrides", request_body = OverrideRequest, responses((status = 200, body = Object), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/overrides", request_body = OverrideRequest, responses((status = 200, body = Object), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError, description = "too many overrides in force"), (status = 503, body = ApiError)))]
 pub(super) async fn create_override(
     State(ctl): Ctl,
     op: Operator,
-    Body(req): Body<OverrideRequest>,
+    Body(raw): Body<serde_json::Value>,
 ) -> Result<Json<Override>, ApiError> {
+    // serde lets unknown fields through in a unit variant of an internally tagged enum
+    // (`{"action": "pause", "rate": 5}`): refused here, as the schema says.
+    let action_keys = raw["action"].as_object().map(|a| a.keys().count());
+    let req: OverrideRequest = serde_json::from_value(raw)
+        .map_err(|e| ApiError::invalid(format!("not an override request: {e}")))?;
+    let wanted = match req.action {
+        OverrideAction::FixedRate { .. } => 2,
+        _ => 1,
+    };
+    if action_keys != Some(wanted) {
+        return Err(ApiError::invalid(
+            "action: unknown fields (pause, resume and hold_retention take only `action`; fixed_rate takes `action` and `rate`)",
+        ));
+    }
     let who = op.authorized(&ctl, req.actor.as_deref())?;
-    require_reason(&req.reason)?;
+    require_reason(&ctl, &req.reason)?;
     let ttl = parse_ttl(Some(&req.ttl), Dur::from_hours(1))?;
     match (&req.scope, &req.action) {
         (OverrideScope::Topic(t), OverrideAction::HoldRetention) => {
@@ -115,10 +127,10 @@ pub(super) async fn create_override(
                 group_scope(&ctl, Some(g))?;
             }
             if let OverrideAction::FixedRate { rate } = action
-                && !(rate.is_finite() && *rate > 0.0)
+                && !(rate.is_finite() && *rate > 0.0 && *rate <= 1e15)
             {
                 return Err(ApiError::invalid(format!(
-                    "rate = {rate}: must be a positive number per second"
+                    "rate = {rate}: must be a positive number per second, at most 1e15"
                 )));
             }
         }
@@ -126,11 +138,12 @@ pub(super) async fn create_override(
     let o = ctl
         .blocking(move |c| c.add_override(&who, req.scope, req.action, req.reason, ttl))
         .await?;
+    ctl.swap_gates();
     Ok(Json(o))
 }
 
 /// `DELETE /v1/overrides/{id}?reason=...`: remove an override.
-#[utoipa::path(delete, path = "/v1/overrides/{id}", params(("id" = String, Path, description = "override id"), ("reason" = String, Query, description = "why (required)")), responses((status = 200, body = Object), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+#[utoipa::path(delete, path = "/v1/overrides/{id}", params(("id" = String, Path, description = "override id"), ("reason" = String, Query, description = "why (required)", pattern = r"\S", max_length = 1024)), responses((status = 200, body = Object), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 503, body = ApiError)))]
 pub(super) async fn delete_override(
     State(ctl): Ctl,
     op: Operator,
@@ -139,13 +152,14 @@ pub(super) async fn delete_override(
 ) -> Result<Json<Override>, ApiError> {
     let who = op.authorized(&ctl, q.get("actor").map(String::as_str))?;
     let reason = q.get("reason").cloned().unwrap_or_default();
-    require_reason(&reason)?;
+    require_reason(&ctl, &reason)?;
     let deleted = ctl
         .blocking({
             let id = id.clone();
             move |c| c.delete_override(&who, &id, &reason)
         })
         .await?;
+    ctl.swap_gates();
     match deleted {
         Some(o) => Ok(Json(o)),
         None => Err(ApiError::new(

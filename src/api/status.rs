@@ -8,7 +8,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::Ctl;
-use super::auth::Reader;
 use super::error::ApiError;
 use crate::runtime::Status;
 use catchup_proto::audit::AuditPage;
@@ -34,8 +33,8 @@ pub(super) async fn readyz(State(ctl): Ctl) -> Result<Json<serde_json::Value>, A
 }
 
 /// `GET /metrics`: Prometheus text format.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
-pub(super) async fn metrics(State(ctl): Ctl, _: Reader) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition", content_type = "application/openmetrics-text")))]
+pub(super) async fn metrics(State(ctl): Ctl) -> Result<Response, ApiError> {
     ctl.metrics.permits(&ctl.gates.counters());
     let mut resp = ctl.metrics.encode().into_response();
     resp.headers_mut().insert(
@@ -47,18 +46,18 @@ pub(super) async fn metrics(State(ctl): Ctl, _: Reader) -> Result<Response, ApiE
 
 /// `GET /v1/status`: observation, decision with reasons, mode, overrides, managed topics.
 #[utoipa::path(get, path = "/v1/status", responses((status = 200, body = Status), (status = 401, body = ApiError)))]
-pub(super) async fn status(State(ctl): Ctl, _: Reader) -> Result<Json<Status>, ApiError> {
+pub(super) async fn status(State(ctl): Ctl) -> Result<Json<Status>, ApiError> {
     let mut s = ctl.status.read().unwrap_or_else(|e| e.into_inner()).clone();
     s.mode = ctl.mode();
     s.overrides = ctl.active_overrides();
     Ok(Json(s))
 }
 
-/// `GET /v1/audit?limit=50&before=ID`: every action, newest first.
-#[utoipa::path(get, path = "/v1/audit", params(("limit" = Option<usize>, Query, description = "1..=1000, default 50"), ("before" = Option<u64>, Query, description = "only records with a smaller id")), responses((status = 200, body = AuditPage), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+/// `GET /v1/audit?limit=50&before=ID`: every action, newest first, read from the end of the log;
+/// a page holds at most `api.limits.audit_page` bytes of records (at least one).
+#[utoipa::path(get, path = "/v1/audit", params(("limit" = Option<usize>, Query, description = "1..=1000, default 50", minimum = 1, maximum = 1000), ("before" = Option<u64>, Query, description = "only records with a smaller id")), responses((status = 200, body = AuditPage), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 503, body = ApiError)))]
 pub(super) async fn audit(
     State(ctl): Ctl,
-    _: Reader,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = match q.get("limit") {
@@ -75,14 +74,17 @@ pub(super) async fn audit(
         None => None,
         Some(v) => Some(
             v.parse::<u64>()
-                .map_err(|_| ApiError::invalid(format!("before = {v:?}: must be a record id")))?,
+                .ok()
+                .filter(|b| i64::try_from(*b).is_ok())
+                .ok_or_else(|| ApiError::invalid(format!("before = {v:?}: must be a record id")))?,
         ),
     };
-    let records = ctl
-        .blocking(move |c| c.store.audit_page(limit, before))
+    let max_bytes = ctl.config.api.limits.audit_page.0;
+    let (records, more) = ctl
+        .blocking(move |c| c.store.audit_page_sized(limit, before, max_bytes))
         .await?;
-    let next_before = if records.len() == limit {
-        records.last().map(|r| r.id).filter(|id| *id > 1)
+    let next_before = if more {
+        records.last().map(|r| r.id)
     } else {
         None
     };

@@ -29,6 +29,25 @@ pub mod simulate;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines of `run` and `demo`: `text` for people, `json` (one object per line) for log
+    /// collectors. No colour codes unless stderr is a terminal.
+    #[arg(
+        long,
+        global = true,
+        env = "CATCHUP_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Subcommand)]

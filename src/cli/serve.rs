@@ -14,12 +14,17 @@ use super::runtime;
 pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
     let config = RunConfig::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (policy, scenario) = catchup::service::load(&config)?;
-    let token = config
-        .api_token(&|k| std::env::var(k).ok())
+    let tokens = config
+        .api_tokens(&|k| std::env::var(k).ok())
         .map_err(|e| anyhow::anyhow!(e))?;
-    if token.is_none() {
+    if !tokens.has(catchup::config::Role::Operator) {
         eprintln!(
-            "warning: no API token (api.token_file or CATCHUP_API_TOKEN): mutating endpoints are disabled"
+            "warning: no operator token (api.token_file, api.tokens or CATCHUP_API_TOKEN): mutating endpoints are disabled, status and the audit log are readable by anyone who reaches the API"
+        );
+    }
+    if !tokens.has(catchup::config::Role::Consumer) {
+        eprintln!(
+            "warning: no consumer token (api.consumer_token_file, api.tokens or CATCHUP_CONSUMER_TOKEN): the gate endpoints need no token"
         );
     }
     runtime()?.block_on(catchup::service::run(
@@ -27,7 +32,7 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
         config,
         policy,
         scenario,
-        token,
+        tokens,
         Box::new(|_| {}),
     ))?;
     Ok(ExitCode::SUCCESS)
@@ -41,7 +46,11 @@ pub fn demo(
     speed: f64,
     state_dir: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let state_dir = state_dir.unwrap_or_else(catchup::service::demo_state_dir);
+    let state_dir = match state_dir {
+        Some(dir) => dir,
+        None => catchup::service::demo_state_dir()
+            .context("cannot create a fresh state directory for the demo")?,
+    };
     let scenario_file = match scenario {
         Some(file) => file,
         None => {
@@ -73,7 +82,7 @@ pub fn demo(
     };
     let (policy, scenario) = catchup::service::load(&config)?;
     let scenario = scenario.context("no scenario")?;
-    let token = catchup::service::random_token();
+    let token = catchup::service::random_token().context("cannot make the demo's token")?;
     let api_token = token.clone();
     let groups = policy.group_names();
     let group = groups.first().cloned().unwrap_or_default();
@@ -106,7 +115,7 @@ pub fn demo(
         config,
         policy,
         Some(scenario),
-        Some(api_token),
+        catchup::config::Tokens::operator(Some(api_token)),
         banner,
     ))?;
     Ok(ExitCode::SUCCESS)

@@ -274,7 +274,8 @@ fn runtime(name: &str, cluster: Scripted) -> Runtime<Scripted> {
         )
         .expect("opens"),
     );
-    let (ctl, _commands) = Controller::new(config, policy, store, None, clock).expect("controller");
+    let (ctl, _commands) =
+        Controller::new(config, policy, store, Default::default(), clock).expect("controller");
     Runtime::new(ctl, cluster).expect("runtime")
 }
 

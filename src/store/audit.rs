@@ -147,30 +147,10 @@ impl AuditLog {
         Ok(record)
     }
 
-    /// Records newest first: at most `limit`, with ids below `before` when given.
-    pub(super) fn page(
-        &self,
-        limit: usize,
-        before: Option<u64>,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io(&self.path)(e)),
-        };
-        // A writer reads only what it appended whole; a reader skips a last line in progress.
-        let upto = if self.file.is_some() {
-            (self.len as usize).min(bytes.len())
-        } else {
-            bytes.len()
-        };
-        let (all, _) = parse(&self.path, &bytes[..upto])?;
-        Ok(all
-            .into_iter()
-            .rev()
-            .filter(|r| before.is_none_or(|b| r.id < b))
-            .take(limit)
-            .collect())
+    /// Where a page is read from: the file, and how much of it is whole records (`None` for a
+    /// read-only log: all of it up to its last newline). Read without holding the log's lock.
+    pub(super) fn source(&self) -> (PathBuf, Option<u64>) {
+        (self.path.clone(), self.file.as_ref().map(|_| self.len))
     }
 }
 

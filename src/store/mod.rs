@@ -27,6 +27,7 @@ pub use catchup_proto::audit::{AuditRecord, Outcome, OutcomeKind};
 
 mod atomic;
 mod audit;
+mod audit_read;
 mod faults;
 mod lock;
 
@@ -248,10 +249,25 @@ impl StateDir {
         limit: usize,
         before: Option<u64>,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        self.audit
+        Ok(self.audit_page_sized(limit, before, u64::MAX)?.0)
+    }
+
+    /// Audit records newest first, read from the end of the log (a page costs what it returns):
+    /// at most `limit`, at most `max_bytes` of them (at least one), with ids below `before` when
+    /// given; and whether older records remain. The log's lock is held only to learn where its
+    /// whole records end, so a page never holds up an append.
+    pub fn audit_page_sized(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+        max_bytes: u64,
+    ) -> Result<(Vec<AuditRecord>, bool), StoreError> {
+        let (path, upto) = self
+            .audit
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .page(limit, before)
+            .source();
+        audit_read::page(&path, upto, limit, before, max_bytes)
     }
 
     /// `name` does not parse: the error, with the way back that keeps its data.

@@ -18,6 +18,8 @@ use catchup::units::{Dur, Timestamp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+mod hardening;
+
 const TOKEN: &str = "test-token-0123456789";
 
 /// Time that follows tokio's clock, so `tokio::time::pause` and `advance` move it.
@@ -166,6 +168,22 @@ fn state_dir(name: &str) -> PathBuf {
 }
 
 async fn start(dir: &std::path::Path, auth_reads: bool) -> Server {
+    let api = ApiConfig {
+        auth_reads,
+        max_body: catchup::units::Bytes(4096),
+        ..ApiConfig::default()
+    };
+    let tokens = catchup::config::Tokens::operator(Some(TOKEN.into()));
+    start_with(dir, api, tokens, Duration::from_secs(1)).await
+}
+
+/// The API on `dir` with `api`'s settings and `tokens`, its loop ticking every `tick`.
+async fn start_with(
+    dir: &std::path::Path,
+    api: ApiConfig,
+    tokens: catchup::config::Tokens,
+    tick: Duration,
+) -> Server {
     let mut policy = Policy::default();
     policy.groups.push(GroupPolicy {
         name: "ingest".into(),
@@ -184,11 +202,7 @@ async fn start(dir: &std::path::Path, auth_reads: bool) -> Server {
         sensor_timeout: Dur::from_secs(1),
         policy: None,
         state_dir: dir.to_path_buf(),
-        api: ApiConfig {
-            auth_reads,
-            max_body: catchup::units::Bytes(4096),
-            ..ApiConfig::default()
-        },
+        api,
         gate: GateConfig::default(),
         cluster: ClusterConfig::Simulator {
             scenario: "unused".into(),
@@ -198,14 +212,8 @@ async fn start(dir: &std::path::Path, auth_reads: bool) -> Server {
     };
     let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
     let store = StateDir::open(dir, Holder::this_process("test")).expect("state directory");
-    let (ctl, commands) = Controller::new(
-        config,
-        policy,
-        Arc::new(store),
-        Some(TOKEN.into()),
-        clock.clone(),
-    )
-    .expect("controller");
+    let (ctl, commands) = Controller::new(config, policy, Arc::new(store), tokens, clock.clone())
+        .expect("controller");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -222,7 +230,7 @@ async fn start(dir: &std::path::Path, auth_reads: bool) -> Server {
         }
     });
     let runtime = Runtime::new(ctl.clone(), SteadyCluster(clock)).expect("runtime");
-    let loop_task = tokio::spawn(runtime.run(Duration::from_secs(1), commands, stopped(rx)));
+    let loop_task = tokio::spawn(runtime.run(tick, commands, stopped(rx)));
     Server {
         base,
         ctl,
@@ -315,7 +323,13 @@ async fn mutations_need_the_token_and_change_nothing_without_it() {
         "reads are open when auth_reads is off"
     );
     assert_eq!(list, json!([]));
-    let (_, audit) = s.call("GET", "/v1/audit", None, None).await;
+    let (status, _) = s.call("GET", "/v1/audit", None, None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the audit log always needs the operator token"
+    );
+    let (_, audit) = s.call("GET", "/v1/audit", Some(TOKEN), None).await;
     assert!(
         audit["records"]
             .as_array()
@@ -444,7 +458,9 @@ async fn overrides_expire_on_time() {
             .is_some_and(|d| d.groups["ingest"].gate.name() == "open")
     })
     .await;
-    let (_, audit) = s.call("GET", "/v1/audit?limit=100", None, None).await;
+    let (_, audit) = s
+        .call("GET", "/v1/audit?limit=100", Some(TOKEN), None)
+        .await;
     assert!(
         audit["records"]
             .as_array()
@@ -470,15 +486,20 @@ async fn a_restart_keeps_overrides_and_the_audit_log() {
         )
         .await;
     assert_eq!(mode["mode"], "dry-run");
-    let (_, before) = s.call("GET", "/v1/audit?limit=1000", None, None).await;
+    let (_, before) = s
+        .call("GET", "/v1/audit?limit=1000", Some(TOKEN), None)
+        .await;
     s.stop().await;
 
     let s = start(&dir, false).await;
     let (_, list) = s.call("GET", "/v1/overrides", None, None).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], o["id"]);
-    assert_eq!(list[0]["actor"], "alice");
-    let (_, after) = s.call("GET", "/v1/audit?limit=1000", None, None).await;
+    // The actor is the token's name, with what the request said after it.
+    assert_eq!(list[0]["actor"], "operator:alice");
+    let (_, after) = s
+        .call("GET", "/v1/audit?limit=1000", Some(TOKEN), None)
+        .await;
     let ids = |v: &Value| {
         v["records"]
             .as_array()
@@ -493,7 +514,7 @@ async fn a_restart_keeps_overrides_and_the_audit_log() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|r| r["action"] == "override.create" && r["actor"] == "alice")
+            .any(|r| r["action"] == "override.create" && r["actor"] == "operator:alice")
     );
     s.stop().await;
 }
@@ -661,7 +682,7 @@ async fn start_simulated_service(
         config,
         policy,
         scenario,
-        Some(TOKEN.into()),
+        catchup::config::Tokens::operator(Some(TOKEN.into())),
         Box::new(move |addr: &str| {
             let _ = addr_tx.send(addr.to_string());
         }),
@@ -682,6 +703,7 @@ async fn the_service_lowers_restores_on_request_and_records_everything() {
         let url = format!("{base}{path}");
         async move {
             http.get(url)
+                .bearer_auth(TOKEN)
                 .send()
                 .await
                 .unwrap()
@@ -771,7 +793,7 @@ async fn the_service_lowers_restores_on_request_and_records_everything() {
     );
     assert!(
         records.iter().any(|r| r["action"] == "restore"
-            && r["actor"] == "oncall"
+            && r["actor"] == "operator:oncall"
             && r["outcome"] == "applied"),
         "manual restore recorded"
     );
@@ -803,6 +825,7 @@ async fn an_instance_without_retention_actions_never_touches_retention() {
     for _ in 0..100 {
         let status: Value = http
             .get(format!("{base}/v1/status"))
+            .bearer_auth(TOKEN)
             .send()
             .await
             .unwrap()

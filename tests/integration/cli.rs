@@ -307,3 +307,62 @@ fn a_disk_source_slower_than_max_disk_age_is_refused_naming_both_fields() {
         "{err}"
     );
 }
+
+/// `config check` on a device that never ends fails at once, naming the cap.
+#[test]
+fn config_check_on_an_endless_file_fails_fast() {
+    let t = std::time::Instant::now();
+    let out = catchup(&["config", "check", "/dev/zero"]);
+    assert!(!out.status.success());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(stderr(&out).contains("larger than"), "{}", stderr(&out));
+}
+
+/// The demo: JSON log lines without colour codes when asked, and a fresh private state directory
+/// with a random name.
+#[cfg(unix)]
+#[test]
+fn the_demo_logs_json_lines_and_keeps_its_state_private() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_catchup"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--speed", "600"])
+        .env("CATCHUP_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("demo starts");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let state_dir = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("state dir:")
+                .map(|d| d.trim().to_string())
+        })
+        .expect("the banner names the state directory");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("demo output");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains('\u{1b}'), "no ANSI escapes: {log}");
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+    }
+    let mode = std::fs::metadata(&state_dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{state_dir}");
+    assert!(
+        !state_dir.ends_with(&std::process::id().to_string()),
+        "a random name: {state_dir}"
+    );
+    let _ = std::fs::remove_dir_all(&state_dir);
+}

@@ -461,6 +461,7 @@ async fn retention_ms_raised_by_hand_mid_episode_does_not_stop_the_restore() {
     assert!(!journal(&dir).contains("drifted"), "{}", journal(&dir));
     let audit: serde_json::Value = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/v1/audit?limit=200"))
+        .bearer_auth("faults-token-0123456789")
         .send()
         .await
         .expect("audit")
@@ -563,13 +564,15 @@ async fn a_runbook_restore_beside_the_controller_sticks() {
         "the restore sticks: {:#}",
         c.status().await.unwrap_or_default()
     );
-    let audit: serde_json::Value =
-        reqwest::get(format!("http://127.0.0.1:{port}/v1/audit?limit=200"))
-            .await
-            .expect("audit")
-            .json()
-            .await
-            .expect("json");
+    let audit: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/v1/audit?limit=200"))
+        .bearer_auth("faults-token-0123456789")
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("json");
     let records = audit["records"].as_array().cloned().unwrap_or_default();
     let by = |actor: &str, action: &str| {
         records
@@ -580,8 +583,15 @@ async fn a_runbook_restore_beside_the_controller_sticks() {
         by("controller", "retention"),
         "the controller's lowering: {audit:#}"
     );
-    assert!(by("oncall", "restore"), "on-call's restore: {audit:#}");
-    assert!(by("oncall", "override.create"), "and its hold: {audit:#}");
+    // The token's name, then who the runbook said acted.
+    assert!(
+        by("operator:oncall", "restore"),
+        "on-call's restore: {audit:#}"
+    );
+    assert!(
+        by("operator:oncall", "override.create"),
+        "and its hold: {audit:#}"
+    );
 }
 
 /// A state directory on a file system that fills up (a small tmpfs; where mounting is not

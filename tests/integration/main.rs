@@ -24,6 +24,8 @@ mod kafka;
 mod layout;
 #[cfg(feature = "external")]
 mod prometheus;
+#[cfg(feature = "external")]
+mod schemathesis;
 mod simulation;
 mod statedir;
 #[cfg(feature = "external")]

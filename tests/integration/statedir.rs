@@ -178,3 +178,5 @@ fn a_second_writer_is_refused_naming_the_first_until_kill_9_releases_it() {
     drop(again);
     let _ = std::fs::remove_dir_all(state.parent().unwrap());
 }
+
+mod crash;

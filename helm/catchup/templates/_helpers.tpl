@@ -65,6 +65,9 @@ inline.toml
 {{- $api := deepCopy (default dict $c.api) -}}
 {{- $_ := set $api "listen" (printf "0.0.0.0:%d" (int .Values.service.port)) -}}
 {{- $_ := set $api "token_file" (printf "/etc/catchup/token/%s" .Values.apiToken.key) -}}
+{{- if .Values.apiToken.consumerKey -}}
+{{- $_ := set $api "consumer_token_file" (printf "/etc/catchup/token/%s" .Values.apiToken.consumerKey) -}}
+{{- end -}}
 {{- $_ := set $c "api" $api -}}
 {{- $gate := deepCopy (default dict $c.gate) -}}
 {{- if eq .Values.mode "sidecar" -}}
@@ -92,6 +95,8 @@ inline.toml
     {{- end }}
     - name: CATCHUP_LOG
       value: info
+    - name: CATCHUP_LOG_FORMAT
+      value: {{ .Values.logFormat | default "json" | quote }}
   ports:
     - name: http
       containerPort: {{ .Values.service.port }}

@@ -82,8 +82,7 @@ pub fn status(s: &Status) -> String {
                             .map_or("-".into(), |t| format!("{t:+.1}%/h")),
                         format!("{:.0}s", b.age_secs),
                         if b.stale { "STALE" } else { "fresh" }.into(),
-                        b.time_to_ceiling_secs
-                            .map_or("-".into(), |s| Dur((s * 1000.0) as u64).to_string()),
+                        b.time_to_ceiling_secs.map_or("-".into(), human),
                     ]
                 })
                 .collect()
@@ -193,7 +192,32 @@ fn secs(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
         Some(s) if s < 0.0 => "passed".into(),
-        Some(s) => Dur((s * 1000.0) as u64).to_string(),
+        Some(s) => human(s),
+    }
+}
+
+/// A duration for people: whole seconds under an hour, whole minutes above (`58m11s`, `15h38m`),
+/// never `3491.5s`.
+fn human(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "-".into();
+    }
+    let whole = if secs >= 3600.0 {
+        (secs / 60.0).round() * 60.0
+    } else {
+        secs.round()
+    };
+    Dur((whole.min(1e12) as u64) * 1000).to_string()
+}
+
+/// A count for people: `9999`, `12.3k`, `20.0M`, `1.2G` (never eleven raw digits).
+fn count(n: u64) -> String {
+    let f = n as f64;
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=999_999 => format!("{:.1}k", f / 1e3),
+        1_000_000..=999_999_999 => format!("{:.1}M", f / 1e6),
+        _ => format!("{:.1}G", f / 1e9),
     }
 }
 
@@ -213,7 +237,7 @@ fn groups(d: Option<&catchup_proto::decision::Decision>) -> String {
                         name.clone(),
                         state,
                         json_cell(&g.origin),
-                        g.lag.map_or("-".into(), |l| l.to_string()),
+                        g.lag.map_or("-".into(), |l| count(l.max(0) as u64)),
                         secs(g.time_lag_secs),
                         g.drain_eta_secs
                             .map_or("-".into(), |s| Dur::from_secs(s as u64).to_string()),
@@ -447,7 +471,7 @@ mod tests {
             assert!(header.contains(h), "{header}");
         }
         let row = text.lines().find(|l| l.starts_with("ingest")).unwrap();
-        for cell in ["1d22h30m", "1d1h30m", "19h30m", "114/s", "800"] {
+        for cell in ["20.0M", "1d22h30m", "1d1h30m", "19h30m", "114/s", "800"] {
             assert!(row.contains(cell), "{cell}: {row}");
         }
         assert!(
@@ -482,5 +506,15 @@ mod tests {
         for cell in ["3d14h", "3d", "extended to 3d14h", "raise retention.ms"] {
             assert!(row.contains(cell), "{cell}: {row}");
         }
+    }
+
+    #[test]
+    fn durations_and_counts_read_for_people() {
+        assert_eq!(human(3491.5), "58m12s");
+        assert_eq!(human(56_295.4), "15h38m");
+        assert_eq!(human(-1.0), "-");
+        assert_eq!(count(9_999), "9999");
+        assert_eq!(count(12_345), "12.3k");
+        assert_eq!(count(12_345_678_901), "12.3G");
     }
 }

@@ -11,20 +11,20 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
-use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::status::Status;
 use crate::actuators::gate::GateBoard;
 use crate::clock::Clock;
-use crate::config::{Mode, RunConfig};
+use crate::config::{Mode, Role, RunConfig, Tokens};
 use crate::metrics::Metrics;
 use crate::policy::{Override, OverrideAction, OverrideScope, Policy};
 use crate::store::{AuditRecord, Outcome, StateDir, StoreError};
 use crate::units::{Dur, Timestamp};
 
 mod overrides;
+mod swap;
 
 pub use overrides::{ChangeError, OVERRIDE_IDS_FILE, OVERRIDES_FILE, OverrideBook};
 
@@ -47,14 +47,55 @@ impl Authorized {
 /// Why a request was not authorized.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unauthorized {
-    /// No token is configured: mutating endpoints are disabled.
+    /// No operator token is configured: mutating endpoints are disabled.
     #[error(
-        "no API token is configured (api.token_file or CATCHUP_API_TOKEN): this endpoint is disabled"
+        "no operator token is configured (api.token_file, api.tokens or CATCHUP_API_TOKEN): this endpoint is disabled"
     )]
     NoToken,
     /// The request's bearer token is missing or wrong.
     #[error("missing or wrong bearer token (Authorization: Bearer TOKEN)")]
     BadToken,
+    /// The token is right but its role may not do this.
+    #[error("the token {name:?} is a {role} token: this endpoint needs an operator token")]
+    Forbidden {
+        /// The token's name.
+        name: String,
+        /// Its role.
+        role: &'static str,
+    },
+}
+
+/// What a route needs (see [`Controller::authenticate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: health, readiness, the OpenAPI document.
+    Public,
+    /// The gate endpoints: a consumer or operator token once any consumer token is configured.
+    Gate,
+    /// Status, the overrides list, metrics: the operator token with `api.auth_reads`.
+    Read,
+    /// The audit log: the operator token whenever one is configured.
+    Audit,
+    /// Every mutation: the operator token, always.
+    Write,
+}
+
+/// Who called: the matching token's name and role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// The number of the controller's run, for gate versions: `{"run": 3}`. Run `r` hands out gate
+/// versions from `r × 2³²`, so versions never go back across restarts.
+pub const GATE_RUNS_FILE: &str = "gate-runs.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct GateRun {
+    run: u64,
 }
 
 /// Requests the API sends to the loop.
@@ -121,10 +162,12 @@ pub struct Controller {
     pub stopping: AtomicBool,
     /// Time.
     pub clock: Arc<dyn Clock>,
-    /// The API token (`None`: mutating endpoints are refused).
-    token: Option<String>,
+    /// The API tokens (no operator token: mutating endpoints are refused).
+    tokens: Tokens,
     /// To the loop.
     pub commands: mpsc::Sender<Command>,
+    /// Gate long-polls that may wait at once (`api.limits.max_long_polls`).
+    pub long_polls: Arc<tokio::sync::Semaphore>,
 }
 
 /// Errors building the controller.
@@ -142,7 +185,7 @@ impl Controller {
         config: RunConfig,
         policy: Policy,
         store: Arc<StateDir>,
-        token: Option<String>,
+        tokens: Tokens,
         clock: Arc<dyn Clock>,
     ) -> Result<(Arc<Controller>, mpsc::Receiver<Command>), RuntimeError> {
         if store.is_read_only() {
@@ -152,12 +195,16 @@ impl Controller {
             .into());
         }
         let overrides = OverrideBook::load(&store)?;
-        let gates = GateBoard::new(config.gate.instances);
+        // Written before any gate is served: this run's versions start above every earlier run's.
+        let run = store.load::<GateRun>(GATE_RUNS_FILE)?.map_or(0, |r| r.run) + 1;
+        store.save(GATE_RUNS_FILE, &GateRun { run })?;
+        let gates = GateBoard::new(config.gate.instances).starting_at((run << 32) + 1);
         gates.register(&policy.group_names(), clock.now());
         let (tx, rx) = mpsc::channel(16);
         let metrics = Metrics::new();
         metrics.set_mode(config.mode);
         let status = super::status::initial(config.mode, overrides.all());
+        let config_long_polls = config.api.limits.max_long_polls;
         let c = Controller {
             mode: RwLock::new(config.mode),
             mode_writer: Mutex::new(()),
@@ -171,36 +218,128 @@ impl Controller {
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             clock,
-            token,
+            tokens,
             commands: tx,
+            long_polls: Arc::new(tokio::sync::Semaphore::new(config_long_polls as usize)),
         };
+        c.discard_unaudited()?;
         Ok((Arc::new(c), rx))
     }
 
-    /// Checks a request's bearer token (in constant time) against the API token. `write` asks for
-    /// a mutation; reads need the token only with `api.auth_reads`, and then get no [`Authorized`].
-    pub fn check_token(&self, bearer: Option<&str>, write: bool) -> Result<(), Unauthorized> {
-        if !write && !self.config.api.auth_reads {
-            return Ok(());
+    /// At start: an override written just before a crash, before its audit record, was never
+    /// acknowledged; it is taken out of force, and that is audited.
+    fn discard_unaudited(&self) -> Result<(), StoreError> {
+        let last = self.last_audited_override()?;
+        for o in self.overrides.discard_unaudited(&self.store, last)? {
+            warn!(id = %o.id, "override written before a crash but never audited nor acknowledged: discarded");
+            self.audit(Entry {
+                actor: "controller",
+                action: "override.discard",
+                target: &scope_name(&o.scope),
+                reason: "written to overrides.json just before a crash, before its audit record: never acknowledged, so not in force",
+                before: json(&o),
+                after: serde_json::Value::Null,
+                outcome: Outcome::Applied,
+            })?;
         }
-        let Some(expected) = &self.token else {
-            return Err(Unauthorized::NoToken);
-        };
-        let given = bearer.unwrap_or("");
-        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-            Ok(())
-        } else {
-            Err(Unauthorized::BadToken)
+        Ok(())
+    }
+
+    /// The number of the newest override with an `override.create` audit record (0: none), read
+    /// from the end of the audit log.
+    fn last_audited_override(&self) -> Result<u64, StoreError> {
+        if self.overrides.all().is_empty() {
+            return Ok(0);
+        }
+        let mut before = None;
+        loop {
+            let (page, more) = self.store.audit_page_sized(1000, before, 4 << 20)?;
+            for r in &page {
+                if r.action == "override.create"
+                    && let Some(n) = r.after["id"].as_str().and_then(overrides::id_number)
+                {
+                    return Ok(n);
+                }
+            }
+            match page.last() {
+                Some(r) if more => before = Some(r.id),
+                _ => return Ok(0),
+            }
         }
     }
 
-    /// The proof a mutation needs: the bearer token checked, and who is acting.
-    pub fn authorize(
+    /// Who a request with `bearer` is, for a route that needs `access`: `None` when the route
+    /// needs no token (and none matched). Tokens are compared in constant time.
+    pub fn authenticate(
         &self,
         bearer: Option<&str>,
-        actor: String,
+        access: Access,
+    ) -> Result<Option<Caller>, Unauthorized> {
+        let caller = bearer.and_then(|b| self.tokens.find(b)).map(|t| Caller {
+            name: t.name.clone(),
+            role: t.role,
+        });
+        let has_operator = self.tokens.has(Role::Operator);
+        let needs_operator = match access {
+            Access::Public => return Ok(caller),
+            Access::Gate => {
+                return match caller {
+                    Some(c) => Ok(Some(c)),
+                    None if self.tokens.has(Role::Consumer) => Err(Unauthorized::BadToken),
+                    None => Ok(None),
+                };
+            }
+            Access::Read => has_operator && self.config.api.auth_reads,
+            Access::Audit => has_operator,
+            Access::Write if !has_operator => return Err(Unauthorized::NoToken),
+            Access::Write => true,
+        };
+        if !needs_operator {
+            return Ok(caller);
+        }
+        match caller {
+            Some(c) if c.role == Role::Operator => Ok(Some(c)),
+            Some(c) => Err(Unauthorized::Forbidden {
+                name: c.name,
+                role: "consumer",
+            }),
+            None => Err(Unauthorized::BadToken),
+        }
+    }
+
+    /// Whether a token of `role` is configured.
+    pub fn tokens_have(&self, role: Role) -> bool {
+        self.tokens.has(role)
+    }
+
+    /// The proof a mutation needs: an operator `caller`, acting as its token's name, with what the
+    /// request says about who it is (`claimed`, e.g. `alice`) after it: `operator:alice`.
+    pub fn authorize(
+        &self,
+        caller: Option<&Caller>,
+        claimed: Option<&str>,
     ) -> Result<Authorized, Unauthorized> {
-        self.check_token(bearer, true)?;
+        let caller = match caller {
+            Some(c) if c.role == Role::Operator => c,
+            Some(c) => {
+                return Err(Unauthorized::Forbidden {
+                    name: c.name.clone(),
+                    role: "consumer",
+                });
+            }
+            None if self.tokens.has(Role::Operator) => return Err(Unauthorized::BadToken),
+            None => return Err(Unauthorized::NoToken),
+        };
+        let claimed: String = claimed
+            .map(str::trim)
+            .filter(|a| !a.is_empty() && *a != caller.name)
+            .map(|a| a.chars().filter(|c| !c.is_control()).take(100).collect())
+            .unwrap_or_default();
+        let actor = if claimed.is_empty() {
+            caller.name.clone()
+        } else {
+            format!("{}:{claimed}", caller.name)
+        };
         Ok(Authorized { actor })
     }
 
@@ -286,6 +425,30 @@ impl Controller {
         ttl: Dur,
     ) -> Result<Override, ChangeError> {
         let now = self.clock.now();
+        let limits = &self.config.api.limits;
+        let (per_scope, total) = (
+            limits.max_overrides_per_scope as usize,
+            limits.max_overrides as usize,
+        );
+        let room_scope = scope.clone();
+        let room = move |listed: &[Override]| {
+            let scope = room_scope;
+            let live: Vec<&Override> = listed.iter().filter(|o| o.expires_at > now).collect();
+            let same = live.iter().filter(|o| o.scope == scope).count();
+            if live.len() >= total {
+                Err(format!(
+                    "{} overrides are in force, the most api.limits.max_overrides allows: delete one first",
+                    live.len()
+                ))
+            } else if same >= per_scope {
+                Err(format!(
+                    "{same} overrides of {} are in force, the most api.limits.max_overrides_per_scope allows: delete one first",
+                    scope_name(&scope)
+                ))
+            } else {
+                Ok(())
+            }
+        };
         let make = |id| Override {
             id,
             scope,
@@ -295,7 +458,7 @@ impl Controller {
             created_at: now,
             expires_at: now + ttl,
         };
-        self.overrides.add(&self.store, make, |o| {
+        self.overrides.add(&self.store, room, make, |o| {
             self.audit(Entry {
                 actor: &o.actor,
                 action: "override.create",

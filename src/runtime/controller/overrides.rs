@@ -25,6 +25,9 @@ pub const OVERRIDE_IDS_FILE: &str = "override-ids.json";
 /// Why a change of the overrides or the mode did not happen as asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {
+    /// Nothing changed: a limit (`api.limits.max_overrides`, `max_overrides_per_scope`) is reached.
+    #[error("nothing changed: {0}")]
+    Limit(String),
     /// Nothing changed: the change could not be written, or it was undone.
     #[error("nothing changed: {what}: {source}")]
     Refused {
@@ -76,12 +79,32 @@ impl OverrideBook {
             .map_or(0, |m| m.last);
         let last = list
             .iter()
-            .filter_map(|o| o.id.strip_prefix("ovr-")?.parse::<u64>().ok())
+            .filter_map(|o| id_number(&o.id))
             .fold(mark, u64::max);
         Ok(OverrideBook {
             in_force: RwLock::new(list),
             writer: Mutex::new(last),
         })
+    }
+
+    /// Drops the overrides listed with an id above `last_audited` (the newest `ovr-N` with an
+    /// `override.create` audit record): written to the file just before a crash, before their
+    /// audit record, so never acknowledged; they must not be in force. Returns them.
+    pub fn discard_unaudited(
+        &self,
+        store: &StateDir,
+        last_audited: u64,
+    ) -> Result<Vec<Override>, StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (dropped, kept): (Vec<Override>, Vec<Override>) = self
+            .all()
+            .into_iter()
+            .partition(|o| id_number(&o.id).is_some_and(|n| n > last_audited));
+        if !dropped.is_empty() {
+            store.save(OVERRIDES_FILE, &kept)?;
+            self.put_in_force(kept);
+        }
+        Ok(dropped)
     }
 
     /// Every override in the list (expired ones too, until the next tick drops them).
@@ -103,14 +126,17 @@ impl OverrideBook {
             .collect()
     }
 
-    /// Adds the override `make` builds from a new id; `audit` records it.
+    /// Adds the override `make` builds from a new id; `audit` records it. `room` is asked first,
+    /// under the writer lock, with the overrides listed now: an error refuses the override.
     pub fn add(
         &self,
         store: &StateDir,
+        room: impl FnOnce(&[Override]) -> Result<(), String>,
         make: impl FnOnce(String) -> Override,
         audit: impl FnOnce(&Override) -> Result<(), StoreError>,
     ) -> Result<Override, ChangeError> {
         let mut last = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        room(&self.all()).map_err(ChangeError::Limit)?;
         let id = *last + 1;
         let marked = store.save(OVERRIDE_IDS_FILE, &IdMark { last: id });
         // Issued once its mark may be on disk: never handed out again, even if refused.
@@ -245,4 +271,9 @@ impl OverrideBook {
     fn put_in_force(&self, list: Vec<Override>) {
         *self.in_force.write().unwrap_or_else(|e| e.into_inner()) = list;
     }
+}
+
+/// `N` of an id `ovr-N`.
+pub fn id_number(id: &str) -> Option<u64> {
+    id.strip_prefix("ovr-")?.parse().ok()
 }

@@ -41,8 +41,14 @@ fn controller(dir: &Path) -> (Arc<Controller>, Arc<TestClock>) {
     };
     let store = Arc::new(StateDir::open(dir, Holder::this_process("test")).expect("opens"));
     let clock = Arc::new(TestClock(AtomicI64::new(1_800_000_000_000)));
-    let (ctl, _) =
-        Controller::new(config, Policy::default(), store, None, clock.clone()).expect("controller");
+    let (ctl, _) = Controller::new(
+        config,
+        Policy::default(),
+        store,
+        Default::default(),
+        clock.clone(),
+    )
+    .expect("controller");
     (ctl, clock)
 }
 

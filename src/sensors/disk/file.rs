@@ -75,7 +75,8 @@ impl FileDiskSource {
             sensor,
             reason: format!("{}: {reason}", self.path.display()),
         };
-        let text = std::fs::read_to_string(&self.path).map_err(|e| unavailable(e.to_string()))?;
+        let text = crate::config_file::read_capped(&self.path, crate::config_file::FILE_CAP)
+            .map_err(|e| unavailable(e.to_string()))?;
         let reading: FileReading = serde_json::from_str(&text)
             .map_err(|e| unavailable(format!("not a disk reading: {e}")))?;
         let at = match reading.sampled_at {
@@ -90,6 +91,12 @@ impl FileDiskSource {
                 Timestamp(ms)
             }
         };
+        let skew = crate::units::Dur::from_secs(super::prometheus::FUTURE_SKEW_SECS);
+        if at > crate::clock::wall_now() + skew {
+            return Err(unavailable(format!(
+                "sampled_at {at} is in the future: a clock is wrong, and a reading from the future would never go stale"
+            )));
+        }
         Ok((at, reading.brokers))
     }
 }
@@ -179,5 +186,23 @@ mod tests {
             7,
             "a bad copy lag does not hide the disk reading"
         );
+    }
+
+    #[tokio::test]
+    async fn a_sample_dated_in_the_future_is_a_fault_not_a_fresh_reading() {
+        let path =
+            std::env::temp_dir().join(format!("catchup-file-future-{}.json", std::process::id()));
+        let future = crate::clock::wall_now().0 + 3_600_000;
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"sampled_at": {future}, "brokers": [{{"broker": 1, "used_bytes": 700, "capacity_bytes": 1000}}]}}"#
+            ),
+        )
+        .unwrap();
+        let err = FileDiskSource::new(path.clone()).read_disks().await;
+        std::fs::remove_file(&path).unwrap();
+        let err = err.expect_err("a future sample is refused");
+        assert!(err.to_string().contains("in the future"), "{err}");
     }
 }

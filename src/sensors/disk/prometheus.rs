@@ -129,8 +129,21 @@ impl PrometheusDiskSource {
                 .value
                 .1
                 .parse()
-                .map_err(|_| unavailable(format!("{:?} is not a number", s.value.1)))?;
-            out.insert(broker, (value, Timestamp((s.value.0 * 1000.0) as i64)));
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| {
+                    unavailable(format!(
+                        "broker {broker}: {:?} is not a number of bytes (NaN, infinite and negative values are faults, never 0%)",
+                        s.value.1
+                    ))
+                })?;
+            let at = Timestamp((s.value.0 * 1000.0) as i64);
+            if at > crate::clock::wall_now() + crate::units::Dur::from_secs(FUTURE_SKEW_SECS) {
+                return Err(unavailable(format!(
+                    "broker {broker}: the sample is dated in the future ({at}): a clock is wrong, and a reading from the future would never go stale"
+                )));
+            }
+            out.insert(broker, (value, at));
         }
         if out.is_empty() {
             return Err(SensorError::NoData {
@@ -144,6 +157,9 @@ impl PrometheusDiskSource {
         Ok(out)
     }
 }
+
+/// How far in the future a sample may be dated (clock skew) before it counts as a fault.
+pub const FUTURE_SKEW_SECS: u64 = 60;
 
 impl DiskSensor for PrometheusDiskSource {
     async fn read_disks(&self) -> Result<Vec<BrokerDisk>, SensorError> {
