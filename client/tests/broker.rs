@@ -262,8 +262,8 @@ max_rate = 1000
         dir.join("catchup.toml"),
         format!(
             r#"
-tick = "1s"
-sensor_timeout = "5s"
+tick = "2s"
+sensor_timeout = "1900ms"
 policy = "policy.toml"
 state_dir = "state"
 [api]

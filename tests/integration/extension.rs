@@ -54,6 +54,8 @@ max_retention = "7d"
 [[groups]]
 name = "ingest"
 max_rate = 1000
+[[retention.topics]]
+name = "out"
 "#,
     )
     .expect("policy");
@@ -61,8 +63,8 @@ max_rate = 1000
         dir.join("catchup.toml"),
         format!(
             r#"
-tick = "1s"
-sensor_timeout = "5s"
+tick = "2s"
+sensor_timeout = "1900ms"
 policy = "policy.toml"
 state_dir = "state"
 [api]
@@ -90,7 +92,7 @@ async fn extension_raises_just_enough_within_the_cap_and_restores_exactly() {
         ("retention.ms", THREE_DAYS),
         ("cleanup.policy", "delete"),
     ];
-    for topic in ["events", "capped", "manual"] {
+    for topic in ["events", "capped", "manual", "out"] {
         create_topic(&b, topic, 1, &tiered).await;
     }
     create_topic(&b, "plain", 1, &[("retention.ms", THREE_DAYS)]).await;
