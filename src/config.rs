@@ -3,7 +3,7 @@
 //! The `///` comments are the reference (`docs/config.md` follows them). Every environment variable
 //! overrides the file: `CATCHUP_MODE`, `CATCHUP_TICK`, `CATCHUP_POLICY`, `CATCHUP_STATE_DIR`,
 //! `CATCHUP_API_LISTEN`, `CATCHUP_API_TOKEN` (the token itself), `CATCHUP_API_TOKEN_FILE`,
-//! `CATCHUP_API_AUTH_READS`, `CATCHUP_GATE_INSTANCES`, `CATCHUP_KAFKA_SASL_PASSWORD`.
+//! `CATCHUP_API_AUTH_READS`, `CATCHUP_GATE_INSTANCES`, `CATCHUP_KAFKA_SASL_PASSWORD`; with `[ha]`, `CATCHUP_HA_INSTANCE` names the instance.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,11 @@ pub struct RunConfig {
     /// one, which then owns retention; the others only gate. Default true.
     #[serde(default = "default_true")]
     pub retention_actions: bool,
+    /// High availability (`[ha]`, docs/ha.md): with `ha.name` set, the instances of one deployment
+    /// elect a leader through a Kafka group and only the leader reads the cluster sensors for
+    /// decisions and writes topic configs. Default: none (a single instance, as before).
+    #[serde(default)]
+    pub ha: Option<crate::ha::HaConfig>,
 }
 
 fn default_true() -> bool {
@@ -164,7 +169,7 @@ fn default_speed() -> f64 {
     1.0
 }
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "mode",
     "tick",
     "sensor_timeout",
@@ -174,6 +179,7 @@ const SECTIONS: [&str; 9] = [
     "gate",
     "cluster",
     "retention_actions",
+    "ha",
 ];
 
 impl RunConfig {
@@ -318,6 +324,15 @@ impl RunConfig {
             self.api.max_body,
             "must be at least 1KiB",
         );
+        if let Some(ha) = &self.ha {
+            ha.validate(p);
+            p.check(
+                !matches!(self.cluster, ClusterConfig::Simulator { .. }),
+                "ha.name",
+                format!("{:?}", ha.name),
+                "needs a real cluster (cluster.kind = \"kafka\" or \"msk\"): the election and the state live in Kafka; remove [ha] for the simulator",
+            );
+        }
         match &self.cluster {
             ClusterConfig::Simulator { speed, .. } => {
                 p.check(
@@ -524,5 +539,54 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("needs cluster.kind = \"msk\""), "{err}");
+    }
+
+    #[test]
+    fn the_ha_table_turns_ha_on_with_documented_defaults() {
+        let kafka = "state_dir = \"s\"\n[cluster]\nkind = \"kafka\"\n[cluster.kafka]\nbootstrap_servers = \"b:9092\"\n[cluster.disk]\nkind = \"file\"\npath = \"d.json\"\n";
+        assert_eq!(parse(kafka, &[]).unwrap().ha, None, "no [ha]: HA off");
+        let c = parse(&format!("{kafka}[ha]\nname = \"fleet\"\n"), &[]).unwrap();
+        let ha = c.ha.expect("[ha] with a name turns HA on");
+        assert_eq!(ha.group(), "__catchup-fleet");
+        assert_eq!(ha.coordination_topic(), "__catchup-fleet-coordination");
+        assert_eq!(ha.state_topic(), "__catchup-fleet-state");
+        assert_eq!(ha.session_timeout, Dur::from_secs(10));
+        let env = |k: &str| (k == "CATCHUP_HA_INSTANCE").then(|| "pod-7".to_string());
+        assert_eq!(ha.instance_id(&env), "pod-7");
+
+        let err = parse(&format!("{kafka}[ha]\nsession_timeout = \"10s\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ha: required field `name` is missing"),
+            "{err}"
+        );
+        let err = parse(
+            &format!(
+                "{kafka}[ha]\nname = \"a b\"\nstate_topic = \"mine\"\nsession_timeout = \"2s\"\n"
+            ),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("ha.name = \"a b\": must be 1 to 100 letters"),
+            "{err}"
+        );
+        assert!(
+            err.contains("ha.state_topic = \"mine\": must start with \"__catchup-\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("ha.session_timeout = 2s: must be between 6s and 5m"),
+            "{err}"
+        );
+        let err = parse(&format!("{MINIMAL}[ha]\nname = \"fleet\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ha.name = \"fleet\": needs a real cluster"),
+            "{err}"
+        );
     }
 }

@@ -28,6 +28,7 @@ use crate::units::Dur;
 
 pub mod cluster;
 pub mod controller;
+mod ha;
 pub mod reconcile;
 mod retention;
 pub mod status;

@@ -264,6 +264,7 @@ fn runtime(name: &str, cluster: Scripted) -> Runtime<Scripted> {
             speed: 1.0,
         },
         retention_actions: true,
+        ha: None,
     };
     let clock = Arc::new(ScriptClock(cluster.clone()));
     let store = Arc::new(

@@ -334,6 +334,7 @@ mod tests {
             sensor_errors: Vec::new(),
             limitations: Vec::new(),
             cluster: None,
+            ha: None,
         }
     }
 
