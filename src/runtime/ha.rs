@@ -28,7 +28,9 @@ impl<K: ClusterIo> Runtime<K> {
         let Some(ha) = &self.ha else {
             return Ok(0);
         };
-        match ha.fence().await {
+        let fenced = ha.fence().await;
+        self.ctl.metrics.ha.set(&ha.status());
+        match fenced {
             Ok(epoch) => Ok(epoch),
             Err(why) => {
                 debug!(%why, "not leading this tick");

@@ -18,6 +18,8 @@ mod deploy;
 #[cfg(feature = "external")]
 mod faults;
 #[cfg(feature = "external")]
+mod ha;
+#[cfg(feature = "external")]
 mod kafka;
 mod layout;
 #[cfg(feature = "external")]

@@ -1,0 +1,315 @@
+//! High availability on tansu (`[ha]`, docs/ha.md): three `catchup run` processes of one
+//! deployment elect exactly one leader through the Kafka group; followers serve the leader's
+//! gates; the leader killed with SIGKILL is replaced within 30 s, in a higher epoch.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use catchup_testkit::{Broker, create_topic, produce};
+use serde_json::Value;
+
+use crate::kafka::commit;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One instance: its own directory (state, log) and API port; the shared policy and config.
+struct Instance {
+    id: String,
+    child: Child,
+    port: u16,
+}
+
+impl Instance {
+    fn start(shared: &Path, id: &str) -> Instance {
+        let port = free_port();
+        let dir = shared.join(id);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_catchup"))
+            .args(["run", "--config"])
+            .arg(shared.join("catchup.toml"))
+            .env("CATCHUP_API_TOKEN", "ha-token-0123456789abc")
+            .env("CATCHUP_API_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CATCHUP_STATE_DIR", dir.join("state"))
+            .env("CATCHUP_HA_INSTANCE", id)
+            .env("CATCHUP_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("catchup run starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = dir.join("log");
+        std::thread::spawn(move || {
+            let mut out = std::fs::File::create(log).expect("log");
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes());
+            }
+        });
+        Instance {
+            id: id.to_string(),
+            child,
+            port,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Option<Value> {
+        reqwest::get(format!("http://127.0.0.1:{}{path}", self.port))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
+    async fn ha(&self) -> Value {
+        self.get("/v1/status")
+            .await
+            .map(|s| s["ha"].clone())
+            .unwrap_or_default()
+    }
+
+    /// SIGKILL: no leave-group, no flush; the broker finds out by the session timeout.
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn configure(dir: &Path, bootstrap: &str, name: &str) {
+    std::fs::create_dir_all(dir).expect("dir");
+    std::fs::write(
+        dir.join("policy.toml"),
+        r#"
+[drain]
+lag_threshold = 10
+dwell = "1s"
+[retention]
+floor = "1h"
+[[retention.topics]]
+name = "enriched"
+[[groups]]
+name = "ingest"
+max_rate = 1000
+"#,
+    )
+    .expect("policy");
+    // 96% disk: the leader pauses the group, so a follower serving the leader's gate is visible.
+    std::fs::write(
+        dir.join("disk.json"),
+        r#"{"brokers": [{"broker": 1, "used_bytes": 960, "capacity_bytes": 1000, "copy_lag_bytes": 0}]}"#,
+    )
+    .expect("disk");
+    std::fs::write(
+        dir.join("catchup.toml"),
+        format!(
+            r#"
+tick = "1s"
+sensor_timeout = "5s"
+policy = "policy.toml"
+state_dir = "unused"
+[cluster]
+kind = "kafka"
+[cluster.kafka]
+bootstrap_servers = "{bootstrap}"
+[cluster.disk]
+kind = "file"
+path = "disk.json"
+[ha]
+name = "{name}"
+session_timeout = "6s"
+"#
+        ),
+    )
+    .expect("config");
+}
+
+/// Keeps the disk file fresh (its modification time is the sample time).
+fn touch_disk(dir: &Path) {
+    let text = std::fs::read_to_string(dir.join("disk.json")).expect("disk");
+    std::fs::write(dir.join("disk.json"), text).expect("disk");
+}
+
+/// The leaders among `instances` as their statuses say, with the epochs.
+async fn leaders(instances: &[Instance]) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for i in instances {
+        let ha = i.ha().await;
+        if ha["role"] == "leader" {
+            out.push((i.id.clone(), ha["epoch"].as_u64().unwrap_or(0)));
+        }
+    }
+    out
+}
+
+/// Polls `f` every 100 ms until it answers `Some` or `limit` passes.
+async fn poll<T>(limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("catchup-ha-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn logs(dir: &Path, instances: &[&str]) -> String {
+    instances
+        .iter()
+        .map(|i| {
+            let log = std::fs::read_to_string(dir.join(i).join("log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            format!(
+                "--- {i}:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_elect_one_leader_followers_serve_its_gate_and_a_killed_leader_is_replaced()
+{
+    let broker = Broker::start("ha-three");
+    let b = broker.bootstrap.clone();
+    create_topic(&b, "events", 1, &[]).await;
+    produce(&b, "events", &[50]).await;
+    commit(&b, "ingest", "events", &[(0, 10)]);
+    let dir = fresh_dir("three");
+    configure(&dir, &b, "fleet");
+    let ids = ["i0", "i1", "i2"];
+    let mut instances: Vec<Instance> = ids.iter().map(|id| Instance::start(&dir, id)).collect();
+    let toucher = {
+        let dir = dir.clone();
+        tokio::spawn(async move {
+            loop {
+                touch_disk(&dir);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+
+    // Exactly one leader, every instance agreeing on it, three members each.
+    let settled = poll(Duration::from_secs(60), async || {
+        let l = leaders(&instances).await;
+        if l.len() != 1 {
+            return None;
+        }
+        for i in &instances {
+            let ha = i.ha().await;
+            if ha["leader"] != l[0].0.as_str() || ha["members"] != 3 {
+                return None;
+            }
+        }
+        Some(l[0].clone())
+    })
+    .await;
+    let Some((leader, epoch)) = settled else {
+        panic!(
+            "exactly one leader agreed by all three with 3 members; statuses: {:?}\n{}",
+            futures_statuses(&instances).await,
+            logs(&dir, &ids)
+        );
+    };
+    assert!(epoch >= 1, "epochs start at 1");
+    // Stable: still exactly that one leader a few seconds later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(leaders(&instances).await, vec![(leader.clone(), epoch)]);
+
+    // Followers serve the leader's gate (the same decision, the same expiry).
+    let gate = async |i: &Instance| i.get("/v1/gates/ingest").await.unwrap_or_default();
+    let li = instances
+        .iter()
+        .position(|i| i.id == leader)
+        .expect("leader");
+    let served = poll(Duration::from_secs(15), async || {
+        let lg = gate(&instances[li]).await;
+        if lg["state"] == Value::Null || lg["state"] == "open" {
+            return None;
+        }
+        for (n, i) in instances.iter().enumerate() {
+            if n != li {
+                let g = gate(i).await;
+                if g["state"] != lg["state"] || g["reasons"] != lg["reasons"] {
+                    return None;
+                }
+            }
+        }
+        Some(lg)
+    })
+    .await;
+    assert!(
+        served.is_some(),
+        "every follower serves the leader's non-open gate; leader {:#}, followers {:#} {:#}",
+        gate(&instances[li]).await,
+        gate(&instances[(li + 1) % 3]).await,
+        gate(&instances[(li + 2) % 3]).await,
+    );
+
+    // kill -9 the leader: a new one, in a higher epoch, within 30 s.
+    let killed_at = Instant::now();
+    instances[li].kill9();
+    let survivors: Vec<Instance> = {
+        let mut all = std::mem::take(&mut instances);
+        drop(all.remove(li));
+        all
+    };
+    let next = poll(Duration::from_secs(30), async || {
+        let l = leaders(&survivors).await;
+        (l.len() == 1 && l[0].1 > epoch).then(|| l[0].clone())
+    })
+    .await;
+    let took = killed_at.elapsed();
+    let Some((new_leader, new_epoch)) = next else {
+        panic!(
+            "a new leader within 30 s of kill -9; statuses: {:?}\n{}",
+            futures_statuses(&survivors).await,
+            logs(&dir, &ids)
+        );
+    };
+    assert_ne!(new_leader, leader);
+    assert!(new_epoch > epoch);
+    eprintln!(
+        "failover: {leader} (epoch {epoch}) killed; {new_leader} leads in epoch {new_epoch} after {took:?}"
+    );
+    // Members drop to 2 once the dead one's heartbeats are older than the session.
+    let two = poll(Duration::from_secs(20), async || {
+        for i in &survivors {
+            if i.ha().await["members"] != 2 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert!(two.is_some(), "{:?}", futures_statuses(&survivors).await);
+    toucher.abort();
+}
+
+async fn futures_statuses(instances: &[Instance]) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for i in instances {
+        out.push((i.id.clone(), i.ha().await));
+    }
+    out
+}
