@@ -16,10 +16,11 @@ use tracing::{info, warn};
 
 use super::HaConfig;
 use super::election::{Election, ElectionConfig};
-use super::state::{Claim, Heartbeat, Record, SharedDecision, StateView};
+use super::state::{Claim, Heartbeat, OVERRIDES_PREFIX, Record, SharedDecision, StateView};
 use super::state_topic::{self, StateTopic, StateTopicError, StateWriter};
 use crate::clock::Clock;
 use crate::kafka::Connection;
+use crate::policy::Override;
 use catchup_proto::status::{HaRole, HaStatus};
 
 /// A running HA member. Dropping it leaves the election group and stops the background task.
@@ -29,6 +30,8 @@ pub struct Ha {
 }
 
 struct Shared {
+    /// The overrides list last written under `overrides/ME` (to write only changes).
+    published_overrides: Mutex<Option<String>>,
     me: String,
     session: Duration,
     clock: Arc<dyn Clock>,
@@ -85,6 +88,7 @@ impl Ha {
             ..HaStatus::default()
         });
         let shared = Arc::new(Shared {
+            published_overrides: Mutex::new(None),
             me: instance,
             session,
             clock,
@@ -158,6 +162,63 @@ impl Ha {
             .view
             .decision
             .clone()
+    }
+
+    /// Reads the state topic to its end now (the fast path of fleet-wide overrides).
+    pub async fn refresh(&self) -> Result<(), StateTopicError> {
+        read_to_end(&self.shared).await.map(|_| ())
+    }
+
+    /// Writes this instance's overrides in force under `overrides/ME`, when they changed since the
+    /// last write: every instance reads every instance's list ([`Ha::fleet_overrides`]), so a
+    /// pause sent to any instance takes effect fleet-wide.
+    pub async fn publish_overrides(&self, list: &[Override]) -> Result<(), StateTopicError> {
+        let s = &self.shared;
+        let value = serde_json::to_value(list).unwrap_or_default();
+        let text = value.to_string();
+        let unchanged = s
+            .published_overrides
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_deref()
+            == Some(text.as_str());
+        if unchanged {
+            return Ok(());
+        }
+        let record = Record::Other {
+            key: format!("{OVERRIDES_PREFIX}{}", s.me),
+            value: Some(value),
+        };
+        s.writer.write(&record, s.session).await?;
+        *s.published_overrides
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(text);
+        Ok(())
+    }
+
+    /// Every instance's overrides in force at `now`, as read from the state topic (this
+    /// instance's own included once written), without duplicates.
+    pub fn fleet_overrides(&self, now: crate::units::Timestamp) -> Vec<Override> {
+        let reader = self
+            .shared
+            .reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<Override> = Vec::new();
+        for (key, value) in &reader.view.other {
+            if !key.starts_with(OVERRIDES_PREFIX) {
+                continue;
+            }
+            let Ok(list) = serde_json::from_value::<Vec<Override>>(value.clone()) else {
+                continue;
+            };
+            for o in list {
+                if now < o.expires_at && !out.contains(&o) {
+                    out.push(o);
+                }
+            }
+        }
+        out
     }
 
     /// Writes the leader's decision for followers (only in its own epoch).

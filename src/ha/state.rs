@@ -7,8 +7,9 @@
 //! - `member/ID`: an instance's heartbeat `{instance, at}`, written every few seconds; the live
 //!   members are those heard within the session timeout;
 //! - `decision`: the leader's latest gates, for followers to serve (`{epoch, at, groups}`);
-//! - `mode`, `override/ID`, `journal/TOPIC`: shared operator state and the retention journal (the
-//!   keys are reserved; docs/ha.md says which are wired).
+//! - `overrides/ID`: the overrides in force made on instance ID (every instance applies the union);
+//! - `mode`, `journal/TOPIC`: reserved for the shared mode and the retention journal (not wired
+//!   yet; docs/ha.md).
 //!
 //! The fencing rule ([`StateView::may_act`]): an instance acts only in its own epoch, and only when
 //! the newest claim in the topic, read to its end, is its own. The topic has one partition, so its
@@ -76,6 +77,9 @@ pub enum Record {
 pub const EPOCH_KEY: &str = "epoch";
 /// Key of the shared decision.
 pub const DECISION_KEY: &str = "decision";
+/// Prefix of each instance's overrides list (`overrides/ID`: the overrides in force that were
+/// made on that instance).
+pub const OVERRIDES_PREFIX: &str = "overrides/";
 /// Prefix of heartbeat keys.
 pub const MEMBER_PREFIX: &str = "member/";
 

@@ -18,8 +18,9 @@ use super::reconcile::Action;
 use super::tick::Runtime;
 use super::{ClusterIo, status};
 use crate::ha::RETENTION_OFF;
-use crate::policy::GroupDecision;
+use crate::policy::{Gate, GroupDecision, OverrideAction};
 use crate::sensors::Limitation;
+use crate::units::Timestamp;
 
 impl<K: ClusterIo> Runtime<K> {
     /// `Ok(epoch)` when this instance may decide and act this tick (always without HA, epoch 0);
@@ -91,6 +92,69 @@ impl<K: ClusterIo> Runtime<K> {
         }
     }
 
+    /// The overrides the engine applies: without HA this instance's; with HA every instance's
+    /// (a pause sent to any instance takes effect fleet-wide).
+    pub(super) fn overrides_in_force(&self) -> Vec<crate::policy::Override> {
+        match &self.ha {
+            None => self.ctl.active_overrides(),
+            Some(ha) => {
+                let now = self.ctl.clock.now();
+                let mut all = ha.fleet_overrides(now);
+                for o in self.ctl.active_overrides() {
+                    if !all.contains(&o) {
+                        all.push(o);
+                    }
+                }
+                all
+            }
+        }
+    }
+
+    /// The HA fast path, every 250 ms: writes this instance's overrides when they changed, reads
+    /// the state topic to its end, and applies every instance's pause and resume overrides to
+    /// this instance's gates at once (the leader's next decision carries them too).
+    pub(super) async fn sync_ha(&mut self) {
+        let Some(ha) = self.ha.clone() else { return };
+        if let Err(e) = ha.publish_overrides(&self.ctl.active_overrides()).await {
+            warn!(error = %e, "could not share this instance's overrides");
+        }
+        if let Err(e) = ha.refresh().await {
+            debug!(error = %e, "state topic not read to its end");
+            return;
+        }
+        let now = self.ctl.clock.now();
+        let overrides = self.overrides_in_force();
+        for group in self.ctl.policy.group_names() {
+            let forced = overrides
+                .iter()
+                .filter(|o| o.covers_group(&group, now))
+                .max_by_key(|o| o.created_at);
+            let gate = match forced.map(|o| (&o.action, o)) {
+                Some((OverrideAction::Pause, o)) => (Gate::Paused, o),
+                Some((OverrideAction::Resume, o)) => (Gate::Open, o),
+                _ => continue,
+            };
+            let Ok(view) = self.ctl.gates.view(&group) else {
+                continue;
+            };
+            if view.state == gate.0.state() {
+                continue;
+            }
+            let ttl = self.ctl.policy.throttle.decision_ttl;
+            let expires = view.expires_at.max(Timestamp(now.0 + ttl.0 as i64));
+            let reason = format!(
+                "override {} by {}: {}",
+                gate.1.id, gate.1.actor, gate.1.reason
+            );
+            let _ = self.ctl.gates.publish_gate(
+                &group,
+                &gate.0,
+                self.ctl.clock.to_wall(expires),
+                &[reason],
+            );
+        }
+    }
+
     /// A follower's tick: serve the leader's newest shared gates (each expires as the leader set
     /// it, after which the gate falls back like the client library: hold, then ramp), and show
     /// the HA status.
@@ -116,6 +180,8 @@ impl<K: ClusterIo> Runtime<K> {
                 served = true;
             }
         }
+        // Overrides made on any instance win over the shared decision until the leader's next.
+        self.sync_ha().await;
         if served && !self.ctl.ready.swap(true, Ordering::Relaxed) {
             self.ctl.metrics.ready.set(1);
         }

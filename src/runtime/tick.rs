@@ -75,9 +75,12 @@ impl<K: ClusterIo> Runtime<K> {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         let ctl = self.ctl.clone();
+        let mut ha_sync = tokio::time::interval(Duration::from_millis(250));
+        ha_sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
+                _ = ha_sync.tick(), if self.ha.is_some() => self.sync_ha().await,
                 _ = interval.tick() => {
                     // A shutdown during the tick stops it between writes, not after all of them.
                     let tick = self.tick();
@@ -174,7 +177,7 @@ impl<K: ClusterIo> Runtime<K> {
             }
             let share_alert = self.share_by_membership().await;
             self.share_by_ha();
-            let overrides = self.ctl.active_overrides();
+            let overrides = self.overrides_in_force();
             let (mut decision, state) =
                 decide(&obs, &self.ctl.policy, &self.state, &overrides, now);
             decision.alerts.extend(share_alert);
