@@ -500,6 +500,47 @@ async fn a_pause_sent_to_a_follower_reaches_every_gate_within_two_seconds() {
     toucher.abort();
 }
 
+/// What tansu does with a transactional producer (docs/tansu.md, docs/ha.md): a second producer
+/// with the same `transactional.id` should fence the first (its next commit fails), as on Kafka.
+/// Prints what happened; asserts only that the probe ran to an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a probe of the broker, not of catchup: run by hand"]
+async fn tansu_transactional_id_fencing_probe() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let broker = Broker::start("ha-txn");
+    let b = broker.bootstrap.clone();
+    create_topic(&b, "txn", 1, &[]).await;
+    let make = || -> BaseProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("transactional.id", "catchup-probe")
+            .set("transaction.timeout.ms", "10000")
+            .create()
+            .expect("producer")
+    };
+    let t = Duration::from_secs(15);
+    let first = make();
+    let init1 = first.init_transactions(t);
+    eprintln!("first init_transactions: {init1:?}");
+    if init1.is_err() {
+        return;
+    }
+    eprintln!("first begin: {:?}", first.begin_transaction());
+    let _ = first.send(BaseRecord::to("txn").key("k").payload("one"));
+    let second = make();
+    eprintln!(
+        "second init_transactions: {:?}",
+        second.init_transactions(t)
+    );
+    let _ = first.send(BaseRecord::to("txn").key("k").payload("two"));
+    let _ = first.flush(t);
+    eprintln!(
+        "first commit after being fenced: {:?}",
+        first.commit_transaction(t)
+    );
+}
+
 async fn futures_statuses(instances: &[Instance]) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for i in instances {
