@@ -33,7 +33,10 @@ pub struct RunConfig {
     /// Policy file (relative paths are relative to this config file). Default: built-in defaults.
     #[serde(default)]
     pub policy: Option<PathBuf>,
-    /// Where state, overrides and the audit log are kept. Required.
+    /// Where state, overrides and the audit log are kept. Required, except with `[ha]`, where it
+    /// defaults to `catchup-INSTANCE` under the system's temporary directory (the shared state
+    /// lives in the HA state topic).
+    #[serde(default)]
     pub state_dir: PathBuf,
     /// The HTTP API.
     #[serde(default)]
@@ -201,6 +204,19 @@ impl RunConfig {
             config_file::deserialize_at::<RunConfig>(toml::Value::Table(known), "", &mut problems);
         if let Some(c) = &mut config {
             c.apply_env(env, &mut problems);
+            if c.state_dir.as_os_str().is_empty() {
+                match &c.ha {
+                    Some(ha) => {
+                        c.state_dir = std::env::temp_dir()
+                            .join(format!("catchup-{}", ha.instance_id(env)))
+                    }
+                    None => problems.0.push(Problem {
+                        path: "state_dir".into(),
+                        value: None,
+                        message: "required field `state_dir` is missing; add it (it is optional only with [ha])".into(),
+                    }),
+                }
+            }
             c.resolve(file.parent().unwrap_or(Path::new(".")));
             c.validate(&mut problems);
         }
@@ -553,6 +569,23 @@ mod tests {
         assert_eq!(ha.session_timeout, Dur::from_secs(10));
         let env = |k: &str| (k == "CATCHUP_HA_INSTANCE").then(|| "pod-7".to_string());
         assert_eq!(ha.instance_id(&env), "pod-7");
+        assert_eq!(
+            c.state_dir,
+            PathBuf::from("/etc/catchup/s"),
+            "a state_dir given is kept"
+        );
+        let no_dir = kafka.replace("state_dir = \"s\"\n", "");
+        let err = parse(&no_dir, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("state_dir: required field `state_dir` is missing"),
+            "{err}"
+        );
+        let c = parse(
+            &format!("{no_dir}[ha]\nname = \"fleet\"\n"),
+            &[("CATCHUP_HA_INSTANCE", "pod-3")],
+        )
+        .unwrap();
+        assert_eq!(c.state_dir, std::env::temp_dir().join("catchup-pod-3"));
 
         let err = parse(&format!("{kafka}[ha]\nsession_timeout = \"10s\"\n"), &[])
             .unwrap_err()
