@@ -18,6 +18,7 @@ use super::reconcile::Action;
 use super::tick::Runtime;
 use super::{ClusterIo, status};
 use crate::ha::RETENTION_OFF;
+use crate::ha::state::SharedDecision;
 use crate::policy::{Gate, GroupDecision, OverrideAction};
 use crate::sensors::Limitation;
 use crate::units::Timestamp;
@@ -155,31 +156,36 @@ impl<K: ClusterIo> Runtime<K> {
         }
     }
 
+    /// Publishes the leader's shared gates on this instance's gates, each at `rate / members`;
+    /// whether any was served.
+    pub(super) fn serve_shared(&self, shared: Option<SharedDecision>, members: u32) -> bool {
+        let mut served = false;
+        for (group, value) in shared.map(|s| s.groups).unwrap_or_default() {
+            let Ok(d) = serde_json::from_value::<GroupDecision>(value) else {
+                warn!(group, "a shared gate this version cannot read");
+                continue;
+            };
+            let _ = self.ctl.gates.set_share(&group, Some(members));
+            if let Err(e) = self
+                .ctl
+                .gates
+                .publish_gate(&group, &d.gate, d.expires_at, &d.reasons)
+            {
+                warn!(group, error = %e, "shared gate not registered");
+                continue;
+            }
+            let _ = self.ctl.gates.set_fallback(&group, self.fallback(&group));
+            served = true;
+        }
+        served
+    }
+
     /// A follower's tick: serve the leader's newest shared gates (each expires as the leader set
     /// it, after which the gate falls back like the client library: hold, then ramp), and show
     /// the HA status.
     pub(super) async fn follow(&mut self) {
         let Some(ha) = self.ha.clone() else { return };
-        let members = ha.status().members;
-        let mut served = false;
-        if let Some(shared) = ha.shared_decision() {
-            for (group, value) in shared.groups {
-                let Ok(d) = serde_json::from_value::<GroupDecision>(value) else {
-                    continue;
-                };
-                let _ = self.ctl.gates.set_share(&group, Some(members));
-                if let Err(e) =
-                    self.ctl
-                        .gates
-                        .publish_gate(&group, &d.gate, d.expires_at, &d.reasons)
-                {
-                    warn!(group, error = %e, "shared gate not registered");
-                    continue;
-                }
-                let _ = self.ctl.gates.set_fallback(&group, self.fallback(&group));
-                served = true;
-            }
-        }
+        let served = self.serve_shared(ha.shared_decision(), ha.status().members);
         // Overrides made on any instance win over the shared decision until the leader's next.
         self.sync_ha().await;
         if served && !self.ctl.ready.swap(true, Ordering::Relaxed) {
@@ -195,5 +201,65 @@ impl<K: ClusterIo> Runtime<K> {
         st.observation = None;
         st.decision = None;
         st.limitations = self.ha_limitation().into_iter().collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ha::state::SharedDecision;
+    use crate::policy::{Gate, GateState, GroupDecision, Origin, RateUnit};
+    use crate::units::Timestamp;
+
+    fn shared(gate: Gate) -> serde_json::Value {
+        serde_json::to_value(GroupDecision {
+            gate,
+            reasons: vec!["leader says so".into()],
+            expires_at: Timestamp(9_000_000),
+            origin: Origin::Auto,
+            lag: None,
+            consume_rate: None,
+            produce_rate: None,
+            drain_eta_secs: None,
+            time_lag_secs: None,
+            input: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_follower_serves_the_leader_s_gates_at_rate_over_live_members() {
+        let rt = super::super::tests::runtime("ha-follow", Default::default());
+        let decision = SharedDecision {
+            epoch: 4,
+            leader: "i0".into(),
+            at: Timestamp(1),
+            groups: [
+                (
+                    "billing".to_string(),
+                    shared(Gate::Throttled {
+                        rate: 300.0,
+                        burst: 300.0,
+                        unit: RateUnit::Records,
+                    }),
+                ),
+                ("audit".to_string(), shared(Gate::Paused)),
+            ]
+            .into(),
+        };
+        assert!(
+            !rt.serve_shared(None, 3),
+            "nothing shared yet: nothing served"
+        );
+        assert!(rt.serve_shared(Some(decision), 3));
+        let billing = rt.ctl.gates.view("billing").unwrap();
+        assert_eq!(billing.state, GateState::Throttled);
+        assert_eq!(billing.rate, Some(100.0), "300/s shared by 3 live members");
+        assert_eq!(
+            billing.expires_at,
+            Timestamp(9_000_000),
+            "the leader's expiry"
+        );
+        assert_eq!(billing.reasons, vec!["leader says so".to_string()]);
+        assert_eq!(rt.ctl.gates.view("audit").unwrap().state, GateState::Paused);
     }
 }
