@@ -166,10 +166,31 @@ impl<K: ClusterIo> Runtime<K> {
                 continue;
             };
             let _ = self.ctl.gates.set_share(&group, Some(members));
+            let now = self.ctl.clock.to_wall(self.ctl.clock.now());
+            let (gate, expires_at, reasons) = if now <= d.expires_at {
+                (d.gate, d.expires_at, d.reasons)
+            } else {
+                // No leader has renewed the decision: the fallback, served fresh so that clients
+                // do not apply it a second time on top.
+                let expired = (now.0 - d.expires_at.0) as f64 / 1000.0;
+                let gate = fallback_gate(
+                    &d.gate,
+                    expired,
+                    &self.fallback(&group),
+                    &self.ctl.policy,
+                    &group,
+                );
+                let why = format!(
+                    "no leader has renewed the decision for {:.0}s past its expiry: fallback (hold, then ramp), as the client library does",
+                    expired
+                );
+                let tick = self.ctl.config.tick.0 as i64;
+                (gate, Timestamp(now.0 + 2 * tick), vec![why])
+            };
             if let Err(e) = self
                 .ctl
                 .gates
-                .publish_gate(&group, &d.gate, d.expires_at, &d.reasons)
+                .publish_gate(&group, &gate, expires_at, &reasons)
             {
                 warn!(group, error = %e, "shared gate not registered");
                 continue;
@@ -201,6 +222,52 @@ impl<K: ClusterIo> Runtime<K> {
         st.observation = None;
         st.decision = None;
         st.limitations = self.ha_limitation().into_iter().collect();
+    }
+}
+
+/// The gate once the leader's `decided` gate expired `expired` seconds ago: the client library's
+/// fallback (`catchup_client::effective`, kept the same): the decision held for `hold_secs`, then
+/// the rate from the larger of the throttled rate and the minimum, doubling every `ramp_secs`,
+/// open once it passes ten times the minimum. Rates are the group's (before the members' share).
+pub(super) fn fallback_gate(
+    decided: &Gate,
+    expired: f64,
+    hint: &crate::actuators::gate::FallbackHint,
+    policy: &crate::policy::Policy,
+    group: &str,
+) -> Gate {
+    let hold = if hint.hold_secs > 0.0 {
+        hint.hold_secs
+    } else {
+        900.0
+    };
+    let ramp = if hint.ramp_secs > 0.0 {
+        hint.ramp_secs
+    } else {
+        300.0
+    };
+    if expired <= hold || *decided == Gate::Open {
+        return decided.clone();
+    }
+    let g = policy.groups.iter().find(|g| g.name == group);
+    let Some(min) = hint.min_rate.filter(|m| *m > 0.0) else {
+        // No minimum known: nothing to ramp from; the client library would use its own.
+        return decided.clone();
+    };
+    let start = match decided {
+        Gate::Throttled { rate, .. } => rate.max(min),
+        _ => min,
+    };
+    let doublings = ((expired - hold) / ramp).floor();
+    let rate = start * 2f64.powf(doublings.min(30.0));
+    if rate >= min * 10.0 {
+        return Gate::Open;
+    }
+    let unit = g.map(|g| g.unit).unwrap_or_default();
+    Gate::Throttled {
+        rate,
+        burst: (rate * policy.throttle.burst.secs_f64()).max(1.0),
+        unit,
     }
 }
 
@@ -261,5 +328,47 @@ mod tests {
         );
         assert_eq!(billing.reasons, vec!["leader says so".to_string()]);
         assert_eq!(rt.ctl.gates.view("audit").unwrap().state, GateState::Paused);
+    }
+
+    #[test]
+    fn without_a_leader_past_the_decision_s_expiry_followers_hold_then_ramp() {
+        use crate::actuators::gate::FallbackHint;
+        let policy = crate::policy::Policy::default();
+        let hint = FallbackHint {
+            hold_secs: 900.0,
+            ramp_secs: 300.0,
+            min_rate: Some(10.0),
+        };
+        let f =
+            |gate: &Gate, expired: f64| super::fallback_gate(gate, expired, &hint, &policy, "g");
+        assert_eq!(
+            f(&Gate::Paused, 10.0),
+            Gate::Paused,
+            "held within fallback_hold"
+        );
+        assert_eq!(f(&Gate::Paused, 899.0), Gate::Paused);
+        let rate = |g: Gate| match g {
+            Gate::Throttled { rate, .. } => rate,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(rate(f(&Gate::Paused, 901.0)), 10.0, "then the minimum");
+        assert_eq!(rate(f(&Gate::Paused, 1201.0)), 20.0, "doubling every ramp");
+        assert_eq!(rate(f(&Gate::Paused, 1501.0)), 40.0);
+        assert_eq!(
+            f(&Gate::Paused, 900.0 + 4.0 * 300.0 + 1.0),
+            Gate::Open,
+            "open at 10x"
+        );
+        let throttled = Gate::Throttled {
+            rate: 25.0,
+            burst: 25.0,
+            unit: RateUnit::Records,
+        };
+        assert_eq!(
+            rate(f(&throttled, 901.0)),
+            25.0,
+            "from the throttled rate if higher"
+        );
+        assert_eq!(f(&Gate::Open, 5000.0), Gate::Open);
     }
 }
