@@ -114,14 +114,27 @@ impl<K: ClusterIo> Runtime<K> {
     /// The HA fast path, every 250 ms: writes this instance's overrides when they changed, reads
     /// the state topic to its end, and applies every instance's pause and resume overrides to
     /// this instance's gates at once (the leader's next decision carries them too).
-    pub(super) async fn sync_ha(&mut self) {
-        let Some(ha) = self.ha.clone() else { return };
+    /// Answers whether this instance has just become the leader (its status still says follower),
+    /// so the loop ticks at once.
+    pub(super) async fn sync_ha(&mut self) -> bool {
+        let Some(ha) = self.ha.clone() else {
+            return false;
+        };
+        let shown_leading = self
+            .ctl
+            .status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .ha
+            .as_ref()
+            .is_some_and(|h| h.role == catchup_proto::status::HaRole::Leader);
+        let became_leader = ha.leads() && !shown_leading;
         if let Err(e) = ha.publish_overrides(&self.ctl.active_overrides()).await {
             warn!(error = %e, "could not share this instance's overrides");
         }
         if let Err(e) = ha.refresh().await {
             debug!(error = %e, "state topic not read to its end");
-            return;
+            return became_leader;
         }
         let now = self.ctl.clock.now();
         let overrides = self.overrides_in_force();
@@ -154,6 +167,7 @@ impl<K: ClusterIo> Runtime<K> {
                 &[reason],
             );
         }
+        became_leader
     }
 
     /// Publishes the leader's shared gates on this instance's gates, each at `rate / members`;
@@ -208,7 +222,7 @@ impl<K: ClusterIo> Runtime<K> {
         let Some(ha) = self.ha.clone() else { return };
         let served = self.serve_shared(ha.shared_decision(), ha.status().members);
         // Overrides made on any instance win over the shared decision until the leader's next.
-        self.sync_ha().await;
+        let _ = self.sync_ha().await;
         if served && !self.ctl.ready.swap(true, Ordering::Relaxed) {
             self.ctl.metrics.ready.set(1);
         }

@@ -80,7 +80,12 @@ impl<K: ClusterIo> Runtime<K> {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = ha_sync.tick(), if self.ha.is_some() => self.sync_ha().await,
+                _ = ha_sync.tick(), if self.ha.is_some() => {
+                    // A new leader decides at once, not a whole tick later.
+                    if self.sync_ha().await {
+                        self.tick().await;
+                    }
+                }
                 _ = interval.tick() => {
                     // A shutdown during the tick stops it between writes, not after all of them.
                     let tick = self.tick();
