@@ -4,7 +4,7 @@
 //! overrides the file: `CATCHUP_MODE`, `CATCHUP_TICK`, `CATCHUP_POLICY`, `CATCHUP_STATE_DIR`,
 //! `CATCHUP_API_LISTEN`, `CATCHUP_API_TOKEN` (the token itself), `CATCHUP_API_TOKEN_FILE`,
 //! `CATCHUP_CONSUMER_TOKEN` (the consumer token), `CATCHUP_CONSUMER_TOKEN_FILE`,
-//! `CATCHUP_API_AUTH_READS`, `CATCHUP_GATE_INSTANCES`, `CATCHUP_KAFKA_SASL_PASSWORD`.
+//! `CATCHUP_API_AUTH_READS`, `CATCHUP_GATE_INSTANCES`, `CATCHUP_KAFKA_SASL_PASSWORD`; with `[ha]`, `CATCHUP_HA_INSTANCE` names the instance.
 
 use std::path::{Path, PathBuf};
 
@@ -37,7 +37,10 @@ pub struct RunConfig {
     /// Policy file (relative paths are relative to this config file). Default: built-in defaults.
     #[serde(default)]
     pub policy: Option<PathBuf>,
-    /// Where state, overrides and the audit log are kept. Required.
+    /// Where state, overrides and the audit log are kept. Required, except with `[ha]`, where it
+    /// defaults to `catchup-INSTANCE` under the system's temporary directory (the shared state
+    /// lives in the HA state topic).
+    #[serde(default)]
     pub state_dir: PathBuf,
     /// The HTTP API.
     #[serde(default)]
@@ -52,6 +55,11 @@ pub struct RunConfig {
     /// one, which then owns retention; the others only gate. Default true.
     #[serde(default = "default_true")]
     pub retention_actions: bool,
+    /// High availability (`[ha]`, docs/ha.md): with `ha.name` set, the instances of one deployment
+    /// elect a leader through a Kafka group and only the leader reads the cluster sensors for
+    /// decisions and writes topic configs. Default: none (a single instance, as before).
+    #[serde(default)]
+    pub ha: Option<crate::ha::HaConfig>,
 }
 
 fn default_true() -> bool {
@@ -141,7 +149,7 @@ fn default_speed() -> f64 {
     1.0
 }
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "mode",
     "tick",
     "sensor_timeout",
@@ -151,6 +159,7 @@ const SECTIONS: [&str; 9] = [
     "gate",
     "cluster",
     "retention_actions",
+    "ha",
 ];
 
 impl RunConfig {
@@ -172,6 +181,19 @@ impl RunConfig {
             config_file::deserialize_at::<RunConfig>(toml::Value::Table(known), "", &mut problems);
         if let Some(c) = &mut config {
             c.apply_env(env, &mut problems);
+            if c.state_dir.as_os_str().is_empty() {
+                match &c.ha {
+                    Some(ha) => {
+                        c.state_dir = std::env::temp_dir()
+                            .join(format!("catchup-{}", ha.instance_id(env)))
+                    }
+                    None => problems.0.push(Problem {
+                        path: "state_dir".into(),
+                        value: None,
+                        message: "required field `state_dir` is missing; add it (it is optional only with [ha])".into(),
+                    }),
+                }
+            }
             c.resolve(file.parent().unwrap_or(Path::new(".")));
             c.validate(&mut problems);
         }
@@ -302,6 +324,15 @@ impl RunConfig {
             "must be between 1 and 10000",
         );
         self.api.validate(p);
+        if let Some(ha) = &self.ha {
+            ha.validate(p);
+            p.check(
+                !matches!(self.cluster, ClusterConfig::Simulator { .. }),
+                "ha.name",
+                format!("{:?}", ha.name),
+                "needs a real cluster (cluster.kind = \"kafka\" or \"msk\"): the election and the state live in Kafka; remove [ha] for the simulator",
+            );
+        }
         match &self.cluster {
             ClusterConfig::Simulator { speed, .. } => {
                 p.check(
@@ -490,5 +521,71 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("needs cluster.kind = \"msk\""), "{err}");
+    }
+
+    #[test]
+    fn the_ha_table_turns_ha_on_with_documented_defaults() {
+        let kafka = "state_dir = \"s\"\n[cluster]\nkind = \"kafka\"\n[cluster.kafka]\nbootstrap_servers = \"b:9092\"\n[cluster.disk]\nkind = \"file\"\npath = \"d.json\"\n";
+        assert_eq!(parse(kafka, &[]).unwrap().ha, None, "no [ha]: HA off");
+        let c = parse(&format!("{kafka}[ha]\nname = \"fleet\"\n"), &[]).unwrap();
+        let ha = c.ha.expect("[ha] with a name turns HA on");
+        assert_eq!(ha.group(), "__catchup-fleet");
+        assert_eq!(ha.coordination_topic(), "__catchup-fleet-coordination");
+        assert_eq!(ha.state_topic(), "__catchup-fleet-state");
+        assert_eq!(ha.session_timeout, Dur::from_secs(10));
+        let env = |k: &str| (k == "CATCHUP_HA_INSTANCE").then(|| "pod-7".to_string());
+        assert_eq!(ha.instance_id(&env), "pod-7");
+        assert_eq!(
+            c.state_dir,
+            PathBuf::from("/etc/catchup/s"),
+            "a state_dir given is kept"
+        );
+        let no_dir = kafka.replace("state_dir = \"s\"\n", "");
+        let err = parse(&no_dir, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("state_dir: required field `state_dir` is missing"),
+            "{err}"
+        );
+        let c = parse(
+            &format!("{no_dir}[ha]\nname = \"fleet\"\n"),
+            &[("CATCHUP_HA_INSTANCE", "pod-3")],
+        )
+        .unwrap();
+        assert_eq!(c.state_dir, std::env::temp_dir().join("catchup-pod-3"));
+
+        let err = parse(&format!("{kafka}[ha]\nsession_timeout = \"10s\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ha: required field `name` is missing"),
+            "{err}"
+        );
+        let err = parse(
+            &format!(
+                "{kafka}[ha]\nname = \"a b\"\nstate_topic = \"mine\"\nsession_timeout = \"2s\"\n"
+            ),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("ha.name = \"a b\": must be 1 to 100 letters"),
+            "{err}"
+        );
+        assert!(
+            err.contains("ha.state_topic = \"mine\": must start with \"__catchup-\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("ha.session_timeout = 2s: must be between 6s and 5m"),
+            "{err}"
+        );
+        let err = parse(&format!("{MINIMAL}[ha]\nname = \"fleet\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ha.name = \"fleet\": needs a real cluster"),
+            "{err}"
+        );
     }
 }

@@ -47,6 +47,7 @@ pub mod blocking;
 pub mod clock;
 pub mod config;
 pub mod config_file;
+pub mod ha;
 pub mod kafka;
 pub mod metrics;
 pub mod policy;

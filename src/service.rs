@@ -115,7 +115,7 @@ pub async fn run(
                 clock: live.clock.clone(),
                 wall_tick,
             };
-            let result = serve(config, policy, tokens, banner, driven, store).await;
+            let result = serve(config, policy, tokens, banner, driven, store, None).await;
             driver.abort();
             result
         }
@@ -126,17 +126,40 @@ pub async fn run(
             // Rediscovery runs as long as the service does.
             let _rediscovery = watch.map(|w| AbortOnDrop(tokio::spawn(w.run())));
             let wall_tick = Duration::from_millis(config.tick.0);
+            let ha = start_ha(&config, &cluster).await?;
             let driven = Driven {
                 cluster,
                 clock: Arc::new(WallClock),
                 wall_tick,
             };
-            serve(config, policy, tokens, banner, driven, store).await
+            serve(config, policy, tokens, banner, driven, store, ha).await
         }
         (ClusterConfig::Simulator { .. }, None) => Err(ServiceError::Mismatch(
             "no scenario loaded for the simulator".into(),
         )),
     }
+}
+
+/// With `[ha]`: creates catchup's topics when missing, joins the election and starts the state
+/// topic's reader and heartbeats.
+async fn start_ha(
+    config: &RunConfig,
+    cluster: &KafkaCluster,
+) -> Result<Option<Arc<crate::ha::Ha>>, ServiceError> {
+    let Some(ha) = &config.ha else {
+        return Ok(None);
+    };
+    let instance = ha.instance_id(&|k| std::env::var(k).ok());
+    let started = crate::ha::Ha::start(
+        cluster.connection(),
+        ha,
+        instance.clone(),
+        Arc::new(WallClock),
+    )
+    .await
+    .map_err(|e| ServiceError::Token(format!("cannot start HA ({}): {e}", ha.name)))?;
+    info!(deployment = %ha.name, %instance, group = %ha.group(), state_topic = %ha.state_topic(), "HA: joined the election");
+    Ok(Some(Arc::new(started)))
 }
 
 /// Opens `config.state_dir` for writing as `command`, taking its lock: a second instance on the
@@ -283,6 +306,7 @@ async fn serve<K: ClusterIo>(
     banner: Banner,
     driven: Driven<K>,
     store: Arc<StateDir>,
+    ha: Option<Arc<crate::ha::Ha>>,
 ) -> Result<(), ServiceError> {
     let Driven {
         cluster,
@@ -321,10 +345,12 @@ async fn serve<K: ClusterIo>(
     ));
     info!(%addr, mode = config.mode.as_str(), state_dir = %config.state_dir.display(), "catchup controller started");
     banner(&addr.to_string());
-    Runtime::new(ctl.clone(), cluster)
-        .map_err(|e| ServiceError::Runtime(RuntimeError::Store(e)))?
-        .run(wall_tick, commands, stopped(stop_rx))
-        .await;
+    let mut runtime = Runtime::new(ctl.clone(), cluster)
+        .map_err(|e| ServiceError::Runtime(RuntimeError::Store(e)))?;
+    if let Some(ha) = ha {
+        runtime = runtime.with_ha(ha);
+    }
+    runtime.run(wall_tick, commands, stopped(stop_rx)).await;
     match api.await {
         Ok(Err(source)) => Err(ServiceError::Listen {
             addr: addr.to_string(),

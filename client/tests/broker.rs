@@ -52,6 +52,7 @@ async fn gate_server(group: &str) -> (String, Arc<Controller>) {
             speed: 1.0,
         },
         retention_actions: true,
+        ha: None,
     };
     let store = StateDir::open(&dir, Holder::this_process("test")).expect("state directory");
     let (ctl, _commands) = Controller::new(

@@ -92,4 +92,48 @@ pub struct Status {
     /// The cluster as discovered (for MSK: name, state, storage mode, monitoring, brokers, volume).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub cluster: Option<serde_json::Value>,
+    /// High availability (only with `[ha]`): this instance's role, the epoch, the leader and the
+    /// live members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaStatus>,
+}
+
+/// An instance's place in its HA deployment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum HaRole {
+    /// Reads the cluster sensors, decides and writes topic configs, in its epoch.
+    Leader,
+    /// Serves the gate from the leader's decisions; never writes topic configs.
+    #[default]
+    Follower,
+}
+
+impl HaRole {
+    /// As the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HaRole::Leader => "leader",
+            HaRole::Follower => "follower",
+        }
+    }
+}
+
+/// `ha` in `GET /v1/status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HaStatus {
+    /// `leader` or `follower`.
+    pub role: HaRole,
+    /// The newest epoch this instance has seen (a leader's own): only grows.
+    pub epoch: u64,
+    /// The leading instance's id, when one is known.
+    pub leader: Option<String>,
+    /// Live instances of the deployment (this one included).
+    pub members: u32,
+    /// This instance's id.
+    pub instance: String,
+    /// Records of the state topic this instance had not yet read at its last read.
+    pub state_lag: i64,
 }

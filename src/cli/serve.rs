@@ -79,6 +79,7 @@ pub fn demo(
             speed,
         },
         retention_actions: true,
+        ha: None,
     };
     let (policy, scenario) = catchup::service::load(&config)?;
     let scenario = scenario.context("no scenario")?;

@@ -2,6 +2,7 @@
 //! sensor, kind and outcome; partition only for the time lag of groups of at most
 //! [`inputs::PARTITION_SERIES_MAX`] partitions ([`inputs`]).
 
+pub mod ha;
 pub mod inputs;
 
 use std::sync::atomic::AtomicU64;
@@ -182,6 +183,8 @@ pub struct Metrics {
     pub mode: Family<ModeLabel, Gauge>,
     /// Time lag, input deadline and input records lost.
     pub inputs: inputs::InputMetrics,
+    /// HA role, epoch, members and state-topic lag (only with `[ha]`).
+    pub ha: ha::HaMetrics,
 }
 
 impl Default for Metrics {
@@ -218,9 +221,11 @@ impl Metrics {
             ready: Gauge::default(),
             mode: Family::default(),
             inputs: inputs::InputMetrics::default(),
+            ha: ha::HaMetrics::default(),
             registry: Registry::default(),
         };
         m.inputs.register(&mut registry);
+        m.ha.register(&mut registry);
         registry.register(
             "group_lag_records",
             "Total lag of a catch-up group in records",

@@ -182,6 +182,12 @@ fn check_retention(r: &RetentionPolicy, p: &mut Problems) {
             p.add(&path, format!("{:?}", topic.name), why);
         }
         p.check(
+            !topic.name.starts_with(CATCHUP_TOPIC_PREFIX),
+            &path,
+            format!("{:?}", topic.name),
+            format!("topics starting with {CATCHUP_TOPIC_PREFIX:?} are catchup's own (HA coordination and state); they are never managed"),
+        );
+        p.check(
             seen.insert(&topic.name),
             &path,
             format!("{:?}", topic.name),
@@ -258,6 +264,10 @@ fn check_groups(groups: &[GroupPolicy], p: &mut Problems) {
         }
     }
 }
+
+/// Every topic catchup itself owns (the HA coordination and state topics) starts with this; the
+/// policy may not name one as managed, and the retention guard refuses one whatever it is told.
+pub const CATCHUP_TOPIC_PREFIX: &str = "__catchup-";
 
 /// Kafka's topic-name rule: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn check_topic_name(name: &str) -> Result<(), String> {

@@ -30,6 +30,7 @@ pub struct KafkaCluster {
     policy: Policy,
     disk: AnyDiskSource,
     msk: Option<Arc<crate::aws::msk::MskWatch>>,
+    conn: Connection,
 }
 
 impl KafkaCluster {
@@ -58,7 +59,13 @@ impl KafkaCluster {
             policy,
             disk,
             msk: None,
+            conn: conn.clone(),
         })
+    }
+
+    /// The connection the adapters use (HA joins its election and state topic through it).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     /// Attaches what MSK discovery found (for status and limitations).

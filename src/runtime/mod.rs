@@ -29,6 +29,7 @@ use crate::units::Dur;
 pub mod cluster;
 pub mod controller;
 mod extension;
+mod ha;
 pub mod reconcile;
 mod retention;
 pub mod status;

@@ -19,6 +19,7 @@ pub fn initial(mode: Mode, overrides: Vec<Override>) -> Status {
         sensor_errors: Vec::new(),
         limitations: Vec::new(),
         cluster: None,
+        ha: None,
     }
 }
 

@@ -86,7 +86,7 @@ fn one_group_s_lag_fault_does_not_hold_the_others_gates_but_every_group_failing_
 
 /// What the scripted cluster fails on its next reads.
 #[derive(Default)]
-struct Script {
+pub(super) struct Script {
     now: Timestamp,
     topic: Option<&'static str>,
     group: Option<&'static str>,
@@ -97,7 +97,7 @@ struct Script {
 /// A cluster of two brokers, groups and topics as the policy names them, every reading stamped
 /// with the script's `now`; it fails the topic, group or broker the script names.
 #[derive(Clone, Default)]
-struct Scripted(Arc<Mutex<Script>>);
+pub(super) struct Scripted(Arc<Mutex<Script>>);
 
 impl Scripted {
     fn script(&self) -> std::sync::MutexGuard<'_, Script> {
@@ -233,7 +233,7 @@ impl crate::clock::Clock for ScriptClock {
     }
 }
 
-fn runtime(name: &str, cluster: Scripted) -> Runtime<Scripted> {
+pub(super) fn runtime(name: &str, cluster: Scripted) -> Runtime<Scripted> {
     let dir = std::env::temp_dir().join(format!("catchup-observe-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut policy = Policy::default();
@@ -265,6 +265,7 @@ fn runtime(name: &str, cluster: Scripted) -> Runtime<Scripted> {
             speed: 1.0,
         },
         retention_actions: true,
+        ha: None,
     };
     let clock = Arc::new(ScriptClock(cluster.clone()));
     let store = Arc::new(

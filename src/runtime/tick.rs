@@ -39,6 +39,8 @@ pub struct Runtime<K: ClusterIo> {
     /// Why the retention journal cannot be used this tick, if it cannot: retention actions stop,
     /// the gate goes on.
     pub(super) journal_problem: Option<String>,
+    /// This instance's HA membership (`[ha]`): followers serve the leader's decisions.
+    pub(super) ha: Option<Arc<crate::ha::Ha>>,
 }
 
 impl<K: ClusterIo> Runtime<K> {
@@ -55,7 +57,15 @@ impl<K: ClusterIo> Runtime<K> {
             decided: BTreeMap::new(),
             ticks: 0,
             journal_problem: None,
+            ha: None,
         })
+    }
+
+    /// Makes this loop one instance of an HA deployment: it decides and acts only while it leads
+    /// in its epoch (checked before every tick), and otherwise serves the leader's decisions.
+    pub fn with_ha(mut self, ha: Arc<crate::ha::Ha>) -> Runtime<K> {
+        self.ha = Some(ha);
+        self
     }
 
     /// Runs ticks every `wall_tick` until `shutdown` completes; then flushes state.
@@ -69,9 +79,17 @@ impl<K: ClusterIo> Runtime<K> {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         let ctl = self.ctl.clone();
+        let mut ha_sync = tokio::time::interval(Duration::from_millis(250));
+        ha_sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
+                _ = ha_sync.tick(), if self.ha.is_some() => {
+                    // A new leader decides at once, not a whole tick later.
+                    if self.sync_ha().await {
+                        self.tick().await;
+                    }
+                }
                 _ = interval.tick() => {
                     // A shutdown during the tick stops it between writes, not after all of them.
                     let tick = self.tick();
@@ -155,19 +173,27 @@ impl<K: ClusterIo> Runtime<K> {
         async {
             let started = crate::clock::monotonic_now();
             let now = self.ctl.clock.now();
+            let epoch = match self.fence_ha().await {
+                Ok(epoch) => epoch,
+                Err(()) => return self.follow().await,
+            };
             if let Err(e) = self.ctl.blocking(move |c| c.expire_overrides(now)).await {
                 warn!(error = %e, "expired overrides");
             }
             let mut obs = self.observe().await;
-            self.settle_journal(&mut obs, now).await;
+            if self.ha_allows_retention() {
+                self.settle_journal(&mut obs, now).await;
+            }
             let share_alert = self.share_by_membership().await;
-            let overrides = self.ctl.active_overrides();
+            self.share_by_ha();
+            let overrides = self.overrides_in_force();
             let (mut decision, state) =
                 decide(&obs, &self.ctl.policy, &self.state, &overrides, now);
             decision.alerts.extend(share_alert);
             let mode = self.ctl.mode();
-            let owns_retention =
-                self.ctl.config.retention_actions && self.journal_problem.is_none();
+            let owns_retention = self.ctl.config.retention_actions
+                && self.journal_problem.is_none()
+                && self.ha_allows_retention();
             let actions = reconcile::plan(
                 &decision,
                 &state,
@@ -176,7 +202,9 @@ impl<K: ClusterIo> Runtime<K> {
                 &self.ctl.policy,
                 owns_retention,
             );
+            let shared = self.gates_to_share(&actions);
             self.carry_out(actions, &decision, &obs, mode, now).await;
+            self.share_with_followers(epoch, shared).await;
             self.audit_losses(&decision).await;
             if mode == Mode::Observe {
                 // Observing keeps no engine state, except what counts losses once each.
@@ -372,7 +400,7 @@ impl<K: ClusterIo> Runtime<K> {
     }
 
     /// The policy's fallback for `group`, with its minimum rate when known.
-    fn fallback(&self, group: &str) -> crate::actuators::gate::FallbackHint {
+    pub(super) fn fallback(&self, group: &str) -> crate::actuators::gate::FallbackHint {
         let p = &self.ctl.policy;
         let g = p.groups.iter().find(|g| g.name == group);
         let reference = g
@@ -403,6 +431,7 @@ impl<K: ClusterIo> Runtime<K> {
             sensor_errors: obs.sensor_errors.clone(),
             limitations: {
                 let mut l = limitations(&self.cluster, &self.ctl.config, &obs.sensor_errors);
+                l.extend(self.ha_limitation());
                 l.extend(
                     self.journal_problem
                         .iter()
@@ -415,6 +444,7 @@ impl<K: ClusterIo> Runtime<K> {
                 l
             },
             cluster: self.cluster.describe(),
+            ha: self.ha.as_ref().map(|h| h.status()),
             observation: Some(obs),
             decision: Some(decision),
             overrides,
@@ -432,7 +462,16 @@ impl<K: ClusterIo> Runtime<K> {
                 topic,
                 reply,
             } => {
-                let results = self.restore(&who, &reason, hold, topic.as_deref()).await;
+                let results = if self.ha_allows_retention() {
+                    self.restore(&who, &reason, hold, topic.as_deref()).await
+                } else {
+                    let why = format!("not restored: {}", crate::ha::RETENTION_OFF);
+                    let topics = self.ctl.policy.managed_topics().into_iter();
+                    topics
+                        .filter(|t| topic.as_deref().is_none_or(|o| o == t))
+                        .map(|t| (t, why.clone()))
+                        .collect()
+                };
                 let _ = reply.send(results);
             }
             Command::Adopt {
@@ -441,7 +480,12 @@ impl<K: ClusterIo> Runtime<K> {
                 reason,
                 reply,
             } => {
-                let _ = reply.send(self.adopt(&who, &topic, &reason).await);
+                let answer = if self.ha_allows_retention() {
+                    self.adopt(&who, &topic, &reason).await
+                } else {
+                    Err(format!("not adopted: {}", crate::ha::RETENTION_OFF))
+                };
+                let _ = reply.send(answer);
             }
         }
     }

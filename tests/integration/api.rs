@@ -209,6 +209,7 @@ async fn start_with(
             speed: 1.0,
         },
         retention_actions: true,
+        ha: None,
     };
     let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
     let store = StateDir::open(dir, Holder::this_process("test")).expect("state directory");
@@ -674,6 +675,7 @@ async fn start_simulated_service(
             speed: 1200.0,
         },
         retention_actions,
+        ha: None,
     };
     let (policy, scenario) = catchup::service::load(&config).expect("loads");
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();

@@ -20,6 +20,8 @@ mod extension;
 #[cfg(feature = "external")]
 mod faults;
 #[cfg(feature = "external")]
+mod ha;
+#[cfg(feature = "external")]
 mod kafka;
 mod layout;
 #[cfg(feature = "external")]

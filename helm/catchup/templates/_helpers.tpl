@@ -79,6 +79,9 @@ inline.toml
 {{- $_ := set $gate "instances" (int $gate.instances) -}}
 {{- end -}}
 {{- $_ := set $c "gate" $gate -}}
+{{- if .Values.ha.enabled -}}
+{{- $_ := set $c "ha" (dict "name" (default (include "catchup.fullname" .) .Values.ha.name) "session_timeout" .Values.ha.sessionTimeout) -}}
+{{- end -}}
 {{- toToml $c -}}
 {{- end -}}
 
@@ -97,6 +100,13 @@ inline.toml
       value: info
     - name: CATCHUP_LOG_FORMAT
       value: {{ .Values.logFormat | default "json" | quote }}
+    {{- if .Values.ha.enabled }}
+    # The pod's name is its id in the HA deployment (status, heartbeats, claims).
+    - name: CATCHUP_HA_INSTANCE
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    {{- end }}
   ports:
     - name: http
       containerPort: {{ .Values.service.port }}
@@ -167,7 +177,7 @@ inline.toml
       - key: {{ .Values.apiToken.key }}
         path: {{ .Values.apiToken.key }}
 - name: catchup-state
-  {{- if and (eq .Values.mode "standalone") .Values.state.persistence.enabled }}
+  {{- if and (eq .Values.mode "standalone") .Values.state.persistence.enabled (not .Values.ha.enabled) }}
   persistentVolumeClaim:
     claimName: {{ default (printf "%s-state" (include "catchup.fullname" .)) .Values.state.persistence.existingClaim }}
   {{- else }}

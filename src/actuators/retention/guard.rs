@@ -17,6 +17,7 @@
 
 use crate::observation::{BrokerCopyLag, BrokerId, ConfigSource, TopicConfigs};
 use crate::policy::state::OriginalRetention;
+use crate::policy::validate::CATCHUP_TOPIC_PREFIX;
 use crate::policy::{Policy, RetentionTarget, copy_lag_blocks};
 use crate::units::{Dur, Timestamp};
 
@@ -169,6 +170,11 @@ pub fn plan(
     };
     const KEY: &str = "local.retention.ms";
     let key = ManagedKey::LocalRetentionMs;
+    if topic.starts_with(CATCHUP_TOPIC_PREFIX) {
+        return Err(refuse(format!(
+            "catchup's own topics (named {CATCHUP_TOPIC_PREFIX}*: HA coordination and state) are never managed"
+        )));
+    }
     if !policy.manages(topic) {
         return Err(refuse(
             "the policy does not name this topic as managed".into(),
@@ -359,6 +365,27 @@ mod tests {
                 .contains("not a key the controller may change"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn catchup_own_topics_are_refused_even_when_the_policy_names_them() {
+        let mut p = policy();
+        p.retention.topics.push(TopicPolicy {
+            name: "__catchup-fleet-state".into(),
+            floor: None,
+        });
+        let configs = TopicConfigs {
+            topic: "__catchup-fleet-state".into(),
+            configs: Default::default(),
+            sampled_at: Timestamp(0),
+        };
+        for target in [
+            RetentionTarget::Lowered { ms: 3_600_000 },
+            RetentionTarget::Original,
+        ] {
+            let err = plan("__catchup-fleet-state", &target, None, &configs, &p).unwrap_err();
+            assert!(err.reason.contains("catchup's own topics"), "{err}");
+        }
     }
 
     #[test]

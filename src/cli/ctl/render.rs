@@ -404,6 +404,7 @@ mod tests {
             sensor_errors: Vec::new(),
             limitations: Vec::new(),
             cluster: None,
+            ha: None,
         }
     }
 

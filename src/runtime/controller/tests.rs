@@ -38,6 +38,7 @@ fn controller(dir: &Path) -> (Arc<Controller>, Arc<TestClock>) {
             speed: 1.0,
         },
         retention_actions: true,
+        ha: None,
     };
     let store = Arc::new(StateDir::open(dir, Holder::this_process("test")).expect("opens"));
     let clock = Arc::new(TestClock(AtomicI64::new(1_800_000_000_000)));

@@ -63,7 +63,7 @@ def render(vals):
 
 
 def check_lint():
-    for name in ["standalone-msk-values.yaml", "sidecar-values.yaml"]:
+    for name in ["standalone-msk-values.yaml", "sidecar-values.yaml", "ha-values.yaml"]:
         report = helm.lint(CHART, values(name), strict=True, kube_version="v" + KUBE)
         bad = [m for m in report["messages"] if m["severity"] >= 2] + report.get("errors", [])
         if bad:
@@ -369,6 +369,30 @@ def check_promtool(rule):
     ok(f"promtool check rules: {r.stdout.strip().splitlines()[-1].strip()}")
 
 
+def check_ha():
+    """Standalone in HA mode: two replicas, RollingUpdate, a PDB, no volume, [ha] in the config and
+    the pod's name as its instance id."""
+    docs = render(values("ha-values.yaml"))
+    objs = check_manifests("ha", docs)
+    d = objs["Deployments"][0]
+    if d["spec"]["replicas"] != 2 or d["spec"]["strategy"]["type"] != "RollingUpdate":
+        fail(f"ha: 2 replicas with RollingUpdate, got {d['spec']['replicas']} {d['spec']['strategy']}")
+    if "PodDisruptionBudget" not in objs:
+        fail("ha: no PodDisruptionBudget")
+    if "PersistentVolumeClaim" in objs:
+        fail("ha: needs no volume, but renders a PersistentVolumeClaim")
+    volumes = d["spec"]["template"]["spec"]["volumes"]
+    if any("persistentVolumeClaim" in v for v in volumes):
+        fail(f"ha: mounts a claim: {volumes}")
+    env = {e["name"]: e for e in catchup_container(d).get("env", [])}
+    if env.get("CATCHUP_HA_INSTANCE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
+        fail(f"ha: CATCHUP_HA_INSTANCE is not the pod's name: {env}")
+    config = check_config("ha", objs)
+    if "[ha]" not in config or 'name = "ingest-fleet"' not in config:
+        fail(f"ha: no [ha] with the name in the config:\n{config}")
+    ok("ha: 2 replicas, RollingUpdate, PDB, no volume, [ha] name = ingest-fleet, instance = pod name")
+
+
 def main():
     check_lint()
     standalone = render(values("standalone-msk-values.yaml"))
@@ -403,6 +427,7 @@ def main():
         fail(f"sidecar: must leave retention to one owner and share the rate by 2:\n{config}")
     ok("sidecar: gates only (retention_actions = false), rate shared by gate.instances = 2")
 
+    check_ha()
     check_parent_chart()
     check_bad_values()
     check_policy_copies()

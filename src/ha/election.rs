@@ -1,0 +1,136 @@
+//! The election: every instance of a deployment joins one Kafka consumer group subscribed to a
+//! single-partition coordination topic; the member the group assigns partition 0 holds the lock
+//! and may lead. This is the lock Kafka's own consumers use (the broker's group coordinator is
+//! the arbiter; no record is ever read from the topic).
+//!
+//! The lock is lost the moment librdkafka revokes the assignment: at a rebalance (another member
+//! joined or left), and also when this instance's heartbeats go unanswered for the session
+//! timeout (librdkafka then treats the assignment as lost), so an instance cut off from the broker
+//! gives the lock up about when the broker hands it to another.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::kafka::Connection;
+
+/// Settings of one election.
+#[derive(Clone, Debug)]
+pub struct ElectionConfig {
+    /// The group.
+    pub group: String,
+    /// The coordination topic (one partition).
+    pub topic: String,
+    /// This instance's id (the group's `client.id` and `group.instance.id`-free member name).
+    pub instance: String,
+    /// The group's session timeout.
+    pub session_timeout: Duration,
+}
+
+struct LockContext {
+    topic: String,
+    held: watch::Sender<bool>,
+}
+
+impl ClientContext for LockContext {}
+
+impl ConsumerContext for LockContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // Given up before the partition goes to anyone else.
+        if matches!(rebalance, Rebalance::Revoke(_) | Rebalance::Error(_)) {
+            self.held.send_replace(false);
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let held = match rebalance {
+            Rebalance::Assign(tpl) => tpl
+                .elements()
+                .iter()
+                .any(|e| e.topic() == self.topic && e.partition() == 0),
+            Rebalance::Revoke(_) | Rebalance::Error(_) => false,
+        };
+        let was = self.held.send_replace(held);
+        if was != held {
+            info!(topic = %self.topic, held, "election lock changed");
+        }
+    }
+}
+
+/// A running election: a thread polling the group's consumer. Dropping it leaves the group (the
+/// lock goes to another member at once, without waiting for the session timeout).
+pub struct Election {
+    held: watch::Receiver<bool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Election {
+    /// Joins the group. Errors only when the client cannot be created (bad settings); a broker
+    /// that cannot be reached just means the lock is not held.
+    pub fn join(conn: &Connection, config: &ElectionConfig) -> KafkaResult<Election> {
+        let (tx, held) = watch::channel(false);
+        let session = config.session_timeout.as_millis().max(1000);
+        let mut client = conn.client_config();
+        client
+            .set("group.id", &config.group)
+            .set("client.id", &config.instance)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("session.timeout.ms", session.to_string())
+            .set("heartbeat.interval.ms", (session / 5).max(500).to_string())
+            .set("partition.assignment.strategy", "range");
+        let consumer: BaseConsumer<LockContext> = client.create_with_context(LockContext {
+            topic: config.topic.clone(),
+            held: tx,
+        })?;
+        consumer.subscribe(&[&config.topic])?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("catchup-election".into())
+            .spawn(move || {
+                while !stopping.load(Ordering::Relaxed) {
+                    // Serves the rebalance callbacks; the topic has no records to read.
+                    let _ = consumer.poll(Duration::from_millis(100));
+                }
+                consumer.unsubscribe();
+                let _ = consumer.poll(Duration::from_millis(100));
+                consumer.context().held.send_replace(false);
+            })
+            .map_err(|e| {
+                rdkafka::error::KafkaError::ClientCreation(format!("election thread: {e}"))
+            })?;
+        Ok(Election {
+            held,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Whether this instance holds the lock now.
+    pub fn held(&self) -> bool {
+        *self.held.borrow()
+    }
+
+    /// A receiver that sees every change of the lock.
+    pub fn watch(&self) -> watch::Receiver<bool> {
+        self.held.clone()
+    }
+}
+
+impl Drop for Election {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! One instance's part in its HA deployment ([`Ha`]): the election, the state topic, heartbeats,
+//! claiming an epoch when the lock is won, and the fencing check the control loop runs before it
+//! acts.
+//!
+//! A background task beats every `session_timeout / 5`: it reads the state topic to its end,
+//! writes this instance's heartbeat, and when the election lock is held and this instance does not
+//! yet lead, claims the next epoch (read to the end, write the claim, read to the end again, lead
+//! only if the newest claim is its own). The lock lost means follower at once (a watch on the
+//! lock, not the next beat).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::HaConfig;
+use super::election::{Election, ElectionConfig};
+use super::state::{Claim, Heartbeat, OVERRIDES_PREFIX, Record, SharedDecision, StateView};
+use super::state_topic::{self, StateTopic, StateTopicError, StateWriter};
+use crate::clock::Clock;
+use crate::kafka::Connection;
+use crate::policy::Override;
+use catchup_proto::status::{HaRole, HaStatus};
+
+/// A running HA member. Dropping it leaves the election group and stops the background task.
+pub struct Ha {
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Shared {
+    /// The overrides list last written under `overrides/ME` (to write only changes).
+    published_overrides: Mutex<Option<String>>,
+    me: String,
+    session: Duration,
+    clock: Arc<dyn Clock>,
+    reader: Arc<Mutex<StateTopic>>,
+    writer: StateWriter,
+    status: watch::Sender<HaStatus>,
+    election: Election,
+}
+
+impl Drop for Ha {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Ha {
+    /// Creates the topics when missing, joins the election and starts beating. `instance` is this
+    /// instance's id ([`HaConfig::instance_id`]).
+    pub async fn start(
+        conn: &Connection,
+        config: &HaConfig,
+        instance: String,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Ha, StateTopicError> {
+        let session = Duration::from_millis(config.session_timeout.0);
+        let coordination = config.coordination_topic();
+        let state = config.state_topic();
+        state_topic::create_topics(
+            conn,
+            &coordination,
+            &state,
+            config.replication_factor,
+            session,
+        )
+        .await?;
+        let (reader, writer) = StateTopic::open(conn, &state, &instance)?;
+        let election = Election::join(
+            conn,
+            &ElectionConfig {
+                group: config.group(),
+                topic: coordination,
+                instance: instance.clone(),
+                session_timeout: session,
+            },
+        )
+        .map_err(|e| StateTopicError {
+            topic: config.coordination_topic(),
+            reason: format!("cannot join the election: {e}"),
+        })?;
+        let (status, _) = watch::channel(HaStatus {
+            role: HaRole::Follower,
+            members: 1,
+            instance: instance.clone(),
+            ..HaStatus::default()
+        });
+        let shared = Arc::new(Shared {
+            published_overrides: Mutex::new(None),
+            me: instance,
+            session,
+            clock,
+            reader: Arc::new(Mutex::new(reader)),
+            writer,
+            status,
+            election,
+        });
+        let task = tokio::spawn(beat(shared.clone()));
+        Ok(Ha { shared, task })
+    }
+
+    /// This instance's id.
+    pub fn instance(&self) -> &str {
+        &self.shared.me
+    }
+
+    /// The status as `GET /v1/status` shows it.
+    pub fn status(&self) -> HaStatus {
+        self.shared.status.borrow().clone()
+    }
+
+    /// A receiver of every status change.
+    pub fn watch(&self) -> watch::Receiver<HaStatus> {
+        self.shared.status.subscribe()
+    }
+
+    /// Whether this instance leads now (holds the lock and its claim was the newest at the last
+    /// read). The control loop still runs [`Ha::fence`] before it writes.
+    pub fn leads(&self) -> bool {
+        self.shared.election.held() && self.status().role == HaRole::Leader
+    }
+
+    /// The fencing check before acting: reads the state topic to its end and answers this
+    /// instance's epoch when it still holds the lock and the newest claim is its own; otherwise
+    /// why not (and the instance is a follower from then on).
+    pub async fn fence(&self) -> Result<u64, String> {
+        let s = &self.shared;
+        let status = self.status();
+        if status.role != HaRole::Leader || !s.election.held() {
+            return Err(format!(
+                "this instance is a follower (leader {}, epoch {})",
+                status.leader.as_deref().unwrap_or("unknown"),
+                status.epoch
+            ));
+        }
+        let view = read_to_end(s).await.map_err(|e| {
+            demote(s, "the state topic cannot be read to its end");
+            e.to_string()
+        })?;
+        if s.election.held() && view.may_act(&s.me, status.epoch) {
+            Ok(status.epoch)
+        } else {
+            demote(
+                s,
+                "a newer claim is in the state topic, or the lock is lost",
+            );
+            Err(format!(
+                "deposed: epoch {} is no longer this instance's (newest claim: {:?})",
+                status.epoch, view.claim
+            ))
+        }
+    }
+
+    /// The leader's latest decision as read from the state topic (followers serve it).
+    pub fn shared_decision(&self) -> Option<SharedDecision> {
+        self.shared
+            .reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .view
+            .decision
+            .clone()
+    }
+
+    /// Reads the state topic to its end now (the fast path of fleet-wide overrides).
+    pub async fn refresh(&self) -> Result<(), StateTopicError> {
+        read_to_end(&self.shared).await.map(|_| ())
+    }
+
+    /// Writes this instance's overrides in force under `overrides/ME`, when they changed since the
+    /// last write: every instance reads every instance's list ([`Ha::fleet_overrides`]), so a
+    /// pause sent to any instance takes effect fleet-wide.
+    pub async fn publish_overrides(&self, list: &[Override]) -> Result<(), StateTopicError> {
+        let s = &self.shared;
+        let value = serde_json::to_value(list).unwrap_or_default();
+        let text = value.to_string();
+        let unchanged = s
+            .published_overrides
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_deref()
+            == Some(text.as_str());
+        if unchanged {
+            return Ok(());
+        }
+        let record = Record::Other {
+            key: format!("{OVERRIDES_PREFIX}{}", s.me),
+            value: Some(value),
+        };
+        s.writer.write(&record, s.session).await?;
+        *s.published_overrides
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(text);
+        Ok(())
+    }
+
+    /// Every instance's overrides in force at `now`, as read from the state topic (this
+    /// instance's own included once written), without duplicates.
+    pub fn fleet_overrides(&self, now: crate::units::Timestamp) -> Vec<Override> {
+        let reader = self
+            .shared
+            .reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<Override> = Vec::new();
+        for (key, value) in &reader.view.other {
+            if !key.starts_with(OVERRIDES_PREFIX) {
+                continue;
+            }
+            let Ok(list) = serde_json::from_value::<Vec<Override>>(value.clone()) else {
+                continue;
+            };
+            for o in list {
+                if now < o.expires_at && !out.contains(&o) {
+                    out.push(o);
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes the leader's decision for followers (only in its own epoch).
+    pub async fn share_decision(
+        &self,
+        epoch: u64,
+        groups: std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), StateTopicError> {
+        let s = &self.shared;
+        let record = Record::Decision(SharedDecision {
+            epoch,
+            leader: s.me.clone(),
+            at: s.clock.now(),
+            groups,
+        });
+        s.writer.write(&record, s.session).await
+    }
+}
+
+fn demote(s: &Shared, why: &str) {
+    s.status.send_if_modified(|st| {
+        if st.role == HaRole::Leader {
+            warn!(
+                epoch = st.epoch,
+                why, "leadership lost: follower from now on"
+            );
+            st.role = HaRole::Follower;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+async fn read_to_end(s: &Arc<Shared>) -> Result<StateView, StateTopicError> {
+    let reader = s.reader.clone();
+    let timeout = s.session;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut r = reader.lock().unwrap_or_else(PoisonError::into_inner);
+        r.catch_up(timeout).map(|lag| (lag, r.view.clone()))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(StateTopicError {
+            topic: "state".into(),
+            reason: format!("reader task failed: {e}"),
+        })
+    })?;
+    let (lag, view) = answer;
+    s.status.send_if_modified(|st| {
+        let changed = st.state_lag != lag;
+        st.state_lag = lag;
+        changed
+    });
+    Ok(view)
+}
+
+/// The background task: beats, claims when the lock is won, follows when it is lost.
+async fn beat(s: Arc<Shared>) {
+    let every = (s.session / 5).max(Duration::from_millis(500));
+    let mut lock = s.election.watch();
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            changed = lock.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if !*lock.borrow() {
+                    demote(&s, "the election lock was revoked");
+                }
+            }
+        }
+        if let Err(e) = once(&s).await {
+            warn!(error = %e, "HA beat failed");
+        }
+    }
+}
+
+async fn once(s: &Arc<Shared>) -> Result<(), StateTopicError> {
+    let now = s.clock.now();
+    s.writer
+        .write(
+            &Record::Heartbeat(Heartbeat {
+                instance: s.me.clone(),
+                at: now,
+            }),
+            s.session,
+        )
+        .await?;
+    let mut view = read_to_end(s).await?;
+    let held = s.election.held();
+    let role = s.status.borrow().role;
+    if held && role == HaRole::Follower {
+        let epoch = view.next_epoch();
+        s.writer
+            .write(
+                &Record::Claim(Claim {
+                    epoch,
+                    leader: s.me.clone(),
+                    at: now,
+                }),
+                s.session,
+            )
+            .await?;
+        view = read_to_end(s).await?;
+        if s.election.held() && view.may_act(&s.me, epoch) {
+            info!(epoch, instance = %s.me, "leading");
+            s.status.send_modify(|st| {
+                st.role = HaRole::Leader;
+                st.epoch = epoch;
+            });
+        }
+    } else if role == HaRole::Leader && !(held && view.may_act(&s.me, s.status.borrow().epoch)) {
+        demote(
+            s,
+            "a newer claim is in the state topic, or the lock is lost",
+        );
+    }
+    let members = view.live_members(
+        &s.me,
+        s.clock.now(),
+        crate::units::Dur(s.session.as_millis() as u64),
+    );
+    s.status.send_if_modified(|st| {
+        let leader = view.claim.as_ref().map(|c| c.leader.clone());
+        let epoch = st.epoch.max(view.highest_epoch);
+        let changed = st.members != members || st.leader != leader || st.epoch != epoch;
+        st.members = members;
+        st.leader = leader;
+        st.epoch = epoch;
+        changed
+    });
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! What the state topic holds, as data, and the fencing rule (pure: no Kafka, no clock).
+//!
+//! Every record is keyed (the topic is compacted: the newest record of each key is what survives);
+//! its value is JSON. Keys:
+//! - `epoch`: the newest leadership claim `{epoch, leader, at}`; a new leader writes the highest
+//!   epoch it has seen plus one, after reading the topic to its end;
+//! - `member/ID`: an instance's heartbeat `{instance, at}`, written every few seconds; the live
+//!   members are those heard within the session timeout;
+//! - `decision`: the leader's latest gates, for followers to serve (`{epoch, at, groups}`);
+//! - `overrides/ID`: the overrides in force made on instance ID (every instance applies the union);
+//! - `mode`, `journal/TOPIC`: reserved for the shared mode and the retention journal (not wired
+//!   yet; docs/ha.md).
+//!
+//! The fencing rule ([`StateView::may_act`]): an instance acts only in its own epoch, and only when
+//! the newest claim in the topic, read to its end, is its own. The topic has one partition, so its
+//! records are totally ordered: of two instances that raced to claim the same epoch, the later
+//! record wins and the earlier writer sees it and stands down.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::{Dur, Timestamp};
+
+/// A leadership claim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The epoch: only grows.
+    pub epoch: u64,
+    /// The claiming instance's id.
+    pub leader: String,
+    /// When it was claimed (the claimant's clock).
+    pub at: Timestamp,
+}
+
+/// An instance's heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The instance's id.
+    pub instance: String,
+    /// When it was sent (the sender's clock).
+    pub at: Timestamp,
+}
+
+/// The leader's latest decision as followers serve it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SharedDecision {
+    /// The epoch it was made in.
+    pub epoch: u64,
+    /// The leader that made it.
+    pub leader: String,
+    /// When it was made (the leader's clock).
+    pub at: Timestamp,
+    /// Each group's gate, as the leader's API shows it (`GroupDecision` in JSON).
+    pub groups: BTreeMap<String, serde_json::Value>,
+}
+
+/// One record of the state topic, decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// `epoch`.
+    Claim(Claim),
+    /// `member/ID`.
+    Heartbeat(Heartbeat),
+    /// `decision`.
+    Decision(SharedDecision),
+    /// Any other key (reserved or written by a newer version): kept as it is.
+    Other {
+        /// The key.
+        key: String,
+        /// The value (`None`: a tombstone).
+        value: Option<serde_json::Value>,
+    },
+}
+
+/// Key of the claim record.
+pub const EPOCH_KEY: &str = "epoch";
+/// Key of the shared decision.
+pub const DECISION_KEY: &str = "decision";
+/// Prefix of each instance's overrides list (`overrides/ID`: the overrides in force that were
+/// made on that instance).
+pub const OVERRIDES_PREFIX: &str = "overrides/";
+/// Prefix of heartbeat keys.
+pub const MEMBER_PREFIX: &str = "member/";
+
+impl Record {
+    /// The record's key.
+    pub fn key(&self) -> String {
+        match self {
+            Record::Claim(_) => EPOCH_KEY.into(),
+            Record::Heartbeat(h) => format!("{MEMBER_PREFIX}{}", h.instance),
+            Record::Decision(_) => DECISION_KEY.into(),
+            Record::Other { key, .. } => key.clone(),
+        }
+    }
+
+    /// The record's value as written to the topic (`None`: a tombstone).
+    pub fn value(&self) -> Option<Vec<u8>> {
+        let json = match self {
+            Record::Claim(c) => serde_json::to_vec(c),
+            Record::Heartbeat(h) => serde_json::to_vec(h),
+            Record::Decision(d) => serde_json::to_vec(d),
+            Record::Other { value, .. } => return value.as_ref().map(|v| v.to_string().into()),
+        };
+        json.ok()
+    }
+
+    /// Decodes a record; a value that does not parse is an error naming the key.
+    pub fn decode(key: &str, value: Option<&[u8]>) -> Result<Record, String> {
+        let bad = |e: serde_json::Error| format!("state topic record {key:?}: {e}");
+        Ok(match (key, value) {
+            (EPOCH_KEY, Some(v)) => Record::Claim(serde_json::from_slice(v).map_err(bad)?),
+            (DECISION_KEY, Some(v)) => Record::Decision(serde_json::from_slice(v).map_err(bad)?),
+            (k, Some(v)) if k.starts_with(MEMBER_PREFIX) => {
+                Record::Heartbeat(serde_json::from_slice(v).map_err(bad)?)
+            }
+            (k, v) => Record::Other {
+                key: k.to_string(),
+                value: v.map(serde_json::from_slice).transpose().map_err(bad)?,
+            },
+        })
+    }
+}
+
+/// What an instance knows of the state topic, built by applying its records in order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StateView {
+    /// The newest claim.
+    pub claim: Option<Claim>,
+    /// The highest epoch ever seen (a claim record older than the newest may carry a higher one
+    /// only if a deposed leader wrote late; the next claim goes above both).
+    pub highest_epoch: u64,
+    /// The newest heartbeat of each instance.
+    pub heartbeats: BTreeMap<String, Timestamp>,
+    /// The leader's newest decision.
+    pub decision: Option<SharedDecision>,
+    /// Every other key's newest value.
+    pub other: BTreeMap<String, serde_json::Value>,
+    /// Records applied.
+    pub records: u64,
+}
+
+impl StateView {
+    /// Applies one record (records must come in the topic's order).
+    pub fn apply(&mut self, record: Record) {
+        self.records += 1;
+        match record {
+            Record::Claim(c) => {
+                self.highest_epoch = self.highest_epoch.max(c.epoch);
+                self.claim = Some(c);
+            }
+            Record::Heartbeat(h) => {
+                self.heartbeats.insert(h.instance, h.at);
+            }
+            Record::Decision(d) => {
+                // A decision of an older epoch than the one already held comes from a deposed
+                // leader: followers keep the newer.
+                if self
+                    .decision
+                    .as_ref()
+                    .is_none_or(|old| d.epoch >= old.epoch)
+                {
+                    self.decision = Some(d);
+                }
+            }
+            Record::Other { key, value } => match value {
+                Some(v) => {
+                    self.other.insert(key, v);
+                }
+                None => {
+                    self.other.remove(&key);
+                }
+            },
+        }
+    }
+
+    /// The epoch a new leader claims: above every epoch seen.
+    pub fn next_epoch(&self) -> u64 {
+        self.highest_epoch + 1
+    }
+
+    /// The fencing rule: `me` may act in `epoch` only when the newest claim (this view read to the
+    /// topic's end) is exactly its own claim of that epoch, and no higher epoch was ever seen.
+    pub fn may_act(&self, me: &str, epoch: u64) -> bool {
+        self.claim
+            .as_ref()
+            .is_some_and(|c| c.leader == me && c.epoch == epoch)
+            && self.highest_epoch == epoch
+    }
+
+    /// Instances heard within `session` before `now` (always counting `me`, which is alive).
+    pub fn live_members(&self, me: &str, now: Timestamp, session: Dur) -> u32 {
+        let fresh = self
+            .heartbeats
+            .iter()
+            .filter(|(id, at)| id.as_str() != me && now.0 - at.0 <= session.0 as i64)
+            .count();
+        (fresh + 1) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,114 @@
+use super::*;
+
+fn claim(epoch: u64, leader: &str) -> Record {
+    Record::Claim(Claim {
+        epoch,
+        leader: leader.into(),
+        at: Timestamp(epoch as i64),
+    })
+}
+
+fn round_trip(r: Record) -> Record {
+    Record::decode(&r.key(), r.value().as_deref()).unwrap()
+}
+
+#[test]
+fn records_round_trip_through_key_and_value() {
+    for r in [
+        claim(3, "a"),
+        Record::Heartbeat(Heartbeat {
+            instance: "pod-1".into(),
+            at: Timestamp(5),
+        }),
+        Record::Decision(SharedDecision {
+            epoch: 2,
+            leader: "a".into(),
+            at: Timestamp(9),
+            groups: [("ingest".to_string(), serde_json::json!({"rate": 10.0}))].into(),
+        }),
+        Record::Other {
+            key: "mode".into(),
+            value: Some(serde_json::json!("observe")),
+        },
+        Record::Other {
+            key: "override/7".into(),
+            value: None,
+        },
+    ] {
+        assert_eq!(round_trip(r.clone()), r);
+    }
+    let err = Record::decode("epoch", Some(b"{nope")).unwrap_err();
+    assert!(err.contains("state topic record \"epoch\""), "{err}");
+}
+
+#[test]
+fn a_leader_acts_only_while_the_newest_claim_is_its_own() {
+    let mut v = StateView::default();
+    assert!(!v.may_act("a", 1), "no claim at all: nobody acts");
+    assert_eq!(v.next_epoch(), 1);
+    v.apply(claim(1, "a"));
+    assert!(v.may_act("a", 1));
+    assert!(
+        !v.may_act("b", 1),
+        "another instance never acts in a's epoch"
+    );
+    assert!(!v.may_act("a", 2), "an epoch not claimed is not held");
+    v.apply(claim(2, "b"));
+    assert!(!v.may_act("a", 1), "a newer epoch deposes a");
+    assert!(v.may_act("b", 2));
+    assert_eq!(v.next_epoch(), 3);
+}
+
+#[test]
+fn of_two_claims_of_one_epoch_the_later_record_wins() {
+    let mut v = StateView::default();
+    v.apply(claim(4, "a"));
+    v.apply(claim(4, "b"));
+    assert!(!v.may_act("a", 4));
+    assert!(v.may_act("b", 4));
+}
+
+#[test]
+fn a_late_claim_of_a_deposed_leader_fences_everyone_until_a_new_claim() {
+    let mut v = StateView::default();
+    v.apply(claim(5, "b"));
+    // A deposed leader's stale write lands after b's claim with a lower epoch: b is no longer the
+    // newest claim, so b stops acting, and nobody acts in epoch 3.
+    v.apply(claim(3, "a"));
+    assert!(!v.may_act("b", 5));
+    assert!(!v.may_act("a", 3), "3 is below the highest epoch seen");
+    assert_eq!(v.next_epoch(), 6, "the next claim goes above both");
+}
+
+#[test]
+fn older_decisions_do_not_replace_newer_ones_and_members_are_counted_by_freshness() {
+    let mut v = StateView::default();
+    let d = |epoch| {
+        Record::Decision(SharedDecision {
+            epoch,
+            leader: "x".into(),
+            at: Timestamp(0),
+            groups: BTreeMap::new(),
+        })
+    };
+    v.apply(d(3));
+    v.apply(d(2));
+    assert_eq!(v.decision.as_ref().map(|d| d.epoch), Some(3));
+    for (id, at) in [("a", 100_000), ("b", 95_000), ("c", 80_000)] {
+        v.apply(Record::Heartbeat(Heartbeat {
+            instance: id.into(),
+            at: Timestamp(at),
+        }));
+    }
+    let session = Dur::from_secs(10);
+    assert_eq!(
+        v.live_members("a", Timestamp(100_000), session),
+        2,
+        "a and b"
+    );
+    assert_eq!(
+        v.live_members("me", Timestamp(100_000), session),
+        3,
+        "a, b and me"
+    );
+}
