@@ -163,6 +163,9 @@ impl RecordTimes {
         if self.consumer.assign(&tpl).is_err() {
             return Vec::new();
         }
+        // librdkafka keeps a partition's pause across unassign and assign: the last fetch paused
+        // every partition it read, so resume them, or no moved offset is ever read again.
+        let _ = self.consumer.resume(&tpl);
         let mut got: BTreeMap<(String, i32), RecordTime> = BTreeMap::new();
         let deadline = crate::clock::monotonic_now() + self.wait;
         while got.len() < offsets.len() && crate::clock::monotonic_now() < deadline {

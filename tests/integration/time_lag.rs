@@ -163,3 +163,39 @@ async fn a_producer_clock_in_the_future_reads_unknown_never_zero() {
         stdout(&text)
     );
 }
+
+/// The reader a running controller keeps: after the group moves, the next read fetches the
+/// record at the new committed offset (not the cached, older one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_offset_is_read_again_by_the_same_reader() {
+    let broker = Broker::start("time-lag-moved");
+    let b = &broker.bootstrap;
+    create_topic(b, "events", 2, &[]).await;
+    let t0 = now_ms() - 3_600_000;
+    let stamps: Vec<i64> = (0..10).map(|i| t0 + i * 60_000).collect();
+    produce_at(b, "events", 0, &stamps).await;
+    produce_at(b, "events", 1, &stamps).await;
+    let conn = catchup::kafka::Connection {
+        bootstrap_servers: b.clone(),
+        ..Default::default()
+    };
+    let reader =
+        catchup::sensors::lag::LagReader::with_record_budget(&conn, Duration::from_secs(10), 256)
+            .expect("reader");
+    let group = ["enrich".to_string()];
+    for offset in [2, 5, 8] {
+        commit(b, "enrich", "events", &[(0, offset), (1, offset)]);
+        let read = reader
+            .read_groups(&group, catchup::units::Timestamp(now_ms()))
+            .expect("read");
+        for p in &read.read[0].partitions {
+            let r = p.next_record.expect("a record time");
+            assert_eq!(
+                (r.offset, r.at.0),
+                (offset, stamps[offset as usize]),
+                "partition {} after the group moved to {offset}",
+                p.partition
+            );
+        }
+    }
+}
