@@ -387,7 +387,7 @@ impl RunConfig {
         }
     }
 
-    /// Every API token (see [`api`] for the names and roles): `CATCHUP_API_TOKEN` and
+    /// Every API token (see the `api` module for the names and roles): `CATCHUP_API_TOKEN` and
     /// `CATCHUP_CONSUMER_TOKEN` win over their files.
     pub fn api_tokens(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Tokens, String> {
         self.api.load_tokens(env)

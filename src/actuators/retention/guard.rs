@@ -38,7 +38,7 @@ pub const DENIED_KEYS: [&str; 7] = [
 
 /// A topic config the controller may ever change: a closed set, so no other key can reach the
 /// cluster. The local keys pass [`key_allowed`]; `retention.ms` is the one narrow exception of
-/// invariant 1, reachable only through [`approve_extension`] (raising, never above the cap, on a
+/// invariant 1, reachable only through [`approve_extension`](super::extend::approve_extension) (raising, never above the cap, on a
 /// tiered input topic the policy allow-lists). Tests keep both so.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ManagedKey {
