@@ -59,8 +59,9 @@ pub struct DiskPolicy {
     pub throttle_start_percent: f64,
     /// The level the throttle steers towards while it is engaged. Default 70.
     pub target_percent: f64,
-    /// Retention is stepped back up only while every broker is below this (and the backlog has drained).
-    /// Default 65.
+    /// Kept for compatibility and still checked for order; no longer the restore condition: retention
+    /// is restored once drained while the 24 h restore forecast stays under `pause_percent`
+    /// (docs/policy.md, *Retention rules*). Default 65.
     pub restore_below_percent: f64,
 }
 

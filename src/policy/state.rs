@@ -28,6 +28,26 @@ pub struct ControllerState {
     /// The disk observer's memory: the gate's share history and each broker's learned growth.
     #[serde(default)]
     pub observer: ObserverState,
+    /// What the restore forecast remembers since the backlog drained.
+    #[serde(default)]
+    pub restore: RestoreWatch,
+}
+
+/// The restore forecast's memory of the drained cluster (cleared while a backlog is being caught up).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestoreWatch {
+    /// Per broker, its disk level (the observer's upper bound, percent) once the lowered window has
+    /// turned over after the drain, one point per 10 minutes, the last 24 h, newest last.
+    pub levels: BTreeMap<BrokerId, VecDeque<DiskPoint>>,
+    /// The highest measured share of full speed the groups consumed at since the drain.
+    pub share_peak: f64,
+    /// The catch-up groups' producers' total rate (records/s), one point per 10 minutes, the last
+    /// 24 h, newest last; kept through backlogs (the producers' daily cycle does not stop for them).
+    #[serde(default)]
+    pub produce: VecDeque<DiskPoint>,
+    /// Since when the backlog has not been drained (cleared once it is).
+    #[serde(default)]
+    pub backlog_since: Option<Timestamp>,
 }
 
 /// One disk sample.
@@ -111,6 +131,10 @@ pub struct TopicTrack {
     /// each doubles the wait before the next restore step (hysteresis against flapping).
     #[serde(default)]
     pub restore_setbacks: u32,
+    /// A restore step was taken since the backlog drained: until the next backlog, lowering again
+    /// needs a forecast crossing the pause line, not the throttle start (hysteresis).
+    #[serde(default)]
+    pub restored_in_event: bool,
     /// Set when someone else changed the topic: the engine no longer touches it.
     pub hands_off: Option<String>,
 }

@@ -180,6 +180,9 @@ fn policy_check_reports_every_problem_with_path_value_and_fix() {
 #[test]
 fn a_rising_disk_lowers_retention_stepwise_to_the_floor_and_no_further() {
     let mut rig = Rig::new(Some(4 * HOUR));
+    // A backlog being caught up (issue 14: once drained and restored, only a disk that truly needs it
+    // lowers again, so this rig must not be drained).
+    rig.lag = 10_000_000;
     let mut lowered = Vec::new();
     for minute in 0..120 {
         let disk = 50.0 + minute as f64 * 0.15; // 9%/h: the throttle start is forecast within the 2h lead

@@ -77,6 +77,39 @@ fn every_shipped_scenario_stays_under_the_ceiling_and_restores() {
     }
 }
 
+/// One lowering per backlog (issue 14): at most one lower-and-restore cycle, so at most 4 retention
+/// writes, per managed topic on every shipped scenario (each has one backlog event), the diurnal one
+/// included (48 writes before the restore forecast).
+#[test]
+fn every_shipped_scenario_lowers_and_restores_each_managed_topic_at_most_once() {
+    let mut seen_diurnal = false;
+    for entry in std::fs::read_dir("scenarios").expect("scenarios/ exists") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        seen_diurnal |= path.ends_with("diurnal-after-drain.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let managed = text
+            .lines()
+            .filter(|l| l.trim().replace(' ', "") == "managed=true")
+            .count() as u64;
+        assert!(managed > 0, "{} manages no topic", path.display());
+        let s = summary(path.to_str().unwrap(), "catchup");
+        let writes = s["retention_changes"].as_u64().unwrap();
+        assert!(
+            writes <= 4 * managed,
+            "{}: {writes} retention writes for {managed} managed topics: {s}",
+            path.display()
+        );
+        assert_eq!(s["restored"], true, "{}: {s}", path.display());
+    }
+    assert!(
+        seen_diurnal,
+        "scenarios/diurnal-after-drain.toml is shipped"
+    );
+}
+
 #[test]
 fn the_copy_stall_is_not_answered_by_lowering_retention() {
     let scenario = Scenario::load(Path::new("scenarios/copy-stall.toml")).unwrap();

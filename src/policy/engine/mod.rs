@@ -22,6 +22,7 @@ mod drain;
 mod extend;
 mod gates;
 mod inputs;
+mod restore;
 mod retention;
 mod throttle;
 

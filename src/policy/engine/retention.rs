@@ -28,6 +28,7 @@ pub(super) fn retention_decisions(
     if let Some(records) = &obs.retention {
         follow_journal(st, records, p);
     }
+    super::restore::watch(st, disks, drained, tick.now, p.retention.lead_time);
     let outlook = Outlook::new(st, obs, disks, drained, tick);
     let mut out = BTreeMap::new();
     let mut at_floor = Vec::new();
@@ -102,8 +103,11 @@ struct Outlook {
     blocked: Option<String>,
     /// Why retention should be lowered, if it should.
     pressure: Option<String>,
-    /// Every broker is fresh and below `disk.restore_below_percent`.
-    healthy: bool,
+    /// Why lowering is truly needed (a forecast crossing the pause line), if it is: once a restore
+    /// has begun in this backlog event, only this lowers again (hysteresis).
+    urgent: Option<String>,
+    /// Whether restoring every lowered topic keeps the 24 h forecast under the pause line, and why.
+    restore: Result<String, String>,
     /// The backlog has drained.
     drained: bool,
     /// Every known broker has a fresh disk reading.
@@ -132,16 +136,22 @@ impl Outlook {
             .map(|until| until.since(now))
             .max()
             .unwrap_or_default();
-        let pressure = retention_pressure(disks, p, refill_left);
-        let healthy = disks.all_fresh
-            && disks
-                .fresh
-                .iter()
-                .all(|b| b.percent < p.disk.restore_below_percent);
+        let start = p.disk.throttle_start_percent;
+        let lead = p.retention.lead_time;
+        let pressure = retention_pressure(disks, lead, refill_left, start, start);
+        let urgent = retention_pressure(
+            disks,
+            p.forecast.throttle_horizon.min(lead),
+            refill_left,
+            p.disk.pause_percent,
+            p.disk.ceiling_percent,
+        );
+        let restore = super::restore::restore_safe(st, disks, p);
         Outlook {
             blocked,
             pressure,
-            healthy,
+            urgent,
+            restore,
             drained,
             fresh: disks.all_fresh,
         }
@@ -261,11 +271,12 @@ impl<'a> Topic<'a> {
     /// Lowers, restores or holds the topic as the outlook asks; returns whether it is at its floor.
     fn step(&mut self, configs: &TopicConfigs, outlook: &Outlook, tick: &mut Tick) -> bool {
         let name = self.name;
-        match (
-            &outlook.pressure,
-            &outlook.blocked,
-            self.decision.current_ms,
-        ) {
+        let pressure = if self.track.restored_in_event {
+            &outlook.urgent
+        } else {
+            &outlook.pressure
+        };
+        match (pressure, &outlook.blocked, self.decision.current_ms) {
             (Some(why), None, Some(current)) => return self.lower(configs, current, why, tick),
             (Some(why), Some(block), _) => {
                 self.decision.reasons.push(format!("{why}, but {block}"));
@@ -336,7 +347,7 @@ impl<'a> Topic<'a> {
     }
 
     /// Raises a lowered topic one step back towards its original when the backlog has drained and the
-    /// disk is healthy.
+    /// restore forecast is safe (`restore::restore_safe`).
     fn restore(&mut self, outlook: &Outlook, tick: &Tick) {
         let (p, now) = (tick.policy, tick.now);
         let (track, decision) = (&mut *self.track, &mut self.decision);
@@ -354,17 +365,17 @@ impl<'a> Topic<'a> {
             decision
                 .reasons
                 .push("holding the lowered value until the backlog has drained".into());
-        } else if !outlook.healthy {
-            decision.reasons.push(format!(
-                "drained; holding until every broker is below {}%",
-                p.disk.restore_below_percent
-            ));
+        } else if let Err(why) = &outlook.restore {
+            decision
+                .reasons
+                .push(format!("drained; holding the lowered value: {why}"));
         } else if since_step.is_some_and(|s| s < restore_wait) {
             decision.reasons.push(format!(
-                "drained and healthy; next restore step {} after the last step",
+                "drained and safe to restore; next restore step {} after the last step",
                 restore_wait
             ));
         } else {
+            track.restored_in_event = true;
             let original = track.original.as_ref().and_then(|o| o.effective_ms);
             let next = (lowered as f64 / p.retention.step_factor).ceil() as i64;
             // The oldest managed data still on disk: nothing is deleted until it is older than the new
@@ -382,16 +393,18 @@ impl<'a> Topic<'a> {
             if original.is_none_or(|o| next >= o) {
                 track.lowered_ms = None;
                 decision.target = RetentionTarget::Original;
-                decision
-                    .reasons
-                    .push("drained and healthy: restoring the original setting".into());
+                decision.reasons.push(format!(
+                    "drained, {}: restoring the original setting",
+                    restore_why(outlook)
+                ));
                 track.refill_until =
                     original.map(|o| oldest + Dur(o.max(0) as u64) + p.forecast.window);
             } else {
                 track.lowered_ms = Some(next);
                 decision.target = RetentionTarget::Lowered { ms: next };
                 decision.reasons.push(format!(
-                    "drained and healthy: raising local.retention.ms to {}",
+                    "drained, {}: raising local.retention.ms to {}",
+                    restore_why(outlook),
                     Dur(next as u64)
                 ));
                 track.refill_until = Some(oldest + Dur(next.max(0) as u64) + p.forecast.window);
@@ -418,6 +431,11 @@ impl<'a> Topic<'a> {
             track.restore_setbacks = 0;
         }
     }
+}
+
+/// Why the restore is safe, for the decision's reasons.
+fn restore_why(outlook: &Outlook) -> &str {
+    outlook.restore.as_deref().unwrap_or("")
 }
 
 /// What to hold a topic at when nothing changes: the value last decided.
@@ -511,28 +529,41 @@ pub fn copy_lag_blocks(
     (!any).then(|| "no broker's disk is known: cannot prove lowering frees space".to_string())
 }
 
-/// Whether some broker is forecast to cross the throttle start within the retention lead time (or,
-/// while a window refills after a restore step, within what is left of the refill).
-fn retention_pressure(disks: &DiskView, p: &Policy, refill_left: Dur) -> Option<String> {
-    let lead = if refill_left.0 > 0 {
-        refill_left.min(p.retention.lead_time)
+/// Whether some broker is at or above `at` or forecast to cross `ahead` within `lead` (or, while a
+/// window refills after a restore step, within what is left of the refill). Both marks are the
+/// throttle start and `lead` the retention lead time; once a restore has begun in this backlog event,
+/// the pause line and the ceiling within the throttle horizon (hysteresis: only a disk that truly
+/// needs it lowers again).
+fn retention_pressure(
+    disks: &DiskView,
+    lead: Dur,
+    refill_left: Dur,
+    at: f64,
+    ahead: f64,
+) -> Option<String> {
+    let name = if at == ahead {
+        "the throttle start"
     } else {
-        p.retention.lead_time
+        "the pause line"
+    };
+    let lead = if refill_left.0 > 0 {
+        refill_left.min(lead)
+    } else {
+        lead
     };
     let horizon = lead.secs_f64();
     disks.fresh.iter().find_map(|b| {
         let (broker, level) = (b.broker, b.percent);
         let g = b.slope.unwrap_or(0.0);
-        if level >= p.disk.throttle_start_percent {
+        if level >= at {
             Some(format!(
-                "broker {broker} at {level:.1}%, above the throttle start of {}%",
-                p.disk.throttle_start_percent
+                "broker {broker} at {level:.1}%, above {name} of {at}%"
             ))
-        } else if g > 0.0 && level + g * horizon >= p.disk.throttle_start_percent {
+        } else if g > 0.0 && level + g * horizon >= ahead {
             Some(format!(
                 "broker {broker} at {level:.1}% rising {:.1}%/h: forecast to cross {}% within {}",
                 g * 3600.0,
-                p.disk.throttle_start_percent,
+                ahead,
                 lead
             ))
         } else {

@@ -1,0 +1,172 @@
+//! The restore forecast: whether raising a drained backlog's lowered topics back to their originals
+//! is safe for the next 24 h, so retention is lowered and restored once per backlog event.
+//!
+//! For each broker the forecast is the level now (the observer's upper bound) plus the refill, scaled
+//! by the daily cycle:
+//!
+//! - the refill: raising local retention from `L` back to `O` stops deletion of managed data until the
+//!   oldest data is older than `O`, so the disk grows by the managed topics' write rate over `O − L`
+//!   (at most 24 h of it). That write rate is the observer's learned growth at full speed (`a`, the
+//!   fit that forgets over hours; not the margin's all-time peak) times the highest share of full speed consumed since the drain;
+//! - the daily cycle: the disk's data scales with the rate it is written at, so the sum is scaled by
+//!   the producers' highest rate over the last 24 h over their rate now (learned from the groups'
+//!   produce rates, kept through the backlog). Lacking that history, the highest level seen in the
+//!   last 24 h since the lowered window turned over after the drain, plus the refill, stands in.
+//!
+//! The restore is safe while every broker's forecast stays under the pause line, the mark above which
+//! the disk truly needs lowering again: once a restore has begun, a topic is lowered again within the
+//! same backlog event only when a broker is above the pause line or forecast to cross the ceiling
+//! (the hysteresis in `retention.rs`).
+
+use super::disks::DiskView;
+use crate::policy::config::Policy;
+use crate::policy::state::{ControllerState, DiskPoint};
+use crate::units::{Dur, Timestamp};
+
+/// One remembered level per this much time.
+const LEVEL_STEP: Dur = Dur(600_000);
+/// A backlog lasting this long is a new backlog event (the hysteresis of the last one ends).
+const NEW_EVENT_AFTER: Dur = Dur(12 * 3_600_000);
+/// The forecast horizon, and how long levels are remembered.
+const HORIZON: Dur = Dur(24 * 3_600_000);
+
+/// Updates the restore memory: cleared (and every topic's hysteresis reset) while a backlog is being
+/// caught up; once drained, the peak share consumed and, after the lowered window has turned over,
+/// each broker's level.
+pub(super) fn watch(
+    st: &mut ControllerState,
+    disks: &DiskView,
+    drained: bool,
+    now: Timestamp,
+    lead: Dur,
+) {
+    let rates: Vec<f64> = st.groups.values().filter_map(|g| g.produce_rate).collect();
+    if !rates.is_empty() {
+        remember(&mut st.restore.produce, now, rates.iter().sum());
+    }
+    if !drained {
+        // A backlog ends the last one's hysteresis once it has lasted `NEW_EVENT_AFTER` (and a lead
+        // time): a group held back by the throttle for a while after its drain is the same event.
+        let since = *st.restore.backlog_since.get_or_insert(now);
+        if now.since(since) >= lead.max(NEW_EVENT_AFTER) {
+            st.restore.levels.clear();
+            st.restore.share_peak = 0.0;
+            for track in st.topics.values_mut() {
+                track.restored_in_event = false;
+            }
+        }
+        return;
+    }
+    st.restore.backlog_since = None;
+    if let Some(share) = st.observer.shares.back() {
+        st.restore.share_peak = st.restore.share_peak.max(share.measured);
+    }
+    let window = st
+        .topics
+        .values()
+        .filter_map(|t| t.lowered_ms)
+        .max()
+        .unwrap_or(0)
+        .max(0) as u64;
+    let turned_over = st
+        .drained_since
+        .is_some_and(|since| now >= since + Dur(window));
+    if !turned_over {
+        return;
+    }
+    for b in &disks.fresh {
+        remember(
+            st.restore.levels.entry(b.broker).or_default(),
+            now,
+            b.percent,
+        );
+    }
+}
+
+/// Appends `value` at most once per `LEVEL_STEP`, keeping `HORIZON` of points.
+fn remember(points: &mut std::collections::VecDeque<DiskPoint>, now: Timestamp, value: f64) {
+    if points.back().is_none_or(|l| now >= l.at + LEVEL_STEP) {
+        points.push_back(DiskPoint {
+            at: now,
+            percent: value,
+        });
+    }
+    while points.front().is_some_and(|l| now.since(l.at) > HORIZON) {
+        points.pop_front();
+    }
+}
+
+/// The producers' highest rate over the last 24 h over their rate now (at least 1), when both are
+/// known.
+fn daily_cycle(st: &ControllerState) -> Option<f64> {
+    let now = st
+        .groups
+        .values()
+        .filter_map(|g| g.produce_rate)
+        .fold(None, |sum: Option<f64>, r| Some(sum.unwrap_or(0.0) + r))?;
+    let peak = st
+        .restore
+        .produce
+        .iter()
+        .map(|p| p.percent)
+        .fold(now, f64::max);
+    (now > 0.0 && st.restore.produce.len() > 1).then(|| (peak / now).max(1.0))
+}
+
+/// `Ok(why)` when restoring every lowered topic to its original keeps every fresh broker's 24 h
+/// forecast under the pause line; `Err(why not)` otherwise.
+pub(super) fn restore_safe(
+    st: &ControllerState,
+    disks: &DiskView,
+    p: &Policy,
+) -> Result<String, String> {
+    let refill_secs = st
+        .topics
+        .values()
+        .filter_map(|t| {
+            let lowered = t.lowered_ms?;
+            let original = t.original.as_ref()?.effective_ms.unwrap_or(i64::MAX);
+            Some(original.saturating_sub(lowered).max(0) as u64)
+        })
+        .max()
+        .unwrap_or(0)
+        .min(HORIZON.0) as f64
+        / 1000.0;
+    let mark = p.disk.pause_percent;
+    let cycle = daily_cycle(st);
+    let mut worst: Option<(f64, String)> = None;
+    for b in &disks.fresh {
+        let Some(growth) = st.observer.brokers.get(&b.broker).and_then(|m| m.growth()) else {
+            return Err(format!(
+                "broker {}: no learned write rate to forecast the refill",
+                b.broker
+            ));
+        };
+        let peak = st
+            .restore
+            .levels
+            .get(&b.broker)
+            .into_iter()
+            .flatten()
+            .map(|l| l.percent)
+            .fold(b.percent, f64::max);
+        let refill = growth.a.max(0.0) * st.restore.share_peak * refill_secs;
+        let scaled = cycle.map_or(0.0, |c| (b.percent + refill) * c);
+        let forecast = scaled.max(peak + refill);
+        let why = format!(
+            "broker {} forecast {forecast:.1}% over 24 h after restoring (now {:.1}%, refill {refill:.1}%, producers' daily peak {:.2}x now, highest level since the drain {peak:.1}%)",
+            b.broker,
+            b.percent,
+            cycle.unwrap_or(1.0)
+        );
+        if forecast >= mark {
+            return Err(format!("{why}: not under the pause line of {mark}%"));
+        }
+        if worst.as_ref().is_none_or(|(f, _)| forecast > *f) {
+            worst = Some((forecast, why));
+        }
+    }
+    worst
+        .map(|(_, why)| why)
+        .ok_or_else(|| "no fresh disk reading".to_string())
+}
