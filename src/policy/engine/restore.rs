@@ -136,12 +136,11 @@ pub(super) fn restore_safe(
     let cycle = daily_cycle(st);
     let mut worst: Option<(f64, String)> = None;
     for b in &disks.fresh {
-        let Some(growth) = st.observer.brokers.get(&b.broker).and_then(|m| m.growth()) else {
-            return Err(format!(
-                "broker {}: no learned write rate to forecast the refill",
-                b.broker
-            ));
-        };
+        // Without a learned write rate (a source that has given one sample, say) the refill is
+        // not forecast: restoring deletes nothing, and the lowering path still guards the disk.
+        // Holding the lowered value until a rate is learned would hold it forever where none can be.
+        let growth = st.observer.brokers.get(&b.broker).and_then(|m| m.growth());
+        let a = growth.map_or(0.0, |g| g.a.max(0.0));
         let peak = st
             .restore
             .levels
@@ -150,13 +149,18 @@ pub(super) fn restore_safe(
             .flatten()
             .map(|l| l.percent)
             .fold(b.percent, f64::max);
-        let refill = growth.a.max(0.0) * st.restore.share_peak * refill_secs;
+        let refill = a * st.restore.share_peak * refill_secs;
         let scaled = cycle.map_or(0.0, |c| (b.percent + refill) * c);
         let forecast = scaled.max(peak + refill);
         let why = format!(
-            "broker {} forecast {forecast:.1}% over 24 h after restoring (now {:.1}%, refill {refill:.1}%, producers' daily peak {:.2}x now, highest level since the drain {peak:.1}%)",
+            "broker {} forecast {forecast:.1}% over 24 h after restoring (now {:.1}%, refill {refill:.1}%{}, producers' daily peak {:.2}x now, highest level since the drain {peak:.1}%)",
             b.broker,
             b.percent,
+            if growth.is_none() {
+                " (no write rate learned yet)"
+            } else {
+                ""
+            },
             cycle.unwrap_or(1.0)
         );
         if forecast >= mark {
