@@ -302,6 +302,10 @@ impl GateClient {
     }
 }
 
+/// How long a wait for permits may last before the consumer pauses its assignment and keeps
+/// polling to stay in its group (far below Kafka's default `max.poll.interval.ms` of 5 minutes).
+pub const LONG_WAIT: Duration = Duration::from_secs(5);
+
 /// Notes rebalances so the pause can be re-applied to newly assigned partitions.
 #[derive(Default)]
 pub struct RebalanceNotes {
@@ -405,7 +409,7 @@ impl GatedConsumer {
         Ok(batch)
     }
 
-    /// Waits for `permits` while staying in the group: the assignment is paused and the consumer
+    /// Waits for `permits` while staying in the group (once the wait passes [`LONG_WAIT`]): the assignment is paused and the consumer
     /// keeps polling (a wait longer than `max.poll.interval.ms` would otherwise get it evicted, and
     /// it would hand out messages of partitions it no longer owns). Anything that still arrives is
     /// rewound. `false` when the gate paused meanwhile.
@@ -414,12 +418,19 @@ impl GatedConsumer {
         let acquire = gate.acquire(permits, Duration::from_secs(3600));
         tokio::pin!(acquire);
         let mut paused_here = false;
+        let started = tokio::time::Instant::now();
         let granted = loop {
             tokio::select! {
                 ok = &mut acquire => break ok,
                 () = tokio::time::sleep(Duration::from_millis(200)) => {
                     if self.gate.effective() == Effective::Paused {
                         break false;
+                    }
+                    // Short waits (the throttle's ordinary pacing) leave the fetch pipeline alone:
+                    // pausing and rewinding it costs throughput. Only a wait that could approach
+                    // max.poll.interval.ms pauses the assignment and polls.
+                    if started.elapsed() < LONG_WAIT {
+                        continue;
                     }
                     if !paused_here || self.consumer.context().rebalanced.swap(false, Ordering::SeqCst) {
                         let assignment = self.consumer.assignment()?;
