@@ -14,7 +14,7 @@
 //! [`approve_extension`] is the last hop, on configs read just before the write; its [`Approved`]
 //! change is the only thing the cluster's alter call takes.
 
-use super::guard::{Approved, ManagedKey, RetentionChange, RetentionRefusal};
+use super::guard::{Approved, ManagedKey, RetentionChange, RetentionRefusal, restore_change};
 use crate::observation::{ConfigSource, Observation, OriginalRetention, TopicConfigs};
 use crate::policy::{ExtensionTarget, Policy};
 use crate::units::{Dur, Timestamp};
@@ -119,30 +119,7 @@ pub fn plan_extension(
             }
             Ok(Some(RetentionChange::Set { key, value }))
         }
-        ExtensionTarget::Original => {
-            let Some(original) = original else {
-                return Ok(None);
-            };
-            match original.source {
-                ConfigSource::Topic => {
-                    let Some(value) = original.value.clone() else {
-                        return Err(refuse(
-                            "the original value was not recorded; restore by hand".into(),
-                        ));
-                    };
-                    if set_here(&value) {
-                        return Ok(None);
-                    }
-                    Ok(Some(RetentionChange::Set { key, value }))
-                }
-                ConfigSource::Inherited => {
-                    if current.is_none_or(|c| c.source == ConfigSource::Inherited) {
-                        return Ok(None);
-                    }
-                    Ok(Some(RetentionChange::Delete { key }))
-                }
-            }
-        }
+        ExtensionTarget::Original => restore_change(key, original, current).map_err(refuse),
     }
 }
 

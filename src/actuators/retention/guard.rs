@@ -15,7 +15,7 @@
 //! just before the write, and its [`Approved`] change is the only thing the cluster's alter call
 //! takes. Whoever writes (the control loop, the runbook's CLI, the simulator) passes through it.
 
-use crate::observation::{BrokerCopyLag, BrokerId, ConfigSource, TopicConfigs};
+use crate::observation::{BrokerCopyLag, BrokerId, ConfigSource, ConfigValue, TopicConfigs};
 use crate::policy::state::OriginalRetention;
 use crate::policy::validate::CATCHUP_TOPIC_PREFIX;
 use crate::policy::{Policy, RetentionTarget, copy_lag_blocks};
@@ -154,6 +154,39 @@ pub fn key_allowed(key: &str) -> bool {
     !denied && ALLOWED_KEYS.contains(&key)
 }
 
+/// The operation that brings `key` back to `original` given its value now (`current`): SET the
+/// recorded value when it was set on the topic, DELETE the key when it was inherited; `None` when it
+/// is already there or nothing was ever changed. Shared by both guards.
+pub(super) fn restore_change(
+    key: ManagedKey,
+    original: Option<&OriginalRetention>,
+    current: Option<&ConfigValue>,
+) -> Result<Option<RetentionChange>, String> {
+    let Some(original) = original else {
+        // Never changed by us: nothing to restore.
+        return Ok(None);
+    };
+    match original.source {
+        ConfigSource::Topic => {
+            let Some(value) = original.value.clone() else {
+                return Err("the original value was not recorded; restore by hand".into());
+            };
+            if current.is_some_and(|c| {
+                c.value.as_ref() == Some(&value) && c.source == ConfigSource::Topic
+            }) {
+                return Ok(None);
+            }
+            Ok(Some(RetentionChange::Set { key, value }))
+        }
+        ConfigSource::Inherited => {
+            if current.is_none_or(|c| c.source == ConfigSource::Inherited) {
+                return Ok(None);
+            }
+            Ok(Some(RetentionChange::Delete { key }))
+        }
+    }
+}
+
 /// Turns `target` into the operation needed on `topic` (whose configs are `configs`), or `None` when the
 /// topic is already there. `original` is what was captured before the first change; it is required to
 /// restore. Every refusal names the rule it would break.
@@ -214,33 +247,11 @@ pub fn plan(
             }
             RetentionChange::Set { key, value }
         }
-        RetentionTarget::Original => {
-            let Some(original) = original else {
-                // Never changed by us: nothing to restore.
-                return Ok(None);
-            };
-            match original.source {
-                ConfigSource::Topic => {
-                    let Some(value) = original.value.clone() else {
-                        return Err(refuse(
-                            "the original value was not recorded; restore by hand".into(),
-                        ));
-                    };
-                    if current.is_some_and(|c| {
-                        c.value.as_ref() == Some(&value) && c.source == ConfigSource::Topic
-                    }) {
-                        return Ok(None);
-                    }
-                    RetentionChange::Set { key, value }
-                }
-                ConfigSource::Inherited => {
-                    if current.is_none_or(|c| c.source == ConfigSource::Inherited) {
-                        return Ok(None);
-                    }
-                    RetentionChange::Delete { key }
-                }
-            }
-        }
+        RetentionTarget::Original => match restore_change(key, original, current) {
+            Ok(Some(change)) => change,
+            Ok(None) => return Ok(None),
+            Err(why) => return Err(refuse(why)),
+        },
     };
     if !key_allowed(change.key().name()) {
         return Err(refuse(format!(
