@@ -6,7 +6,7 @@ use super::controller::json;
 use super::reconcile::ExtensionStep;
 use super::tick::Runtime;
 use super::{ClusterIo, Entry};
-use crate::actuators::{ActuatorError, Unconsumed};
+use crate::actuators::Unconsumed;
 use crate::policy::{ExtensionDecision, ExtensionTarget};
 use crate::sensors::Observation;
 use crate::store::Outcome;
@@ -40,22 +40,8 @@ impl<K: ClusterIo> Runtime<K> {
                     .cluster
                     .extend_retention(topic, target, &reason, &unconsumed, now)
                     .await;
-                match result {
-                    Ok(applied) => {
-                        for found in &applied.findings {
-                            self.record_finding(found).await;
-                        }
-                        (
-                            json(&applied.change.unwrap_or(change)),
-                            Outcome::Applied,
-                            true,
-                        )
-                    }
-                    Err(ActuatorError::Refused(r)) => {
-                        (json(target), Outcome::Refused(r.reason), true)
-                    }
-                    Err(e) => (json(&change), Outcome::Failed(e.to_string()), true),
-                }
+                let (after, outcome) = self.written(result, change, json(target)).await;
+                (after, outcome, true)
             }
         };
         if record {

@@ -128,22 +128,8 @@ impl<K: ClusterIo> Runtime<K> {
                     .cluster
                     .apply_retention(topic, &d.target, &reason, &evidence, now)
                     .await;
-                match result {
-                    Ok(applied) => {
-                        for found in &applied.findings {
-                            self.record_finding(found).await;
-                        }
-                        (
-                            json(&applied.change.unwrap_or(change)),
-                            Outcome::Applied,
-                            true,
-                        )
-                    }
-                    Err(crate::actuators::ActuatorError::Refused(r)) => {
-                        (json(&d.target), Outcome::Refused(r.reason), true)
-                    }
-                    Err(e) => (json(&change), Outcome::Failed(e.to_string()), true),
-                }
+                let (after, outcome) = self.written(result, change, json(&d.target)).await;
+                (after, outcome, true)
             }
             RetentionStep::Refused { target, reason } => {
                 (json(&target), Outcome::Refused(reason), new_target)
@@ -162,6 +148,29 @@ impl<K: ClusterIo> Runtime<K> {
                     outcome,
                 })
                 .await;
+        }
+    }
+
+    /// What a write through the retention actuator did, for its audit record: the operation and
+    /// `applied` (findings on the way recorded too), the target and the rule on a refusal, the
+    /// operation and the error on a failure.
+    pub(super) async fn written(
+        &self,
+        result: Result<crate::actuators::Applied, crate::actuators::ActuatorError>,
+        change: crate::actuators::RetentionChange,
+        target: serde_json::Value,
+    ) -> (serde_json::Value, Outcome) {
+        match result {
+            Ok(applied) => {
+                for found in &applied.findings {
+                    self.record_finding(found).await;
+                }
+                (json(&applied.change.unwrap_or(change)), Outcome::Applied)
+            }
+            Err(crate::actuators::ActuatorError::Refused(r)) => {
+                (target, Outcome::Refused(r.reason))
+            }
+            Err(e) => (json(&change), Outcome::Failed(e.to_string())),
         }
     }
 
