@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use catchup_testkit::{Broker, create_topic};
 
-use crate::faults::{Controller, disk, eventually, free_port, fresh_dir, journal};
+use crate::faults::{
+    Controller, disk, eventually, free_port, fresh_dir, journal, write_run_config,
+};
 use crate::kafka::{alter_by_hand, commit, describe};
 use crate::time_lag::{now_ms, produce_at};
 
@@ -59,27 +61,7 @@ name = "out"
 "#,
     )
     .expect("policy");
-    std::fs::write(
-        dir.join("catchup.toml"),
-        format!(
-            r#"
-tick = "2s"
-sensor_timeout = "1900ms"
-policy = "policy.toml"
-state_dir = "state"
-[api]
-listen = "127.0.0.1:{port}"
-[cluster]
-kind = "kafka"
-[cluster.kafka]
-bootstrap_servers = "{bootstrap}"
-[cluster.disk]
-kind = "file"
-path = "disk.json"
-"#
-        ),
-    )
-    .expect("config");
+    write_run_config(dir, bootstrap, port);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

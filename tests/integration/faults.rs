@@ -82,6 +82,12 @@ max_rate = 1000
 "#,
     )
     .expect("policy");
+    write_run_config(dir, bootstrap, port);
+}
+
+/// `catchup.toml` in `dir`: `catchup run` against `bootstrap` with `policy.toml`, a state directory,
+/// the disk file `disk.json` and its API on `port`.
+pub(crate) fn write_run_config(dir: &Path, bootstrap: &str, port: u16) {
     std::fs::write(
         dir.join("catchup.toml"),
         format!(
