@@ -314,9 +314,6 @@ async fn serve<K: ClusterIo>(
         wall_tick,
     } = driven;
     let (ctl, commands) = Controller::new(config.clone(), policy, store.clone(), tokens, clock)?;
-    // A pause or rate persisted before a restart is in force from the first gate version served,
-    // not from the first tick.
-    ctl.swap_gates();
     let listen = config.api.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

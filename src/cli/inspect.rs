@@ -32,8 +32,7 @@ pub fn plan(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let (obs, policy, state_dir, _) = snapshot(config)?;
     let store = catchup::store::StateDir::open_read_only(&state_dir)?;
     let state: ControllerState = store.load("state.json")?.unwrap_or_default();
-    let overrides: Vec<catchup::policy::Override> =
-        store.load("overrides.json")?.unwrap_or_default();
+    let overrides = catchup::runtime::OverrideBook::read(&store)?;
     let now = obs
         .groups
         .first()

@@ -112,6 +112,12 @@ pub struct ApiLimits {
     /// Largest audit page answered (`GET /v1/audit`): records beyond it are left for the next
     /// page. Default 256KiB.
     pub audit_page: Bytes,
+    /// The audit log (`audit.jsonl`) is rotated (to `audit.jsonl.N`) before it passes this.
+    /// Default 32MiB.
+    pub audit_file_size: Bytes,
+    /// Rotated audit files kept; older ones are deleted. Default 8 (with the default size, at
+    /// most 288MiB of audit log on the state volume).
+    pub audit_files: u32,
 }
 
 impl Default for ApiLimits {
@@ -125,6 +131,8 @@ impl Default for ApiLimits {
             max_overrides: 256,
             max_reason: Bytes(1024),
             audit_page: Bytes(256 * 1024),
+            audit_file_size: Bytes(32 * 1024 * 1024),
+            audit_files: 8,
         }
     }
 }
@@ -185,6 +193,18 @@ impl ApiConfig {
             "api.limits.audit_page",
             l.audit_page,
             "must be between 4KiB and 64MiB",
+        );
+        p.check(
+            l.audit_file_size.0 >= 64 * 1024 && l.audit_file_size.0 <= 4 * 1024 * 1024 * 1024,
+            "api.limits.audit_file_size",
+            l.audit_file_size,
+            "must be between 64KiB and 4GiB",
+        );
+        p.check(
+            (1..=1000).contains(&l.audit_files),
+            "api.limits.audit_files",
+            l.audit_files,
+            "must be between 1 and 1000",
         );
         for (i, t) in self.tokens.iter().enumerate() {
             p.check(

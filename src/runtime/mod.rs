@@ -11,7 +11,7 @@
 //! - [`status`]: what `/v1/status` shows;
 //! - [`cluster`]: the real cluster (Kafka, MSK) behind the sensor and actuator traits.
 //!
-//! A restart loads `state.json`, `overrides.json` and the audit log and continues: it neither
+//! A restart loads `state.json`, `overrides.jsonl` and the audit log and continues: it neither
 //! restores nor re-applies blindly.
 
 use std::future::Future;
@@ -35,7 +35,9 @@ mod retention;
 pub mod status;
 pub mod tick;
 
-pub use controller::{ChangeError, Command, Controller, Entry, RuntimeError, scope_name};
+pub use controller::{
+    ChangeError, Command, Controller, Entry, OverrideBook, RuntimeError, scope_name,
+};
 pub use status::{ManagedTopic, Status};
 pub use tick::Runtime;
 

@@ -1,6 +1,12 @@
 //! `audit.jsonl`: one JSON [`AuditRecord`] per line, appended and fsynced before the action is
 //! reported, never rewritten.
 //!
+//! Rotated by size: an append that would take the file past [`Rotation::max_bytes`] first renames
+//! it `audit.jsonl.N` (N: the id of its first record) and starts a new one; the newest
+//! [`Rotation::keep`] rotated files are kept, older ones deleted. Pages read across them
+//! (`audit_read.rs`). A rotation that fails is logged and the append goes to the current file:
+//! no record is ever dropped for it.
+//!
 //! Records are written whole: an append that fails is cut back off, so a later append never
 //! lands after half a line. A crash mid-append can still leave a last line without its newline;
 //! opening for writing repairs it (a complete record gets its newline, anything else is cut) and
@@ -12,7 +18,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{AuditRecord, StoreError, io};
+use tracing::{info, warn};
+
+use super::{AuditRecord, StoreError, atomic, io};
 
 /// The audit log's name in the state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
@@ -35,9 +43,32 @@ pub(super) struct Repair {
     pub text: String,
 }
 
+/// Size-based rotation of the audit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// The current file is rotated before an append would take it past this many bytes.
+    pub max_bytes: u64,
+    /// Rotated files kept (the newest); older ones are deleted.
+    pub keep: usize,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_bytes: 32 * 1024 * 1024,
+            keep: 8,
+        }
+    }
+}
+
+/// A file a page is read from: open (so a rotation meanwhile does not move it away), its path
+/// for errors, and how much of it is whole records (`None`: up to its last newline).
+pub(super) type Source = (File, PathBuf, Option<u64>);
+
 /// The audit log of a state directory.
 #[derive(Debug)]
 pub(super) struct AuditLog {
+    dir: PathBuf,
     path: PathBuf,
     /// Open for appending (`None`: read-only).
     file: Option<File>,
@@ -46,6 +77,11 @@ pub(super) struct AuditLog {
     /// A failed append could not be cut off; cut it before the next one.
     dirty: bool,
     next_id: u64,
+    /// The id of the current file's first record (`next_id` while it is empty).
+    first_id: u64,
+    /// Rotated files, oldest first: the id of their first record, and their path.
+    rotated: Vec<(u64, PathBuf)>,
+    rotation: Rotation,
 }
 
 impl AuditLog {
@@ -88,26 +124,47 @@ impl AuditLog {
             Some(repair)
         };
         let len = file.seek(SeekFrom::End(0)).map_err(io(&path))?;
+        let rotated = rotated_files(dir);
+        // The current file is empty just after a rotation: ids go on from the rotated file's.
+        if records.is_empty()
+            && let Some((_, newest)) = rotated.last()
+        {
+            next_id = next_id.max(last_id(newest)? + 1);
+        }
+        let first_id = records.first().map_or(next_id, |r| r.id);
         Ok((
             AuditLog {
+                dir: dir.to_path_buf(),
                 path,
                 file: Some(file),
                 len,
                 dirty: false,
                 next_id,
+                first_id,
+                rotated,
+                rotation: Rotation::default(),
             },
             repair,
         ))
     }
 
+    /// Sets the rotation (the default until then).
+    pub(super) fn set_rotation(&mut self, rotation: Rotation) {
+        self.rotation = rotation;
+    }
+
     /// The log of a state directory opened read-only: read on each page, never written.
     pub(super) fn read_only(dir: &Path) -> AuditLog {
         AuditLog {
+            dir: dir.to_path_buf(),
             path: dir.join(AUDIT_FILE),
             file: None,
             len: 0,
             dirty: false,
             next_id: 0,
+            first_id: 0,
+            rotated: Vec::new(),
+            rotation: Rotation::default(),
         }
     }
 
@@ -131,6 +188,16 @@ impl AuditLog {
             reason: e.to_string(),
         })?;
         line.push(b'\n');
+        if self.len > 0
+            && self.len + line.len() as u64 > self.rotation.max_bytes
+            && let Err(e) = self.rotate()
+        {
+            warn!(file = %self.path.display(), error = %e, "audit log rotation failed: appending to the current file");
+        }
+        let path = &self.path;
+        let Some(file) = self.file.as_mut() else {
+            return Err(StoreError::ReadOnly { path: path.clone() });
+        };
         let written = match fault {
             Some(e) => Err(e),
             None => file
@@ -147,11 +214,101 @@ impl AuditLog {
         Ok(record)
     }
 
-    /// Where a page is read from: the file, and how much of it is whole records (`None` for a
-    /// read-only log: all of it up to its last newline). Read without holding the log's lock.
-    pub(super) fn source(&self) -> (PathBuf, Option<u64>) {
-        (self.path.clone(), self.file.as_ref().map(|_| self.len))
+    /// Renames the current file `audit.jsonl.N` and starts a new one; deletes the rotated files
+    /// beyond `keep`. On failure the current file stays as it was.
+    fn rotate(&mut self) -> Result<(), StoreError> {
+        let to = self.dir.join(format!("{AUDIT_FILE}.{}", self.first_id));
+        if to.exists() {
+            return Err(io(&to)(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a rotated audit file of that name exists",
+            )));
+        }
+        std::fs::rename(&self.path, &to).map_err(io(&to))?;
+        let fresh = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&self.path);
+        let file = match fresh {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = std::fs::rename(&to, &self.path);
+                return Err(io(&self.path)(e));
+            }
+        };
+        let _ = atomic::sync_dir(&self.dir);
+        info!(file = %to.display(), bytes = self.len, "audit log rotated");
+        self.file = Some(file);
+        self.len = 0;
+        self.rotated.push((self.first_id, to));
+        self.first_id = self.next_id;
+        while self.rotated.len() > self.rotation.keep {
+            let (_, old) = self.rotated.remove(0);
+            match std::fs::remove_file(&old) {
+                Ok(()) => info!(file = %old.display(), "oldest rotated audit file deleted"),
+                Err(e) => {
+                    warn!(file = %old.display(), error = %e, "could not delete an old rotated audit file")
+                }
+            }
+        }
+        Ok(())
     }
+
+    /// The files a page is read from, newest first, opened now (under the log's lock) and read
+    /// after without it: the current file up to its whole records, then the rotated ones.
+    pub(super) fn sources(&self) -> Result<Vec<Source>, StoreError> {
+        let rotated = match self.file {
+            Some(_) => self.rotated.clone(),
+            None => rotated_files(&self.dir),
+        };
+        let upto = self.file.as_ref().map(|_| self.len);
+        let current = std::iter::once((self.path.clone(), upto));
+        let older = rotated.into_iter().rev().map(|(_, p)| (p, None));
+        let mut out = Vec::new();
+        for (path, upto) in current.chain(older) {
+            match File::open(&path) {
+                Ok(f) => out.push((f, path, upto)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path)(e)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The id of the last record of the rotated file `path` (0 when it holds none).
+fn last_id(path: &Path) -> Result<u64, StoreError> {
+    let mut file = File::open(path).map_err(io(path))?;
+    let mut page = super::audit_read::Page {
+        limit: 1,
+        before: None,
+        max_bytes: u64::MAX,
+        out: Vec::new(),
+        used: 0,
+    };
+    super::audit_read::fill(&mut file, path, None, &mut page)?;
+    Ok(page.out.first().map_or(0, |r| r.id))
+}
+
+/// The rotated audit files in `dir` (`audit.jsonl.N`), oldest first.
+fn rotated_files(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let prefix = format!("{AUDIT_FILE}.");
+    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name.strip_prefix(&prefix)?;
+            (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| n.parse().ok())
+                .flatten()
+                .map(|n| (n, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// The records of every newline-terminated line, and the length of those lines; the bytes after

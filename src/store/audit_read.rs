@@ -3,7 +3,8 @@
 //! Records are appended in id order, so the records below an id `before` are the ones that start
 //! before the first record with an id of at least `before`, found by a binary search over byte
 //! offsets (each probe reads one line). From there the file is read backwards in chunks until the
-//! page holds `limit` records or `max_bytes` of them (always at least one).
+//! page holds `limit` records or `max_bytes` of them (always at least one), going on into the
+//! rotated files, newest first, when the current one is exhausted.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -14,30 +15,42 @@ use super::{AuditRecord, StoreError, io};
 /// Bytes read at a time when going backwards.
 const CHUNK: u64 = 64 * 1024;
 
-/// Records newest first from the first `upto` bytes of `path`: at most `limit`, at most
-/// `max_bytes` of their lines (at least one record), with ids below `before` when given; and
-/// whether older records remain.
-pub(super) fn page(
+/// What a page asks for, and what it holds so far (filled from the newest file to the oldest).
+pub(super) struct Page {
+    /// Records at most.
+    pub limit: usize,
+    /// Only records with ids below this.
+    pub before: Option<u64>,
+    /// Bytes of record lines at most (at least one record).
+    pub max_bytes: u64,
+    /// The records, newest first.
+    pub out: Vec<AuditRecord>,
+    /// Bytes of their lines.
+    pub used: u64,
+}
+
+impl Page {
+    /// Whether the page is full: no record of another file may be added.
+    pub(super) fn full(&self) -> bool {
+        self.out.len() >= self.limit
+    }
+}
+
+/// Adds to `page` records newest first from the first `upto` bytes of `file` (read from `path`),
+/// until the page is full; returns whether older records remain in this file.
+pub(super) fn fill(
+    file: &mut File,
     path: &Path,
     upto: Option<u64>,
-    limit: usize,
-    before: Option<u64>,
-    max_bytes: u64,
-) -> Result<(Vec<AuditRecord>, bool), StoreError> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
-        Err(e) => return Err(io(path)(e)),
-    };
+    page: &mut Page,
+) -> Result<bool, StoreError> {
     let len = file.metadata().map_err(io(path))?.len();
     // A writer reads only what it appended whole; a reader stops at the last whole line.
     let mut end = upto.map_or(len, |u| u.min(len));
-    end = last_newline_before(&mut file, path, end)?;
-    if let Some(b) = before {
-        end = first_at_least(&mut file, path, end, b)?;
+    end = last_newline_before(file, path, end)?;
+    if let Some(b) = page.before {
+        end = first_at_least(file, path, end, b)?;
     }
-    let mut out = Vec::new();
-    let mut used = 0u64;
     // Bytes of the line being assembled, in file order, and where the unread part ends.
     let mut carry: Vec<u8> = Vec::new();
     let mut pos = end;
@@ -59,8 +72,10 @@ pub(super) fn page(
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            if !out.is_empty() && (out.len() >= limit || used + line.len() as u64 > max_bytes) {
-                return Ok((out, true));
+            if !page.out.is_empty()
+                && (page.full() || page.used + line.len() as u64 > page.max_bytes)
+            {
+                return Ok(true);
             }
             let record = serde_json::from_slice::<AuditRecord>(line).map_err(|e| {
                 StoreError::Corrupt {
@@ -73,13 +88,13 @@ pub(super) fn page(
                     ),
                 }
             })?;
-            used += line.len() as u64 + 1;
-            out.push(record);
+            page.used += line.len() as u64 + 1;
+            page.out.push(record);
         }
         carry = first.map(<[u8]>::to_vec).unwrap_or_default();
         pos = start;
     }
-    Ok((out, false))
+    Ok(false)
 }
 
 /// The end of the last whole line at or before `end` (0 when there is none).

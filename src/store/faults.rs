@@ -8,6 +8,8 @@ pub(crate) enum Op {
     Save,
     /// An append to the audit log (the hook fails it before anything is written).
     Audit,
+    /// An append to a JSON-lines state file (the hook fails it before anything is written).
+    Append,
 }
 
 /// The hook of one [`StateDir`](super::StateDir).

@@ -4,11 +4,13 @@
 //! Files (all JSON, documented in `docs/api.md`):
 //! - `catchup.lock` — locked (an OS file lock) by the one process that writes the directory, for
 //!   as long as it runs; it says who that is ([`Holder`]), see `lock.rs`;
-//! - `state.json`, `overrides.json`, `override-ids.json`, `retention-journal.json` — replaced
-//!   atomically by [`StateDir::save`], each keeping its previous version as `NAME.bak`, see
-//!   `atomic.rs`;
+//! - `state.json`, `retention-journal.json` — replaced atomically by [`StateDir::save`], each
+//!   keeping its previous version as `NAME.bak`, see `atomic.rs`;
+//! - `overrides.jsonl` — one change per line, appended and fsynced ([`LineLog`]), compacted now
+//!   and then by an atomic replace; a line torn by a crash is cut on open, see `lines.rs`;
 //! - `audit.jsonl` — one record per action, appended whole and fsynced before the action is
-//!   reported; a line torn by a crash is repaired on open and the repair recorded, see `audit.rs`.
+//!   reported; a line torn by a crash is repaired on open and the repair recorded; rotated by
+//!   size into `audit.jsonl.N`, see `audit.rs`.
 //!
 //! A process opens its state directory once ([`StateDir::open`], which takes the lock) and shares
 //! it (`Arc<StateDir>`) between the loop, the API and the retention actuator; `catchup plan`
@@ -29,10 +31,12 @@ mod atomic;
 mod audit;
 mod audit_read;
 mod faults;
+mod lines;
 mod lock;
 
-pub use audit::AUDIT_FILE;
+pub use audit::{AUDIT_FILE, Rotation};
 pub(crate) use faults::Op;
+pub use lines::{Cut, LineLog};
 pub use lock::{Holder, LOCK_FILE};
 
 use audit::{AuditLog, Repair};
@@ -254,20 +258,45 @@ impl StateDir {
 
     /// Audit records newest first, read from the end of the log (a page costs what it returns):
     /// at most `limit`, at most `max_bytes` of them (at least one), with ids below `before` when
-    /// given; and whether older records remain. The log's lock is held only to learn where its
-    /// whole records end, so a page never holds up an append.
+    /// given; and whether older records remain. Reads on into the rotated files when the current
+    /// one is exhausted. The log's lock is held only to learn where its whole records end and to
+    /// open its files, so a page never holds up an append.
     pub fn audit_page_sized(
         &self,
         limit: usize,
         before: Option<u64>,
         max_bytes: u64,
     ) -> Result<(Vec<AuditRecord>, bool), StoreError> {
-        let (path, upto) = self
+        let sources = self
             .audit
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .source();
-        audit_read::page(&path, upto, limit, before, max_bytes)
+            .sources()?;
+        let mut page = audit_read::Page {
+            limit,
+            before,
+            max_bytes,
+            out: Vec::new(),
+            used: 0,
+        };
+        for (mut file, path, upto) in sources {
+            if page.full() {
+                return Ok((page.out, true));
+            }
+            if audit_read::fill(&mut file, &path, upto, &mut page)? {
+                return Ok((page.out, true));
+            }
+        }
+        Ok((page.out, false))
+    }
+
+    /// Rotates the audit log by `rotation` from now on (`api.limits.audit_file_size`,
+    /// `audit_files`).
+    pub fn set_audit_rotation(&self, rotation: Rotation) {
+        self.audit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_rotation(rotation);
     }
 
     /// `name` does not parse: the error, with the way back that keeps its data.

@@ -414,3 +414,93 @@ fn audit_pages_read_from_the_end_match_the_whole_log() {
     drop(s);
     let _ = fs::remove_dir_all(&d);
 }
+
+/// Ids newest first, of a page.
+fn page_ids(s: &StateDir, limit: usize, before: Option<u64>, max_bytes: u64) -> (Vec<u64>, bool) {
+    let (page, more) = s.audit_page_sized(limit, before, max_bytes).unwrap();
+    (page.iter().map(|r| r.id).collect(), more)
+}
+
+#[test]
+fn the_audit_log_rotates_by_size_keeps_n_files_and_pages_across_them() {
+    let d = temp_dir("rotate");
+    let s = open(&d);
+    let ten = AuditRecord {
+        id: 10,
+        ..record("r00")
+    };
+    // The longest line up to id 99 (ids below 10 are a byte shorter): five records a file.
+    let line = serde_json::to_vec(&ten).unwrap().len() as u64 + 1;
+    s.set_audit_rotation(Rotation {
+        max_bytes: 5 * line + 2,
+        keep: 3,
+    });
+    for i in 1..=23 {
+        s.audit(record(&format!("r{i:02}"))).unwrap();
+    }
+    // Files: 1-5 (deleted), 6-10, 11-15, 16-20 rotated; 21-23 current.
+    let rotated: Vec<String> = names(&d)
+        .into_iter()
+        .filter(|n| n.starts_with("audit.jsonl."))
+        .collect();
+    assert_eq!(
+        rotated,
+        ["audit.jsonl.11", "audit.jsonl.16", "audit.jsonl.6"]
+    );
+    for f in fs::read_dir(&d).unwrap() {
+        let f = f.unwrap();
+        if f.file_name().to_string_lossy().starts_with("audit.jsonl") {
+            assert!(f.metadata().unwrap().len() <= 5 * line + 2, "{f:?}");
+        }
+    }
+    let all: Vec<u64> = (6..=23).rev().collect();
+    assert_eq!(page_ids(&s, 100, None, u64::MAX), (all.clone(), false));
+    // A page that crosses files, then the next one from its oldest id.
+    assert_eq!(page_ids(&s, 7, None, u64::MAX), (all[..7].to_vec(), true));
+    assert_eq!(
+        page_ids(&s, 7, Some(17), u64::MAX),
+        (all[7..14].to_vec(), true)
+    );
+    assert_eq!(
+        page_ids(&s, 7, Some(10), u64::MAX),
+        (vec![9, 8, 7, 6], false)
+    );
+    // Byte-capped across files: as many whole lines as fit.
+    assert_eq!(
+        page_ids(&s, 100, Some(22), 4 * line),
+        (vec![21, 20, 19, 18], true)
+    );
+    // Ids go on after a restart, also when it comes right after a rotation.
+    drop(s);
+    let s = open(&d);
+    assert_eq!(s.audit(record("r24")).unwrap().id, 24);
+    drop(s);
+    // A crash just after a rotation: the current file is empty.
+    fs::rename(d.join("audit.jsonl"), d.join("audit.jsonl.21")).unwrap();
+    fs::write(d.join("audit.jsonl"), b"").unwrap();
+    let s = open(&d);
+    assert_eq!(s.audit(record("r25")).unwrap().id, 25);
+    drop(s);
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_read_only_open_pages_across_rotated_files_too() {
+    let d = temp_dir("rotate-ro");
+    let s = open(&d);
+    let line = serde_json::to_vec(&record("r00")).unwrap().len() as u64 + 1;
+    s.set_audit_rotation(Rotation {
+        max_bytes: 3 * line,
+        keep: 10,
+    });
+    for i in 1..=10 {
+        s.audit(record(&format!("r{i:02}"))).unwrap();
+    }
+    let ro = StateDir::open_read_only(&d).unwrap();
+    assert_eq!(
+        page_ids(&ro, 100, None, u64::MAX).0,
+        (1..=10).rev().collect::<Vec<_>>()
+    );
+    drop(s);
+    let _ = fs::remove_dir_all(&d);
+}

@@ -24,9 +24,12 @@ use crate::store::{AuditRecord, Outcome, StateDir, StoreError};
 use crate::units::{Dur, Timestamp};
 
 mod overrides;
+mod recover;
 mod swap;
 
-pub use overrides::{ChangeError, OVERRIDE_IDS_FILE, OVERRIDES_FILE, OverrideBook};
+pub use overrides::{
+    ChangeError, LEGACY_IDS_FILE, LEGACY_OVERRIDES_FILE, OVERRIDES_FILE, OverrideBook,
+};
 
 /// Proof that a request carried the operator token, and who made it. Only
 /// [`Controller::authorize`] makes one, and every mutation the API can ask for takes one, so a
@@ -145,7 +148,7 @@ pub struct Controller {
     mode: RwLock<Mode>,
     /// Held while the mode changes: its audit record is written before the switch.
     mode_writer: Mutex<()>,
-    /// Overrides, persisted in `overrides.json`.
+    /// Overrides, persisted in `overrides.jsonl`.
     overrides: OverrideBook,
     /// The state directory, shared with the loop's cluster adapters.
     pub store: Arc<StateDir>,
@@ -194,7 +197,12 @@ impl Controller {
             }
             .into());
         }
-        let overrides = OverrideBook::load(&store)?;
+        let limits = &config.api.limits;
+        store.set_audit_rotation(crate::store::Rotation {
+            max_bytes: limits.audit_file_size.0,
+            keep: limits.audit_files as usize,
+        });
+        let (overrides, cut) = OverrideBook::load(&store)?;
         // Written before any gate is served: this run's versions start above every earlier run's.
         let run = store.load::<GateRun>(GATE_RUNS_FILE)?.map_or(0, |r| r.run) + 1;
         store.save(GATE_RUNS_FILE, &GateRun { run })?;
@@ -222,50 +230,14 @@ impl Controller {
             commands: tx,
             long_polls: Arc::new(tokio::sync::Semaphore::new(config_long_polls as usize)),
         };
+        if let Some(cut) = cut {
+            c.audit_cut(&cut)?;
+        }
         c.discard_unaudited()?;
+        // A pause or rate persisted before a restart is in force from the first gate version
+        // served, not from the first tick (whoever builds the controller: the service or a test).
+        c.swap_gates();
         Ok((Arc::new(c), rx))
-    }
-
-    /// At start: an override written just before a crash, before its audit record, was never
-    /// acknowledged; it is taken out of force, and that is audited.
-    fn discard_unaudited(&self) -> Result<(), StoreError> {
-        let last = self.last_audited_override()?;
-        for o in self.overrides.discard_unaudited(&self.store, last)? {
-            warn!(id = %o.id, "override written before a crash but never audited nor acknowledged: discarded");
-            self.audit(Entry {
-                actor: "controller",
-                action: "override.discard",
-                target: &scope_name(&o.scope),
-                reason: "written to overrides.json just before a crash, before its audit record: never acknowledged, so not in force",
-                before: json(&o),
-                after: serde_json::Value::Null,
-                outcome: Outcome::Applied,
-            })?;
-        }
-        Ok(())
-    }
-
-    /// The number of the newest override with an `override.create` audit record (0: none), read
-    /// from the end of the audit log.
-    fn last_audited_override(&self) -> Result<u64, StoreError> {
-        if self.overrides.all().is_empty() {
-            return Ok(0);
-        }
-        let mut before = None;
-        loop {
-            let (page, more) = self.store.audit_page_sized(1000, before, 4 << 20)?;
-            for r in &page {
-                if r.action == "override.create"
-                    && let Some(n) = r.after["id"].as_str().and_then(overrides::id_number)
-                {
-                    return Ok(n);
-                }
-            }
-            match page.last() {
-                Some(r) if more => before = Some(r.id),
-                _ => return Ok(0),
-            }
-        }
     }
 
     /// Who a request with `bearer` is, for a route that needs `access`: `None` when the route

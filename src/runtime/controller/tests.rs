@@ -92,23 +92,19 @@ fn audited(ctl: &Controller, action: &str) -> Vec<String> {
 }
 
 fn on_disk(ctl: &Controller) -> Vec<Override> {
-    ctl.store
-        .load::<Vec<Override>>(OVERRIDES_FILE)
-        .unwrap()
-        .unwrap_or_default()
+    OverrideBook::read(&ctl.store).unwrap()
 }
 
 #[test]
 fn parallel_overrides_with_failing_writes_are_in_force_exactly_when_acknowledged() {
     let dir = temp_dir("parallel");
     let (ctl, _) = controller(&dir);
-    // Every third write of `overrides.json` and every fifth of `override-ids.json` fails, just
-    // before its rename.
-    let lists = AtomicU64::new(0);
-    let marks = AtomicU64::new(0);
+    // Every third append to `overrides.jsonl` fails, and every fifth audit record.
+    let lines = AtomicU64::new(0);
+    let records = AtomicU64::new(0);
     ctl.store.inject_faults(move |op, name| match (op, name) {
-        (Op::Save, OVERRIDES_FILE) => lists.fetch_add(1, Ordering::Relaxed) % 3 == 2,
-        (Op::Save, OVERRIDE_IDS_FILE) => marks.fetch_add(1, Ordering::Relaxed) % 5 == 4,
+        (Op::Append, OVERRIDES_FILE) => lines.fetch_add(1, Ordering::Relaxed) % 3 == 2,
+        (Op::Audit, _) => records.fetch_add(1, Ordering::Relaxed) % 5 == 4,
         _ => false,
     });
     let start = Arc::new(std::sync::Barrier::new(16));
@@ -133,12 +129,13 @@ fn parallel_overrides_with_failing_writes_are_in_force_exactly_when_acknowledged
         assert!(matches!(e, ChangeError::Refused { .. }), "{e}");
         assert!(e.to_string().starts_with("nothing changed: "), "{e}");
     }
-    for file in [OVERRIDES_FILE, OVERRIDE_IDS_FILE] {
+    for why in [
+        format!("{OVERRIDES_FILE} could not be written"),
+        "then undone because its audit record could not be written".to_string(),
+    ] {
         assert!(
-            refused.iter().any(|e| e
-                .to_string()
-                .contains(&format!("{file} could not be written"))),
-            "a write of {file} failed: {refused:?}"
+            refused.iter().any(|e| e.to_string().contains(&why)),
+            "one was refused because {why}: {refused:?}"
         );
     }
     let acked_ids = ids(&acked);
@@ -194,7 +191,7 @@ fn an_override_whose_audit_record_cannot_be_written_is_undone() {
     let count = saves.clone();
     ctl.store.inject_faults(move |op, name| {
         op == Op::Audit
-            || (op == Op::Save
+            || (op == Op::Append
                 && name == OVERRIDES_FILE
                 && count.fetch_add(1, Ordering::Relaxed) >= 1)
     });
@@ -221,14 +218,27 @@ fn override_ids_never_repeat_even_after_the_newest_is_deleted_and_a_restart() {
     }
     ctl.delete_override(&who("bob"), "ovr-3", "done").unwrap();
     ctl.store
-        .inject_faults(|op, name| op == Op::Save && name == OVERRIDES_FILE);
+        .inject_faults(|op, name| op == Op::Append && name == OVERRIDES_FILE);
+    let e = pause(&ctl, "refused").unwrap_err().to_string();
     assert!(
-        pause(&ctl, "refused").is_err(),
-        "ovr-4 is issued, then refused"
+        !e.contains("ovr-"),
+        "a create refused before it was written names no id: {e}"
     );
+    ctl.store.inject_faults(|_, _| false);
+    assert_eq!(
+        pause(&ctl, "same run").unwrap().id,
+        "ovr-5",
+        "not reused in this run"
+    );
+    ctl.delete_override(&who("bob"), "ovr-5", "done").unwrap();
     drop(ctl);
     let (ctl, _) = controller(&dir);
-    assert_eq!(pause(&ctl, "after restart").unwrap().id, "ovr-5");
+    assert_eq!(pause(&ctl, "after restart").unwrap().id, "ovr-6");
+    // Also once a compaction at start took the removed ones out of the log: the mark stays.
+    ctl.delete_override(&who("bob"), "ovr-6", "done").unwrap();
+    drop(ctl);
+    let (ctl, _) = controller(&dir);
+    assert_eq!(pause(&ctl, "after compaction").unwrap().id, "ovr-7");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -239,7 +249,7 @@ fn expiry_is_written_then_audited_and_a_missing_record_is_reported() {
     let a = pause(&ctl, "a").unwrap();
     clock.0.fetch_add(61_000, Ordering::Relaxed);
     ctl.store
-        .inject_faults(|op, name| op == Op::Save && name == OVERRIDES_FILE);
+        .inject_faults(|op, name| op == Op::Append && name == OVERRIDES_FILE);
     assert!(matches!(
         ctl.expire_overrides(clock.now()),
         Err(ChangeError::Refused { .. })
@@ -319,5 +329,140 @@ async fn blocking_work_runs_off_the_async_workers_even_on_one_thread() {
         .await
         .unwrap();
     assert_eq!(r.id, 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_create_costs_one_line_and_the_log_stays_bounded_by_compaction() {
+    let dir = temp_dir("compact");
+    let (ctl, _) = controller(&dir);
+    let kept = pause(&ctl, "kept").unwrap();
+    let file = dir.join(OVERRIDES_FILE);
+    let before = std::fs::metadata(&file).unwrap().len();
+    let o = pause(&ctl, "one more").unwrap();
+    let line = std::fs::metadata(&file).unwrap().len() - before;
+    assert!(line < 1024, "one line appended: {line} bytes");
+    ctl.delete_override(&who("bob"), &o.id, "done").unwrap();
+    for i in 0..500 {
+        let o = pause(&ctl, &format!("churn {i}")).unwrap();
+        ctl.delete_override(&who("bob"), &o.id, "done").unwrap();
+    }
+    let lines = std::fs::read_to_string(&file).unwrap().lines().count();
+    assert!(
+        lines <= 2 + 2 + 64 + 1,
+        "compacted: {lines} lines for 1 override"
+    );
+    assert_eq!(ids(&on_disk(&ctl)), ids(std::slice::from_ref(&kept)));
+    drop(ctl);
+    let (ctl, _) = controller(&dir);
+    assert_eq!(
+        ids(&ctl.active_overrides()),
+        ids(std::slice::from_ref(&kept))
+    );
+    assert_eq!(pause(&ctl, "next").unwrap().id, "ovr-503");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_torn_last_line_is_cut_logged_and_audited_and_the_rest_kept() {
+    let dir = temp_dir("torn");
+    let (ctl, _) = controller(&dir);
+    let kept = pause(&ctl, "kept").unwrap();
+    drop(ctl);
+    let file = dir.join(OVERRIDES_FILE);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend_from_slice(br#"{"create":{"id":"ovr-2","sco"#);
+    std::fs::write(&file, &bytes).unwrap();
+    let (ctl, _) = controller(&dir);
+    assert_eq!(
+        ids(&ctl.active_overrides()),
+        ids(std::slice::from_ref(&kept))
+    );
+    let repairs = ctl.store.audit_page(10, None).unwrap();
+    let r = repairs
+        .iter()
+        .find(|r| r.action == "state.repair" && r.target == OVERRIDES_FILE)
+        .expect("the cut is audited");
+    assert_eq!(r.before["line"], 2, "{r:?}");
+    assert!(r.before["text"].as_str().unwrap().contains("ovr-2"));
+    assert!(!std::fs::read_to_string(&file).unwrap().contains("ovr-2"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_line_in_the_middle_that_does_not_parse_stops_the_start_with_the_fix() {
+    let dir = temp_dir("corrupt-line");
+    let (ctl, _) = controller(&dir);
+    pause(&ctl, "a").unwrap();
+    pause(&ctl, "b").unwrap();
+    drop(ctl);
+    let file = dir.join(OVERRIDES_FILE);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replacen("create", "crate", 1);
+    std::fs::write(&file, text).unwrap();
+    let store = StateDir::open(&dir, Holder::this_process("test")).unwrap();
+    let e = OverrideBook::load(&store).unwrap_err().to_string();
+    assert!(e.contains("line 1 does not parse"), "{e}");
+    assert!(e.contains("sed -n '1p'"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_files_of_earlier_versions_are_imported_once_with_their_id_mark() {
+    let dir = temp_dir("legacy");
+    let (ctl, _) = controller(&dir);
+    let a = pause(&ctl, "a").unwrap();
+    let list = ctl.active_overrides();
+    drop(ctl);
+    std::fs::remove_file(dir.join(OVERRIDES_FILE)).unwrap();
+    std::fs::write(
+        dir.join(LEGACY_OVERRIDES_FILE),
+        serde_json::to_vec(&list).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join(LEGACY_IDS_FILE), br#"{"last": 9}"#).unwrap();
+    let (ctl, _) = controller(&dir);
+    assert_eq!(ids(&ctl.active_overrides()), ids(std::slice::from_ref(&a)));
+    assert_eq!(
+        pause(&ctl, "b").unwrap().id,
+        "ovr-10",
+        "the old id mark holds"
+    );
+    assert!(!dir.join(LEGACY_OVERRIDES_FILE).exists());
+    assert!(!dir.join(LEGACY_IDS_FILE).exists());
+    drop(ctl);
+    let (ctl, _) = controller(&dir);
+    assert_eq!(ctl.active_overrides().len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_removal_written_but_never_audited_is_undone_at_start_and_an_audited_one_holds() {
+    let dir = temp_dir("reinstate");
+    let (ctl, _) = controller(&dir);
+    let a = pause(&ctl, "a").unwrap();
+    let b = pause(&ctl, "b").unwrap();
+    let c = pause(&ctl, "c").unwrap();
+    ctl.delete_override(&who("bob"), &a.id, "done").unwrap();
+    drop(ctl);
+    // A crash after the removal of `c` was appended, before its audit record.
+    let file = dir.join(OVERRIDES_FILE);
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(&format!("{{\"remove\":{{\"id\":\"{}\"}}}}\n", c.id));
+    std::fs::write(&file, text).unwrap();
+    let (ctl, _) = controller(&dir);
+    assert_eq!(
+        ids(&ctl.active_overrides()),
+        ids(&[b.clone(), c.clone()]),
+        "the unaudited removal is undone; the audited one holds"
+    );
+    assert_eq!(audited(&ctl, "override.reinstate"), vec![c.id.clone()]);
+    assert_eq!(ids(&on_disk(&ctl)), ids(&[b.clone(), c.clone()]));
+    // Nothing to do on the next start.
+    drop(ctl);
+    let (ctl, _) = controller(&dir);
+    assert_eq!(audited(&ctl, "override.reinstate").len(), 1);
+    assert_eq!(ids(&ctl.active_overrides()), ids(&[b, c]));
     let _ = std::fs::remove_dir_all(&dir);
 }
