@@ -113,38 +113,8 @@ impl PrometheusDiskSource {
                 data.result_type
             )));
         }
-        let mut out = BTreeMap::new();
-        for s in data.result {
-            let Some(label) = s.metric.get(&self.config.broker_label) else {
-                continue;
-            };
-            let broker = match self.config.brokers.get(label) {
-                Some(id) => *id,
-                None => match label.parse::<i32>() {
-                    Ok(id) => id,
-                    Err(_) => continue,
-                },
-            };
-            let value: f64 = s
-                .value
-                .1
-                .parse()
-                .ok()
-                .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-                .ok_or_else(|| {
-                    unavailable(format!(
-                        "broker {broker}: {:?} is not a number of bytes (NaN, infinite and negative values are faults, never 0%)",
-                        s.value.1
-                    ))
-                })?;
-            let at = Timestamp((s.value.0 * 1000.0) as i64);
-            if at > crate::clock::wall_now() + crate::units::Dur::from_secs(FUTURE_SKEW_SECS) {
-                return Err(unavailable(format!(
-                    "broker {broker}: the sample is dated in the future ({at}): a clock is wrong, and a reading from the future would never go stale"
-                )));
-            }
-            out.insert(broker, (value, at));
-        }
+        let out =
+            readings(&self.config, data.result, crate::clock::wall_now()).map_err(unavailable)?;
         if out.is_empty() {
             return Err(SensorError::NoData {
                 sensor: crate::sensors::SensorKind::Disk,
@@ -156,6 +126,50 @@ impl PrometheusDiskSource {
         }
         Ok(out)
     }
+}
+
+/// Broker id -> (value, sample time) of `samples` read at `now`: series without the broker
+/// label, or whose label is neither mapped nor a broker id, are skipped; a value that is not a
+/// finite, non-negative number, or a sample dated more than [`FUTURE_SKEW_SECS`] after `now`,
+/// fails the whole read (a fault, never 0%).
+fn readings(
+    config: &PrometheusConfig,
+    samples: Vec<Sample>,
+    now: Timestamp,
+) -> Result<BTreeMap<i32, (f64, Timestamp)>, String> {
+    let mut out = BTreeMap::new();
+    for s in samples {
+        let Some(label) = s.metric.get(&config.broker_label) else {
+            continue;
+        };
+        let broker = match config.brokers.get(label) {
+            Some(id) => *id,
+            None => match label.parse::<i32>() {
+                Ok(id) => id,
+                Err(_) => continue,
+            },
+        };
+        let value: f64 = s
+            .value
+            .1
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| {
+                format!(
+                    "broker {broker}: {:?} is not a number of bytes (NaN, infinite and negative values are faults, never 0%)",
+                    s.value.1
+                )
+            })?;
+        let at = Timestamp((s.value.0 * 1000.0) as i64);
+        if at > now + crate::units::Dur::from_secs(FUTURE_SKEW_SECS) {
+            return Err(format!(
+                "broker {broker}: the sample is dated in the future ({at}): a clock is wrong, and a reading from the future would never go stale"
+            ));
+        }
+        out.insert(broker, (value, at));
+    }
+    Ok(out)
 }
 
 /// How far in the future a sample may be dated (clock skew) before it counts as a fault.
@@ -189,5 +203,72 @@ impl CopyLagSensor for PrometheusDiskSource {
     /// reading from it, and certainly not a 0.
     async fn read_copy_lag(&self) -> Result<Readings<BrokerCopyLag>, SensorError> {
         Err(SensorError::NoData { sensor: crate::sensors::SensorKind::CopyLag, reason: "the Prometheus source reads disk use only; without copy lag the controller never lowers retention".into() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> PrometheusConfig {
+        PrometheusConfig {
+            url: "http://prometheus:9090".into(),
+            used_bytes_query: "used".into(),
+            capacity_bytes_query: "size".into(),
+            broker_label: "instance".into(),
+            brokers: BTreeMap::from([("b-1:11002".to_string(), 1)]),
+            scrape_interval: crate::units::Dur(60_000),
+            delay: crate::units::Dur(0),
+        }
+    }
+
+    /// One sample of `instance` with `value`, dated `at_secs`.
+    fn sample(instance: &str, at_secs: f64, value: &str) -> Sample {
+        Sample {
+            metric: BTreeMap::from([("instance".to_string(), instance.to_string())]),
+            value: (at_secs, value.into()),
+        }
+    }
+
+    const NOW: Timestamp = Timestamp(1_800_000_000_000);
+
+    #[test]
+    fn samples_map_to_brokers_by_label_and_keep_their_own_time() {
+        let got = readings(
+            &config(),
+            vec![
+                sample("b-1:11002", 1_799_999_990.5, "1000"),
+                sample("2", 1_799_999_980.0, "2.5e3"),
+                sample("unmapped-host", 1_799_999_990.0, "7"),
+            ],
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            BTreeMap::from([
+                (1, (1000.0, Timestamp(1_799_999_990_500))),
+                (2, (2500.0, Timestamp(1_799_999_980_000))),
+            ])
+        );
+    }
+
+    #[test]
+    fn nan_infinite_and_negative_bytes_are_faults_never_zero() {
+        for bad in ["NaN", "+Inf", "-Inf", "-1", "", "12 bytes"] {
+            let e = readings(&config(), vec![sample("2", 1_799_999_990.0, bad)], NOW).unwrap_err();
+            assert!(e.contains("is not a number of bytes"), "{bad:?}: {e}");
+            assert!(e.contains("broker 2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_sample_from_the_future_is_a_fault_beyond_the_allowed_skew() {
+        let skew = FUTURE_SKEW_SECS as f64;
+        let now = NOW.0 as f64 / 1000.0;
+        let ok = readings(&config(), vec![sample("2", now + skew, "1")], NOW);
+        assert!(ok.is_ok(), "{ok:?}");
+        let e = readings(&config(), vec![sample("2", now + skew + 1.0, "1")], NOW).unwrap_err();
+        assert!(e.contains("dated in the future"), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! 64 parallel mutations with `kill -9` in the middle: after the restart every acknowledged
 //! override is in force and audited, every override in force is audited, and neither override ids
-//! nor gate versions go back.
+//! nor gate versions go back; with deletes among them, every acknowledged delete holds and every
+//! override is either in force or audited as deleted.
 
 use std::collections::BTreeSet;
 
@@ -143,6 +144,158 @@ async fn sixty_four_mutations_and_kill_9_lose_nothing_acknowledged() {
         acknowledged.len(),
         in_force.len(),
         audited.len()
+    );
+    let _ = child.0.kill();
+    let _ = std::fs::remove_dir_all(state.parent().unwrap());
+}
+
+/// `POST /v1/overrides` of an all-groups fixed rate; its id when answered 200.
+async fn create(http: &reqwest::Client, base: &str, i: usize) -> Option<String> {
+    let body = json!({"scope": {"kind": "all_groups"}, "action": {"action": "fixed_rate", "rate": 100 + i}, "reason": format!("m-{i}"), "ttl": "1h"});
+    let resp = http
+        .post(format!("{base}/v1/overrides"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .ok()?;
+    if resp.status() != 200 {
+        return None;
+    }
+    let o: Value = resp.json().await.ok()?;
+    o["id"].as_str().map(str::to_string)
+}
+
+/// Ids of the audit records of `action` (the override in `after`, else in `before`).
+fn audited(audit: &Value, action: &str) -> BTreeSet<String> {
+    audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == action)
+        .filter_map(|r| {
+            let o = if r["after"].is_null() {
+                &r["before"]
+            } else {
+                &r["after"]
+            };
+            o["id"].as_str().map(str::to_string)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_and_deletes_with_kill_9_lose_nothing_acknowledged() {
+    let (file, state) = config("crash-deletes");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(
+            "[cluster]",
+            "[api.limits]\nmax_overrides = 1000\nmax_overrides_per_scope = 1000\n[cluster]",
+        ),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let mut child = start(&file);
+    let base = format!(
+        "http://{}",
+        held_by(&state, child.0.id()).api.expect("listening")
+    );
+    let mut existing = Vec::new();
+    for i in 0..32 {
+        existing.push(create(&http, &base, i).await.expect("created"));
+    }
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let deletes: Vec<_> = existing
+        .iter()
+        .map(|id| {
+            let (http, answered) = (http.clone(), answered.clone());
+            let url = format!("{base}/v1/overrides/{id}?reason=done");
+            let id = id.clone();
+            tokio::spawn(async move {
+                let resp = http.delete(url).bearer_auth(TOKEN).send().await.ok()?;
+                (resp.status() == 200).then(|| {
+                    answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    id
+                })
+            })
+        })
+        .collect();
+    let creates: Vec<_> = (32..64)
+        .map(|i| {
+            let (http, answered, base) = (http.clone(), answered.clone(), base.clone());
+            tokio::spawn(async move {
+                let id = create(&http, &base, i).await?;
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Some(id)
+            })
+        })
+        .collect();
+    for _ in 0..2000 {
+        if answered.load(std::sync::atomic::Ordering::SeqCst) >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    child.0.kill().unwrap();
+    let _ = child.0.wait();
+    let mut deleted = BTreeSet::new();
+    for d in deletes {
+        deleted.extend(d.await.unwrap());
+    }
+    let mut created = BTreeSet::new();
+    for c in creates {
+        created.extend(c.await.unwrap());
+    }
+    let mut child = start(&file);
+    let base = format!(
+        "http://{}",
+        held_by(&state, child.0.id()).api.expect("listening")
+    );
+    let listed = get(&http, format!("{base}/v1/overrides")).await;
+    let in_force: BTreeSet<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .collect();
+    let audit = get(&http, format!("{base}/v1/audit?limit=1000")).await;
+    let audited_create = audited(&audit, "override.create");
+    let audited_delete = audited(&audit, "override.delete");
+    assert!(
+        created.is_subset(&in_force),
+        "acknowledged creates {created:?}, in force {in_force:?}"
+    );
+    assert!(
+        deleted.is_disjoint(&in_force),
+        "acknowledged deletes in force: {:?}",
+        deleted.intersection(&in_force).collect::<Vec<_>>()
+    );
+    assert!(
+        deleted.is_subset(&audited_delete),
+        "acknowledged deletes audited"
+    );
+    for id in &existing {
+        assert!(
+            in_force.contains(id) != audited_delete.contains(id),
+            "{id}: in force {} and audited as deleted {}",
+            in_force.contains(id),
+            audited_delete.contains(id)
+        );
+    }
+    assert!(
+        in_force.is_subset(&audited_create),
+        "in force without an audit record: {:?}",
+        in_force.difference(&audited_create).collect::<Vec<_>>()
+    );
+    eprintln!(
+        "deletes acknowledged {}, creates acknowledged {}, in force {}, reinstated {}, discarded {}",
+        deleted.len(),
+        created.len(),
+        in_force.len(),
+        audited(&audit, "override.reinstate").len(),
+        audited(&audit, "override.discard").len()
     );
     let _ = child.0.kill();
     let _ = std::fs::remove_dir_all(state.parent().unwrap());
