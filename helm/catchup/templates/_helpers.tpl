@@ -176,6 +176,10 @@ inline.toml
     items:
       - key: {{ .Values.apiToken.key }}
         path: {{ .Values.apiToken.key }}
+      {{- if .Values.apiToken.consumerKey }}
+      - key: {{ .Values.apiToken.consumerKey }}
+        path: {{ .Values.apiToken.consumerKey }}
+      {{- end }}
 - name: catchup-state
   {{- if and (eq .Values.mode "standalone") .Values.state.persistence.enabled (not .Values.ha.enabled) }}
   persistentVolumeClaim:

@@ -135,6 +135,39 @@ def check_hardening(mode, deployment):
     ok(f"{mode}: non-root, read-only root fs, no privilege escalation, capabilities dropped, probes {probes}, state volume")
 
 
+def check_token_mounts(mode, objs, deployment):
+    """Every token file the rendered config names is mounted into the catchup container from the
+    Secret; a host container that calls the gate gets the consumer token only."""
+    config = objs["ConfigMap"]["data"]["catchup.toml"]
+    wanted = re.findall(r'token_file\s*=\s*"(/etc/catchup/token/[^"]+)"', config)
+    if not wanted:
+        fail(f"{mode}: the rendered config names no token file:\n{config}")
+    spec = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+
+    def mounted(container):
+        files = set()
+        for m in container.get("volumeMounts", []):
+            secret = volumes.get(m["name"], {}).get("secret")
+            if secret:
+                files |= {os.path.join(m["mountPath"], i["path"]) for i in secret.get("items", [])}
+        return files
+
+    containers = {c["name"]: c for c in spec["containers"]}
+    have = mounted(containers["catchup"])
+    missing = [f for f in wanted if f not in have]
+    if missing:
+        fail(f"{mode}: the config reads {missing}, but the catchup container mounts only {sorted(have)}")
+    for name, c in containers.items():
+        if name == "catchup" or "Authorization" not in " ".join(c.get("command", [])):
+            continue
+        files = mounted(c)
+        operator = [f for f in files if f.endswith("/" + "token")]
+        if operator or not any(f.endswith("consumer-token") for f in files):
+            fail(f"{mode}: host container {name} calls the gate with {sorted(files)}: it needs the consumer token and never the operator token")
+    ok(f"{mode}: every token file the config names is mounted ({', '.join(wanted)}); a host container gets the consumer token only")
+
+
 def check_config(mode, objs):
     cm = objs["ConfigMap"] if "ConfigMap" in objs else None
     if cm is None:
@@ -408,6 +441,7 @@ def main():
     if objs["ServiceAccount"]["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn") is None:
         fail("standalone: the IRSA annotation is not on the ServiceAccount")
     check_hardening("standalone", deployments[0])
+    check_token_mounts("standalone", objs, deployments[0])
     config = check_config("standalone", objs)
     if "retention_actions" in config:
         fail("standalone: owns retention (no retention_actions = false)")
@@ -422,6 +456,7 @@ def main():
     if names != ["ingestion", "catchup"]:
         fail(f"sidecar: host containers {names}")
     check_hardening("sidecar", host)
+    check_token_mounts("sidecar", sobjs, host)
     config = check_config("sidecar", sobjs)
     if "retention_actions = false" not in config or "instances = 2" not in config:
         fail(f"sidecar: must leave retention to one owner and share the rate by 2:\n{config}")
