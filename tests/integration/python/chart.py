@@ -420,6 +420,7 @@ def check_ha():
     env = {e["name"]: e for e in catchup_container(d).get("env", [])}
     if env.get("CATCHUP_HA_INSTANCE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
         fail(f"ha: CATCHUP_HA_INSTANCE is not the pod's name: {env}")
+    check_token_mounts("ha", objs, d)
     config = check_config("ha", objs)
     if "[ha]" not in config or 'name = "ingest-fleet"' not in config:
         fail(f"ha: no [ha] with the name in the config:\n{config}")
