@@ -145,6 +145,8 @@ fn decide_speed() {
             max_rate: None,
             min_rate: None,
             lag_threshold: None,
+            priority: Default::default(),
+            exempt: false,
         });
         obs.groups.push(GroupOffsets {
             group: name,

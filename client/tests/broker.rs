@@ -33,6 +33,8 @@ async fn gate_server(group: &str) -> (String, Arc<Controller>) {
         max_rate: None,
         min_rate: None,
         lag_threshold: None,
+        priority: Default::default(),
+        exempt: false,
     });
     let dir = std::env::temp_dir().join(format!(
         "catchup-client-gate-{group}-{}",
@@ -193,6 +195,88 @@ async fn nothing_is_delivered_while_paused_even_across_a_rebalance() {
         total, 400,
         "every message arrives after the resume, none lost"
     );
+}
+
+/// A wait for permits far longer than `max.poll.interval.ms` (a batch of 40 at 2 records/s, about
+/// 20 s, against 7 s): the consumer must stay in its group (pause its assignment and keep polling)
+/// so it never hands out messages of partitions it no longer owns. Evicted, librdkafka reports
+/// `MaxPollExceeded` on the next poll and the rejoin delivers the uncommitted batch again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_wait_for_permits_keeps_the_consumer_in_its_group() {
+    use rdkafka::Message;
+    use std::collections::BTreeSet;
+    let broker = start_broker("long-wait");
+    create_topic(&broker.bootstrap, "events", 2, &[]).await;
+    produce_spread(&broker.bootstrap, "events", 200).await;
+    let (url, ctl) = gate_server("wait-group").await;
+    publish(
+        &ctl,
+        "wait-group",
+        Gate::Throttled {
+            rate: 2.0,
+            burst: 2.0,
+            unit: RateUnit::Records,
+        },
+    );
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("group.id", "wait-group")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .set("max.poll.interval.ms", "7000");
+    let gate = GateClient::spawn(&url, "wait-group", 10.0);
+    let mut c = GatedConsumer::new(config, &["events"], gate).expect("consumer");
+    let mut seen = BTreeSet::new();
+    let take = |batch: Vec<rdkafka::message::OwnedMessage>, seen: &mut BTreeSet<(i32, i64)>| {
+        for m in batch {
+            assert!(
+                seen.insert((m.partition(), m.offset())),
+                "partition {} offset {} handed out twice: the consumer left its group during the wait",
+                m.partition(),
+                m.offset()
+            );
+        }
+    };
+    let warm = Instant::now();
+    while seen.is_empty() {
+        let batch = c
+            .next_batch(1, Duration::from_millis(500))
+            .await
+            .expect("batch");
+        take(batch, &mut seen);
+        assert!(
+            warm.elapsed() < Duration::from_secs(30),
+            "no message within 30 s"
+        );
+    }
+
+    let started = Instant::now();
+    let batch = c
+        .next_batch(40, Duration::from_secs(5))
+        .await
+        .expect("the long wait for permits");
+    let waited = started.elapsed();
+    eprintln!("waited {waited:?} for {} permits", batch.len());
+    assert!(
+        batch.len() >= 20 && waited > Duration::from_secs(9),
+        "the wait must outlast max.poll.interval.ms (7 s) to test anything: {} messages in {waited:?}",
+        batch.len()
+    );
+    take(batch, &mut seen);
+
+    // Open the gate and read the rest: no poll error, nothing twice, nothing lost.
+    publish(&ctl, "wait-group", Gate::Open);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while seen.len() < 200 && Instant::now() < deadline {
+        let batch = c
+            .next_batch(100, Duration::from_millis(200))
+            .await
+            .expect("no MaxPollExceeded after the long wait");
+        take(batch, &mut seen);
+    }
+    assert_eq!(seen.len(), 200, "every record handed out exactly once");
 }
 
 fn write_disk(path: &std::path::Path, percent: u64) {

@@ -293,11 +293,13 @@ pub enum AlertCode {
     DeadlineConflict,
     /// A managed topic does not have tiered storage enabled.
     TopicNotTiered,
+    /// A `live` group's oldest unconsumed record is older than `throttle.max_live_lag`.
+    LiveLagHigh,
 }
 
 impl AlertCode {
     /// Every code, so metrics can export each from the start.
-    pub const ALL: [AlertCode; 16] = [
+    pub const ALL: [AlertCode; 17] = [
         AlertCode::DiskAboveCeiling,
         AlertCode::DiskNoData,
         AlertCode::DiskStale,
@@ -314,6 +316,7 @@ impl AlertCode {
         AlertCode::InputDeadline,
         AlertCode::InputDataLost,
         AlertCode::DeadlineConflict,
+        AlertCode::LiveLagHigh,
     ];
 
     /// The code as written in the API and metrics (`disk_stale`).
@@ -335,6 +338,7 @@ impl AlertCode {
             AlertCode::InputDeadline => "input_deadline",
             AlertCode::InputDataLost => "input_data_lost",
             AlertCode::DeadlineConflict => "deadline_conflict",
+            AlertCode::LiveLagHigh => "live_lag_high",
         }
     }
 }

@@ -27,6 +27,7 @@ pub(super) async fn set_mode(
     let before = ctl
         .blocking(move |c| c.set_mode(&who, mode, &reason))
         .await?;
+    ctl.changed();
     Ok(Json(ModeResponse { before, mode }))
 }
 

@@ -29,7 +29,7 @@ pub(super) async fn pause(
     let o = ctl
         .blocking(move |c| c.add_override(&who, scope, OverrideAction::Pause, reason, ttl))
         .await?;
-    ctl.swap_gates();
+    ctl.changed();
     Ok(Json(o))
 }
 
@@ -73,7 +73,7 @@ pub(super) async fn resume(
             Ok::<_, ChangeError>((removed, forced))
         })
         .await?;
-    ctl.swap_gates();
+    ctl.changed();
     Ok(Json(ResumeResponse { removed, forced }))
 }
 
@@ -138,7 +138,7 @@ pub(super) async fn create_override(
     let o = ctl
         .blocking(move |c| c.add_override(&who, req.scope, req.action, req.reason, ttl))
         .await?;
-    ctl.swap_gates();
+    ctl.changed();
     Ok(Json(o))
 }
 
@@ -159,7 +159,7 @@ pub(super) async fn delete_override(
             move |c| c.delete_override(&who, &id, &reason)
         })
         .await?;
-    ctl.swap_gates();
+    ctl.changed();
     match deleted {
         Some(o) => Ok(Json(o)),
         None => Err(ApiError::new(

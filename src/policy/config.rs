@@ -154,6 +154,9 @@ pub struct ThrottlePolicy {
     /// rate, if higher) and double it every `fallback_ramp` until they run open: never full speed at
     /// once onto a disk the controller last saw near its ceiling. Default 5m.
     pub fallback_ramp: Dur,
+    /// A `live` group whose oldest unconsumed record is older than this raises `live_lag_high`.
+    /// Between 1s and 7d. Default 5m.
+    pub max_live_lag: Dur,
 }
 
 impl Default for ThrottlePolicy {
@@ -166,6 +169,7 @@ impl Default for ThrottlePolicy {
             stale_mode: StaleMode::Hold,
             fallback_hold: Dur::from_mins(15),
             fallback_ramp: Dur::from_mins(5),
+            max_live_lag: Dur::from_mins(5),
         }
     }
 }
@@ -340,6 +344,63 @@ pub struct GroupPolicy {
     /// Drained when total lag is below this many records; default `drain.lag_threshold`.
     #[serde(default)]
     pub lag_threshold: Option<i64>,
+    /// The group's lane: `live`, `catchup` (default) or `backfill`. The throttle cuts the lowest
+    /// lane first and gives rate back to the highest first; a `live` group is never cut, and is
+    /// paused only at the pause line after every lower group is paused (docs/policy.md, "Lanes").
+    #[serde(default)]
+    pub priority: Priority,
+    /// Never gated by the control law: its gate stays open (an override naming this group still
+    /// applies; an all-groups one does not). For consumers that must never wait.
+    #[serde(default)]
+    pub exempt: bool,
+}
+
+impl GroupPolicy {
+    /// A `catchup`-lane group named `name`, every other field at its default.
+    pub fn named(name: impl Into<String>) -> GroupPolicy {
+        GroupPolicy {
+            name: name.into(),
+            unit: RateUnit::default(),
+            max_rate: None,
+            min_rate: None,
+            lag_threshold: None,
+            priority: Default::default(),
+            exempt: false,
+        }
+    }
+
+    /// Whether the control law gates this group at all.
+    pub fn gated(&self) -> bool {
+        !self.exempt
+    }
+}
+
+/// A group's lane, lowest first: the throttle cuts `backfill` before `catchup`, and never cuts
+/// `live`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Re-reading history: cut first, given rate back last.
+    Backfill,
+    /// A backlog to drain (the default).
+    #[default]
+    Catchup,
+    /// Fresh events that must not wait: never cut; paused only at the pause line, after every lower
+    /// group is paused. Its time lag is watched against `throttle.max_live_lag`.
+    Live,
+}
+
+impl Priority {
+    /// As written in policies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Backfill => "backfill",
+            Priority::Catchup => "catchup",
+            Priority::Live => "live",
+        }
+    }
 }
 
 /// The top-level sections of a policy file.

@@ -10,17 +10,20 @@ pub mod config;
 pub mod decision;
 mod engine;
 pub mod forecast;
+#[cfg(test)]
+mod lanes_tests;
 pub mod observer;
 pub mod state;
 #[cfg(test)]
 mod tests;
 pub mod validate;
 
-pub use config::{GroupPolicy, Policy, RateUnit, StaleMode, TopicPolicy};
+pub use config::{GroupPolicy, Policy, Priority, RateUnit, StaleMode, TopicPolicy};
 pub use decision::{
     Alert, AlertCode, BrokerForecast, Decision, ExtensionDecision, ExtensionTarget, Gate,
     GateState, GroupDecision, InputDeadline, InputLoss, Origin, Override, OverrideAction,
     OverrideScope, RetentionTarget, Severity, TopicDecision,
 };
+pub(crate) use engine::winning_override;
 pub use engine::{copy_lag_blocks, decide};
 pub use state::ControllerState;

@@ -22,6 +22,8 @@ fn policy() -> Policy {
         max_rate: Some(100_000.0),
         min_rate: None,
         lag_threshold: None,
+        priority: Default::default(),
+        exempt: false,
     });
     p.retention.topics.push(TopicPolicy {
         name: "out".into(),

@@ -130,6 +130,12 @@ fn check_throttle(t: &ThrottlePolicy, p: &mut Problems) {
         "must be positive, e.g. \"1s\"",
     );
     p.check(
+        (Dur::from_secs(1)..=Dur::from_hours(168)).contains(&t.max_live_lag),
+        "throttle.max_live_lag",
+        t.max_live_lag,
+        "must be between 1s and 7d",
+    );
+    p.check(
         t.fallback_ramp >= Dur::from_secs(10),
         "throttle.fallback_ramp",
         t.fallback_ramp,

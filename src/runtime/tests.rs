@@ -244,6 +244,8 @@ pub(super) fn runtime(name: &str, cluster: Scripted) -> Runtime<Scripted> {
             max_rate: Some(1000.0),
             min_rate: None,
             lag_threshold: None,
+            priority: Default::default(),
+            exempt: false,
         });
     }
     for t in ["out-a", "out-b"] {

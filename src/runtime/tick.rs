@@ -81,29 +81,42 @@ impl<K: ClusterIo> Runtime<K> {
         let ctl = self.ctl.clone();
         let mut ha_sync = tokio::time::interval(Duration::from_millis(250));
         ha_sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_tick = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = ha_sync.tick(), if self.ha.is_some() => {
                     // A new leader decides at once, not a whole tick later.
-                    if self.sync_ha().await {
-                        self.tick().await;
+                    if !self.sync_ha().await {
+                        continue;
                     }
                 }
-                _ = interval.tick() => {
-                    // A shutdown during the tick stops it between writes, not after all of them.
-                    let tick = self.tick();
-                    tokio::pin!(tick);
+                _ = interval.tick() => {}
+                () = ctl.decide_now.notified() => {
+                    // An override or mode change: decide now (a burst of them, once).
+                    let gap = last_tick + super::controller::MIN_WOKEN_GAP;
                     tokio::select! {
-                        _ = &mut tick => {}
-                        _ = &mut shutdown => {
-                            ctl.stopping.store(true, Ordering::Relaxed);
-                            tick.await;
-                            break;
-                        }
+                        _ = &mut shutdown => break,
+                        () = tokio::time::sleep_until(gap) => {}
                     }
+                    interval.reset();
                 }
-                Some(cmd) = commands.recv() => self.command(cmd).await,
+                Some(cmd) = commands.recv() => {
+                    self.command(cmd).await;
+                    continue;
+                }
+            }
+            last_tick = tokio::time::Instant::now();
+            // A shutdown during the tick stops it between writes, not after all of them.
+            let tick = self.tick();
+            tokio::pin!(tick);
+            tokio::select! {
+                _ = &mut tick => {}
+                _ = &mut shutdown => {
+                    ctl.stopping.store(true, Ordering::Relaxed);
+                    tick.await;
+                    break;
+                }
             }
         }
         if let Err(e) = self.save_state().await {

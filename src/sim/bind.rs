@@ -24,6 +24,8 @@ pub fn bind_policy(policy: &Policy, scenario: &Scenario) -> Result<Policy, SimEr
                 max_rate: None,
                 min_rate: None,
                 lag_threshold: None,
+                priority: g.priority,
+                exempt: g.exempt,
             })
             .collect();
     }

@@ -217,6 +217,13 @@ pub struct GroupSpec {
     pub max_rate: f64,
     /// Backlog at time 0, as a duration of the input's mean production (e.g. "2d").
     pub backlog: Dur,
+    /// The group's lane when the policy names no groups (`live`, `catchup` or `backfill`; see
+    /// `docs/policy.md`, "Lanes"). Default `catchup`.
+    #[serde(default)]
+    pub priority: crate::policy::Priority,
+    /// Never gated by the control law (when the policy names no groups). Default false.
+    #[serde(default)]
+    pub exempt: bool,
 }
 
 /// Something that happens during the run.

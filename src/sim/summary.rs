@@ -63,6 +63,12 @@ pub struct Summary {
     /// The largest time lag of any group (age of its oldest unconsumed record), sampled once a
     /// simulated minute.
     pub max_time_lag_seconds: f64,
+    /// The largest time lag of any `live`-lane group (absent when the policy has none), sampled
+    /// once a simulated minute; compare with the policy's `throttle.max_live_lag`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_live_lag_seconds: Option<f64>,
+    /// The largest time lag of each group, sampled once a simulated minute.
+    pub group_max_time_lag_seconds: BTreeMap<String, f64>,
     /// The tightest input deadline margin: the least, over the run and the groups, of the input
     /// topic's `retention.ms` less the group's time lag (negative: records were deleted unread);
     /// `None` when no input topic deletes by age.
@@ -184,6 +190,12 @@ impl Summary {
             "max time lag:        {}\n",
             Dur::from_secs(self.max_time_lag_seconds.round() as u64)
         ));
+        if let Some(l) = self.max_live_lag_seconds {
+            out.push_str(&format!(
+                "max live lag:        {}\n",
+                Dur::from_secs(l.round() as u64)
+            ));
+        }
         if let Some(m) = self.min_input_margin_seconds {
             out.push_str(&format!(
                 "tightest deadline:   {}{}\n",
@@ -263,6 +275,8 @@ impl<'a> Recorder<'a> {
             restored: false,
             input_records_lost: 0,
             max_time_lag_seconds: 0.0,
+            max_live_lag_seconds: None,
+            group_max_time_lag_seconds: BTreeMap::new(),
             min_input_margin_seconds: None,
             simulated_seconds: simulated.secs_f64(),
         };
@@ -345,6 +359,15 @@ impl<'a> Recorder<'a> {
             };
             let summary = &mut self.summary;
             summary.max_time_lag_seconds = summary.max_time_lag_seconds.max(age as f64 / 1000.0);
+            let own = summary
+                .group_max_time_lag_seconds
+                .entry(g.name.clone())
+                .or_insert(0.0);
+            *own = own.max(age as f64 / 1000.0);
+            if g.priority == crate::policy::Priority::Live {
+                let live = summary.max_live_lag_seconds.get_or_insert(0.0);
+                *live = live.max(age as f64 / 1000.0);
+            }
             if let Some(r) = retention {
                 let margin = (r - age) as f64 / 1000.0;
                 summary.min_input_margin_seconds = Some(

@@ -191,6 +191,8 @@ async fn start_with(
         max_rate: Some(1000.0),
         min_rate: None,
         lag_threshold: None,
+        priority: Default::default(),
+        exempt: false,
     });
     policy.retention.topics.push(TopicPolicy {
         name: "out".into(),

@@ -23,6 +23,7 @@ mod faults;
 mod ha;
 #[cfg(feature = "external")]
 mod kafka;
+mod lanes;
 mod layout;
 #[cfg(feature = "external")]
 mod prometheus;

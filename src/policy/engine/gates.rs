@@ -8,7 +8,7 @@ use super::inputs::{GroupInput, InputView};
 use super::throttle::LawView;
 use super::{Tick, alert};
 use crate::policy::AlertCode;
-use crate::policy::config::{GroupPolicy, OnConflict, Policy};
+use crate::policy::config::{GroupPolicy, OnConflict, Policy, Priority};
 use crate::policy::decision::{
     Gate, GroupDecision, Origin, Override, OverrideAction, OverrideScope, Severity,
 };
@@ -50,7 +50,14 @@ pub(super) fn group_decisions(
         let reference = g.max_rate.or(track.reference_rate);
         let input = deadlines.inputs.groups.get(&g.name).unwrap_or(&none);
         let floor = Floor::of(g, track, input.floor);
-        let mut verdict = if law.paused {
+        let mut verdict = if g.exempt {
+            Verdict {
+                gate: Gate::Open,
+                reasons: vec!["exempt: never gated by the control law".into()],
+            }
+        } else if g.priority == Priority::Live {
+            live_gate(g, law, input, tick)
+        } else if law.paused {
             at_pause_line(g, law, &floor, input, deadlines.disk_secs, tick)
         } else {
             let fraction = track.fraction.max(floor.fraction.unwrap_or(0.0));
@@ -115,6 +122,38 @@ impl Floor {
                 law * 100.0
             )
         })
+    }
+}
+
+/// The gate of a `live` group: open, paused only when the law pauses with every lower lane already
+/// paused and a broker still at the pause limit. Its time lag is watched against
+/// `throttle.max_live_lag`.
+fn live_gate(g: &GroupPolicy, law: &LawView, input: &GroupInput, tick: &mut Tick) -> Verdict {
+    let max = tick.policy.throttle.max_live_lag;
+    if let Some(lag) = input.time_lag_secs.filter(|s| *s > max.secs_f64()) {
+        tick.alerts.push(alert(
+            Severity::Warning,
+            AlertCode::LiveLagHigh,
+            format!(
+                "live group {}: its oldest unconsumed record is {} old, more than max_live_lag ({max})",
+                g.name,
+                crate::units::Dur((lag * 1000.0) as u64)
+            ),
+        ));
+    }
+    match &law.live_pause {
+        Some(why) => Verdict {
+            gate: Gate::Paused,
+            reasons: [law.reasons.clone(), vec![why.clone()]].concat(),
+        },
+        None => Verdict {
+            gate: Gate::Open,
+            reasons: vec![if law.paused {
+                "live lane: the lower lanes pause first; live pauses only if a broker stays at the pause limit".into()
+            } else {
+                "live lane: never cut by the throttle".into()
+            }],
+        },
     }
 }
 
@@ -201,7 +240,7 @@ fn at_pause_line(
 /// no gate).
 fn overridden(g: &GroupPolicy, law: &LawView, tick: &mut Tick) -> Option<Verdict> {
     let p = tick.policy;
-    let o = winning_override(tick.overrides, &g.name, tick.now)?;
+    let o = winning_override(tick.overrides, g, tick.now)?;
     let manual = match &o.action {
         OverrideAction::Pause => Gate::Paused,
         OverrideAction::Resume => Gate::Open,
@@ -308,14 +347,16 @@ fn burst(rate: f64, p: &Policy) -> f64 {
     (rate * p.throttle.burst.secs_f64()).max(1.0)
 }
 
-/// The override that applies to `group`: a group-specific one before an all-groups one, newest first.
-fn winning_override<'a>(
+/// The override that applies to group `g`: a group-specific one before an all-groups one, newest
+/// first; an exempt group takes only one that names it.
+pub(crate) fn winning_override<'a>(
     overrides: &'a [Override],
-    group: &str,
+    g: &GroupPolicy,
     now: Timestamp,
 ) -> Option<&'a Override> {
     overrides
         .iter()
-        .filter(|o| o.covers_group(group, now) && o.action != OverrideAction::HoldRetention)
+        .filter(|o| o.covers_group(&g.name, now) && o.action != OverrideAction::HoldRetention)
+        .filter(|o| !g.exempt || matches!(o.scope, OverrideScope::Group(_)))
         .max_by_key(|o| (matches!(o.scope, OverrideScope::Group(_)), o.created_at))
 }

@@ -26,6 +26,7 @@ mod restore;
 mod retention;
 mod throttle;
 
+pub(crate) use gates::winning_override;
 pub use retention::copy_lag_blocks;
 
 use super::config::Policy;

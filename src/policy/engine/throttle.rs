@@ -4,7 +4,7 @@
 use super::disks::{BrokerLevel, DiskView};
 use super::{Tick, alert, trend};
 use crate::policy::AlertCode;
-use crate::policy::config::{DiskPolicy, Policy, StaleMode};
+use crate::policy::config::{DiskPolicy, Policy, Priority, StaleMode};
 use crate::policy::decision::Severity;
 use crate::policy::state::{ControllerState, ThrottleState};
 use crate::units::{Dur, Timestamp};
@@ -15,6 +15,38 @@ pub(super) struct LawView {
     pub(super) paused: bool,
     /// Why, in the order reasoned.
     pub(super) reasons: Vec<String>,
+    /// Why `live` groups pause too: the law pauses, every lower lane was already paused, and a
+    /// broker is at the pause limit all the same. `None` keeps them open.
+    pub(super) live_pause: Option<String>,
+}
+
+/// The lanes the throttle steers, lowest first: each lane's gated groups below `live` (a `live`
+/// group is never cut; an `exempt` one never gated).
+fn lanes(p: &Policy) -> Vec<(Priority, Vec<&str>)> {
+    let mut lanes = std::collections::BTreeMap::<Priority, Vec<&str>>::new();
+    for g in p
+        .groups
+        .iter()
+        .filter(|g| g.gated() && g.priority < Priority::Live)
+    {
+        lanes.entry(g.priority).or_default().push(&g.name);
+    }
+    lanes.into_iter().collect()
+}
+
+/// Every steered group's track (see [`lanes`]), to set a rate on.
+fn steered<'a>(
+    st: &'a mut ControllerState,
+    p: &Policy,
+) -> impl Iterator<Item = &'a mut crate::policy::state::GroupTrack> {
+    let names: Vec<String> = lanes(p)
+        .into_iter()
+        .flat_map(|(_, n)| n.into_iter().map(str::to_string))
+        .collect();
+    st.groups
+        .iter_mut()
+        .filter(move |(name, _)| names.contains(name))
+        .map(|(_, t)| t)
 }
 
 /// Sets `st.throttle` and every group's fraction.
@@ -24,6 +56,7 @@ pub(super) fn steer_throttle(
     tick: &mut Tick,
 ) -> LawView {
     let survey = Survey::of(disks, tick.policy);
+    let was_paused = st.throttle.paused;
     let mut reasons = Vec::new();
     if !survey.pause.is_empty() {
         hold_paused(&mut st.throttle, tick.now);
@@ -41,7 +74,7 @@ pub(super) fn steer_throttle(
         reasons.push(apply_stale_mode(st, tick));
     }
     if !st.observer.fresh_seen {
-        for track in st.groups.values_mut() {
+        for track in steered(st, tick.policy) {
             track.fraction = track.fraction.min(tick.policy.throttle.min_fraction);
         }
         reasons.push(
@@ -59,10 +92,31 @@ pub(super) fn steer_throttle(
             ),
         ));
     }
+    let live_pause = (th.paused && (was_paused || lanes(tick.policy).is_empty()))
+        .then(|| live_pause_reason(disks, tick.policy))
+        .flatten();
     LawView {
         paused: th.paused,
         reasons,
+        live_pause,
     }
+}
+
+/// Why `live` groups pause: a broker (its upper bound, when stale) at the pause limit although
+/// every lower lane is paused. Checked on the level, not the forecast: the trend still carries the
+/// lower lanes' writes for a while after they pause.
+fn live_pause_reason(disks: &DiskView, p: &Policy) -> Option<String> {
+    let limit = p.disk.pause_percent;
+    let worst = disks
+        .fresh
+        .iter()
+        .chain(&disks.stale)
+        .filter(|b| b.percent >= limit)
+        .max_by(|a, b| a.percent.total_cmp(&b.percent))?;
+    Some(format!(
+        "broker {} at {:.1}%, at the pause limit of {limit}% with every lower lane paused: live groups pause too",
+        worst.broker, worst.percent
+    ))
 }
 
 /// What the brokers ask of the throttle, gathered over every broker before any of it is applied.
@@ -232,7 +286,7 @@ fn resume_or_stay(st: &mut ControllerState, disks: &DiskView, tick: &Tick) -> St
         th.paused = false;
         th.since = Some(now);
         th.last_cut_at = Some(now);
-        for track in st.groups.values_mut() {
+        for track in steered(st, p) {
             track.fraction = p.throttle.min_fraction;
         }
         format!(
@@ -263,15 +317,34 @@ fn apply_cut(st: &mut ControllerState, disks: &DiskView, cut: Cut, tick: &Tick) 
     }
     th.last_cut_at = Some(now);
     th.since.get_or_insert(now);
-    for track in st.groups.values_mut() {
-        let achieved = match (track.consume_rate, track.reference_rate) {
-            (Some(c), Some(r)) if r > 0.0 => (c / r).min(1.0),
-            _ => 1.0,
-        };
-        track.fraction = (track.fraction.min(achieved) * factor).max(p.throttle.min_fraction);
+    // The lowest lane with a group above its minimum takes the cut; a lane at its minimum passes
+    // the next one up (one lane: every steered group, as without lanes).
+    let lanes = lanes(p);
+    let min = p.throttle.min_fraction;
+    let above_min = |n: &&str| st.groups.get(*n).is_none_or(|t| t.fraction > min + 1e-9);
+    let Some((lane, names)) = lanes
+        .iter()
+        .find(|(_, names)| names.iter().any(above_min))
+        .or(lanes.last())
+    else {
+        return format!("no group the throttle may cut (live or exempt only): {why}");
+    };
+    for name in names {
+        if let Some(track) = st.groups.get_mut(*name) {
+            let achieved = match (track.consume_rate, track.reference_rate) {
+                (Some(c), Some(r)) if r > 0.0 => (c / r).min(1.0),
+                _ => 1.0,
+            };
+            track.fraction = (track.fraction.min(achieved) * factor).max(min);
+        }
     }
+    let whose = if lanes.len() > 1 {
+        format!("the {} lane's rate", lane.as_str())
+    } else {
+        "rate".to_string()
+    };
     format!(
-        "rate cut to {:.0}% of its current value: {why}",
+        "{whose} cut to {:.0}% of its current value: {why}",
         factor * 100.0
     )
 }
@@ -284,11 +357,20 @@ fn give_back(st: &mut ControllerState, disks: &DiskView, give: f64, tick: &Tick)
         .last_tick
         .map_or(0.0, |t| tick.now.since(t).secs_f64().min(300.0) / 60.0);
     let mut raised = false;
-    for track in st.groups.values_mut() {
-        if track.fraction < 1.0 && give > 0.0 {
-            track.fraction =
-                (track.fraction + p.throttle.increase_per_minute * give * dt_min).min(1.0);
-            raised = true;
+    // The highest lane below full speed gets the rate back; lower lanes wait until it is open.
+    for (_, names) in lanes(p).iter().rev() {
+        for name in names {
+            if let Some(track) = st.groups.get_mut(*name)
+                && track.fraction < 1.0
+                && give > 0.0
+            {
+                track.fraction =
+                    (track.fraction + p.throttle.increase_per_minute * give * dt_min).min(1.0);
+                raised = true;
+            }
+        }
+        if raised {
+            break;
         }
     }
     if raised {
@@ -316,7 +398,7 @@ fn apply_stale_mode(st: &mut ControllerState, tick: &Tick) -> String {
     match p.throttle.stale_mode {
         StaleMode::Hold => "disk data stale: holding the rate, no increase".into(),
         StaleMode::MinRate => {
-            for track in st.groups.values_mut() {
+            for track in steered(st, p) {
                 track.fraction = p.throttle.min_fraction;
             }
             "disk data stale: minimum rate (stale_mode = min_rate)".into()

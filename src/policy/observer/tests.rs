@@ -76,6 +76,8 @@ impl Broker {
             max_rate: Some(100_000.0),
             min_rate: None,
             lag_threshold: None,
+            priority: Default::default(),
+            exempt: false,
         });
         Broker {
             policy,

@@ -26,6 +26,7 @@ use crate::units::{Dur, Timestamp};
 mod overrides;
 mod recover;
 mod swap;
+pub(crate) use swap::MIN_WOKEN_GAP;
 
 pub use overrides::{
     ChangeError, LEGACY_IDS_FILE, LEGACY_OVERRIDES_FILE, OVERRIDES_FILE, OverrideBook,
@@ -171,6 +172,8 @@ pub struct Controller {
     pub commands: mpsc::Sender<Command>,
     /// Gate long-polls that may wait at once (`api.limits.max_long_polls`).
     pub long_polls: Arc<tokio::sync::Semaphore>,
+    /// Wakes the loop to decide now (after an override or mode change), not a tick later.
+    pub(crate) decide_now: tokio::sync::Notify,
 }
 
 /// Errors building the controller.
@@ -229,6 +232,7 @@ impl Controller {
             tokens,
             commands: tx,
             long_polls: Arc::new(tokio::sync::Semaphore::new(config_long_polls as usize)),
+            decide_now: tokio::sync::Notify::new(),
         };
         if let Some(cut) = cut {
             c.audit_cut(&cut)?;

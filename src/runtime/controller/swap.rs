@@ -4,16 +4,29 @@
 //! the gate does not change again and its version is not bumped twice).
 //!
 //! Only in active mode (in dry-run and observe the gates stay open), and only when an override
-//! decides the gate: when the last pause of a group is removed, the gate stays as it is until the
-//! next tick decides, the safe side.
+//! decides the gate. Every change also wakes the loop to decide at once ([`Controller::changed`]):
+//! when the last pause of a group is removed, or the mode changes, the gate follows within one
+//! sensor read (at most `sensor_timeout`), not a whole tick later; until then it stays as it was,
+//! the safe side.
 
 use crate::config::Mode;
-use crate::policy::{Gate, Override, OverrideAction, OverrideScope};
+use crate::policy::{Gate, OverrideAction};
 use crate::units::Dur;
 
 use super::Controller;
 
+/// The least time between the start of a tick and a tick woken by a change.
+pub const MIN_WOKEN_GAP: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Controller {
+    /// After an override or mode change: the gates an override now decides are swapped at once,
+    /// and the loop is woken to decide everything else now (woken ticks are spaced by at least
+    /// [`MIN_WOKEN_GAP`], so a burst of changes costs one sensor read, not one each).
+    pub fn changed(&self) {
+        self.swap_gates();
+        self.decide_now.notify_one();
+    }
+
     /// Publishes, for every catch-up group an override decides now, the gate it sets.
     pub fn swap_gates(&self) {
         if self.mode() != Mode::Active {
@@ -23,7 +36,7 @@ impl Controller {
         let overrides = self.active_overrides();
         let lease = now + Dur(self.config.tick.0.saturating_mul(2));
         for g in &self.policy.groups {
-            let Some(o) = winning(&overrides, &g.name, now) else {
+            let Some(o) = crate::policy::winning_override(&overrides, g, now) else {
                 continue;
             };
             let gate = match o.action {
@@ -46,17 +59,4 @@ impl Controller {
                 .publish_gate(&g.name, &gate, expires_at, &reasons);
         }
     }
-}
-
-/// The override that decides `group`'s gate: a group's own before an all-groups one, newest first
-/// (as the engine picks it).
-fn winning<'a>(
-    overrides: &'a [Override],
-    group: &str,
-    now: crate::units::Timestamp,
-) -> Option<&'a Override> {
-    overrides
-        .iter()
-        .filter(|o| o.covers_group(group, now) && o.action != OverrideAction::HoldRetention)
-        .max_by_key(|o| (matches!(o.scope, OverrideScope::Group(_)), o.created_at))
 }

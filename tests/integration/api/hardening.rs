@@ -309,3 +309,65 @@ async fn a_pause_reaches_the_gate_at_once_and_versions_survive_restarts() {
     assert_eq!(gate["state"], "paused", "the pause is in force again");
     s.stop().await;
 }
+
+/// Polls the gate of `ingest` until `want(state)` or `limit` passes; the state and the time taken.
+async fn gate_until(
+    s: &Server,
+    want: impl Fn(&str) -> bool,
+    limit: Duration,
+) -> (String, Duration) {
+    let t = Instant::now();
+    loop {
+        let (_, gate) = s
+            .call("GET", "/v1/gates/ingest", Some(CONSUMER), None)
+            .await;
+        let state = gate["state"].as_str().unwrap_or_default().to_string();
+        if want(&state) || t.elapsed() > limit {
+            return (state, t.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// With a one-hour tick, removing the last pause and changing the mode still take effect within a
+/// second or two: each change wakes the loop to decide at once (without that, the gate stays
+/// paused for the hour).
+#[tokio::test]
+async fn a_resume_and_a_mode_change_are_decided_at_once_not_a_tick_later() {
+    let s = server("woken", Duration::from_secs(3600)).await;
+    let limit = Duration::from_secs(5);
+    let (state, _) = gate_until(&s, |g| g != "paused", limit).await;
+    assert_ne!(state, "paused", "the first tick decides at start");
+    let body = json!({"group": "ingest", "reason": "on-call"});
+    let (status, _) = s
+        .call("POST", "/v1/pause", Some(TOKEN), Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (state, _) = gate_until(&s, |g| g == "paused", limit).await;
+    assert_eq!(state, "paused");
+
+    let (status, _) = s
+        .call("POST", "/v1/resume", Some(TOKEN), Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (state, took) = gate_until(&s, |g| g != "paused", limit).await;
+    assert_ne!(
+        state, "paused",
+        "still paused {took:?} after the last pause was removed"
+    );
+    eprintln!("resume decided after {took:?}");
+
+    let (status, _) = s.call("POST", "/v1/pause", Some(TOKEN), Some(body)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (state, _) = gate_until(&s, |g| g == "paused", limit).await;
+    assert_eq!(state, "paused");
+    let mode = json!({"mode": "dry-run", "reason": "stand down"});
+    let (status, _) = s.call("PUT", "/v1/mode", Some(TOKEN), Some(mode)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (state, took) = gate_until(&s, |g| g == "open", limit).await;
+    assert_eq!(
+        state, "open",
+        "dry-run opens every gate; still {state} after {took:?}"
+    );
+    s.stop().await;
+}

@@ -377,6 +377,28 @@ def check_metrics(standalone_docs):
     return rule
 
 
+def check_operator_labels():
+    """The Prometheus operator selects rules and monitors by label (e.g. release: prometheus): with
+    labels set, both objects must still render as valid manifests, with the labels and every rule."""
+    vals = values("standalone-msk-values.yaml")
+    vals.setdefault("prometheusRule", {})["labels"] = {"release": "prometheus"}
+    vals.setdefault("serviceMonitor", {})["labels"] = {"release": "prometheus"}
+    docs = render(vals)
+    check_manifests("standalone with operator labels", docs)
+    plain = next(d for _, d in render(values("standalone-msk-values.yaml")) if d["kind"] == "PrometheusRule")
+    for kind in ["PrometheusRule", "ServiceMonitor"]:
+        obj = next((d for _, d in docs if d["kind"] == kind), None)
+        if obj is None:
+            fail(f"operator labels: no {kind} rendered")
+        labels = obj["metadata"].get("labels", {})
+        if labels.get("release") != "prometheus" or any(not isinstance(v, str) for v in labels.values()):
+            fail(f"operator labels: {kind} labels {labels}")
+    rule = next(d for _, d in docs if d["kind"] == "PrometheusRule")
+    if rule["spec"] != plain["spec"]:
+        fail("operator labels: the rules differ from those rendered without labels")
+    ok("prometheusRule.labels and serviceMonitor.labels render (valid manifests, same rules)")
+
+
 def check_runbook(rule):
     text = open(os.path.join(ROOT, "docs", "runbook.md")).read()
     headings = {h.strip() for h in re.findall(r"^### (.+)$", text, re.M)}
@@ -466,6 +488,7 @@ def main():
     check_ha()
     check_parent_chart()
     check_bad_values()
+    check_operator_labels()
     check_policy_copies()
     rule = check_metrics(standalone)
     check_promtool(rule)

@@ -24,6 +24,8 @@ fn policy(cap_days: u64) -> Policy {
         max_rate: Some(1_000.0),
         min_rate: None,
         lag_threshold: None,
+        priority: Default::default(),
+        exempt: false,
     });
     p.input.extend.push(ExtendPolicy {
         topic: "in".into(),

@@ -25,6 +25,8 @@ fn policy(full_speed: f64) -> Policy {
         max_rate: Some(full_speed),
         min_rate: None,
         lag_threshold: None,
+        priority: Default::default(),
+        exempt: false,
     });
     p
 }
