@@ -13,6 +13,10 @@
 //!   the producers' highest rate over the last 24 h over their rate now (learned from the groups'
 //!   produce rates, kept through the backlog). Lacking that history, the highest level seen in the
 //!   last 24 h since the lowered window turned over after the drain, plus the refill, stands in.
+//!   Levels recorded at a wider window than today's (a topic lowered again within the event) are
+//!   forgotten, and recorded again once the narrower window has turned over: a peak measured at the
+//!   original window plus the refill to it would count the refill twice and hold the lowered value
+//!   for a day.
 //!
 //! The restore is safe while every broker's forecast stays under the pause line, the mark above which
 //! the disk truly needs lowering again: once a restore has begun, a topic is lowered again within the
@@ -59,6 +63,7 @@ pub(super) fn watch(
             || arrived_at_once(st, obs, p, now.since(since))
         {
             st.restore.levels.clear();
+            st.restore.levels_window = None;
             st.restore.share_peak = 0.0;
             for track in st.topics.values_mut() {
                 track.restored_in_event = false;
@@ -77,9 +82,34 @@ pub(super) fn watch(
         .max()
         .unwrap_or(0)
         .max(0) as u64;
+    // Levels recorded at a wider window than today's (a topic lowered again since) overstate the
+    // disk at this one: forget them, and record again once the narrower window has turned over.
+    // A topic back at its original counts as the widest window.
+    let widest = st
+        .topics
+        .values()
+        .filter(|t| t.original.is_some())
+        .map(|t| t.lowered_ms.unwrap_or(i64::MAX))
+        .max()
+        .unwrap_or(i64::MAX);
+    let from = match st.restore.levels_window {
+        Some((w, _)) if widest < w => {
+            st.restore.levels.clear();
+            st.restore.levels_window = Some((widest, now));
+            now
+        }
+        Some((w, since)) => {
+            st.restore.levels_window = Some((w.max(widest), since));
+            since
+        }
+        None => {
+            st.restore.levels_window = Some((widest, now));
+            now
+        }
+    };
     let turned_over = st
         .drained_since
-        .is_some_and(|since| now >= since + Dur(window));
+        .is_some_and(|since| now >= since.max(from) + Dur(window));
     if !turned_over {
         return;
     }
