@@ -48,6 +48,11 @@ pub struct RestoreWatch {
     /// Since when the backlog has not been drained (cleared once it is).
     #[serde(default)]
     pub backlog_since: Option<Timestamp>,
+    /// The widest lowered window (ms) while `levels` were recorded, and since when: a topic lowered
+    /// again below it makes those levels a wider window's, so they are forgotten and recorded
+    /// again once the narrower window has turned over.
+    #[serde(default)]
+    pub levels_window: Option<(i64, Timestamp)>,
 }
 
 /// One disk sample.

@@ -307,7 +307,7 @@ mod tests {
         let text = std::fs::read_to_string("scenarios/2025-11-replay.toml").expect("scenario");
         let scenario = Scenario::parse(std::path::Path::new("replay.toml"), &text).expect("valid");
         let mut cluster = Cluster::new(&scenario, crate::units::Timestamp(0));
-        cluster.inject_backlogs(&scenario);
+        cluster.inject_backlogs(&scenario, crate::units::Dur(0));
         let epoch = 1_800_000_000_000;
         let sim = SimCluster::with_epoch(cluster, epoch);
         let group = scenario.groups[0].name.clone();
@@ -316,7 +316,7 @@ mod tests {
             .expect("read");
         let g = &read.read[0];
         let age = g.time_lag_ms(g.sampled_at).expect("record times known");
-        let backlog = scenario.groups[0].backlog.0 as i64;
+        let backlog = scenario.groups[0].total_backlog().0 as i64;
         assert!(
             (age - backlog).abs() <= 3_600_000,
             "time lag {age} ms, backlog {backlog} ms"

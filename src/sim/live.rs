@@ -14,7 +14,7 @@ use super::cluster::Cluster;
 use super::run::warmup;
 use super::scenario::Scenario;
 use crate::clock::{Clock, monotonic_now, wall_now};
-use crate::units::Timestamp;
+use crate::units::{Dur, Timestamp};
 
 /// The clock of a live simulation.
 #[derive(Debug)]
@@ -41,7 +41,7 @@ pub struct LiveSim {
     pub cluster: SimCluster,
     /// Its clock.
     pub clock: Arc<SimClock>,
-    scenario_end: i64,
+    scenario: Arc<Scenario>,
 }
 
 impl LiveSim {
@@ -52,7 +52,7 @@ impl LiveSim {
         while cluster.now() < Timestamp(0) {
             cluster.step(true);
         }
-        cluster.inject_backlogs(scenario);
+        cluster.inject_backlogs(scenario, Dur(0));
         let epoch = wall_now().0;
         let clock = Arc::new(SimClock {
             sim_ms: AtomicI64::new(cluster.now().0),
@@ -62,13 +62,18 @@ impl LiveSim {
         LiveSim {
             cluster: SimCluster::with_epoch(cluster, epoch),
             clock,
-            scenario_end: scenario.duration.0 as i64,
+            scenario: Arc::new(scenario.clone()),
         }
     }
 
     /// Advances the cluster with wall-clock time times the speed, forever (it stops advancing at the
-    /// scenario's end). Run it as a task.
-    pub async fn drive(cluster: SimCluster, clock: Arc<SimClock>, scenario_end: i64) {
+    /// scenario's end), adding each later backlog event when its time comes. Run it as a task.
+    pub async fn drive(cluster: SimCluster, clock: Arc<SimClock>, scenario: Arc<Scenario>) {
+        let scenario_end = scenario.duration.0 as i64;
+        // Backlog events after time 0 still to come, latest first.
+        let mut backlogs: Vec<Dur> = scenario.backlog_times();
+        backlogs.retain(|at| *at > Dur(0));
+        backlogs.reverse();
         let wall_start = monotonic_now();
         let sim_start = clock.sim_ms.load(Ordering::Relaxed);
         let mut interval = tokio::time::interval(Duration::from_millis(100));
@@ -80,6 +85,10 @@ impl LiveSim {
                 .min(scenario_end);
             let mut c = cluster.lock();
             while c.now().0 < target {
+                while let Some(&at) = backlogs.last().filter(|at| c.now().0 >= at.0 as i64) {
+                    c.inject_backlogs(&scenario, at);
+                    backlogs.pop();
+                }
                 c.step(false);
             }
             clock.sim_ms.store(c.now().0, Ordering::Relaxed);
@@ -88,6 +97,10 @@ impl LiveSim {
 
     /// The driving task for this simulation.
     pub fn driver(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        LiveSim::drive(self.cluster.clone(), self.clock.clone(), self.scenario_end)
+        LiveSim::drive(
+            self.cluster.clone(),
+            self.clock.clone(),
+            self.scenario.clone(),
+        )
     }
 }

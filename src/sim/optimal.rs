@@ -21,8 +21,13 @@
 //!    (every byte present at time 0 counted as deletable, RF the largest replication factor), which
 //!    must stay under the ceiling on every broker.
 //!
-//! The group is drained when it has consumed its backlog plus everything produced meanwhile, less
-//! the drain threshold. The bound is the first `T` at which every group can have done so under all
+//! The group is drained when it has consumed its backlogs (every backlog event, summed) plus
+//! everything produced meanwhile, less the drain threshold, and not before its last backlog event.
+//! What appears at a backlog event can only be consumed after it, so the three limits apply again
+//! from each event time `a` on: the backlogs appearing at or after `a` plus what is produced from
+//! `a` to `T` must fit in `T - a` (a later backlog is taken as re-readable in full: validation
+//! keeps it shorter than its input's retention). The bound is the first `T` at which every group
+//! can have done so under all
 //! limits. It ignores everything that only makes real control slower (segment granularity, the
 //! retention-check interval, metric delay, the outputs' data already on disk at time 0), so it is
 //! optimistic and a real controller's ratio to it is at least 1.
@@ -91,7 +96,7 @@ pub fn optimal_bound(s: &Scenario, p: &Policy) -> Result<f64, String> {
         ));
     }
 
-    // Records each group must consume by time T: backlog + production - threshold.
+    // Records each group must consume by time T: backlogs + production - threshold.
     let needs: Vec<Need> = s
         .groups
         .iter()
@@ -106,7 +111,12 @@ pub fn optimal_bound(s: &Scenario, p: &Policy) -> Result<f64, String> {
                     .map_or(p.drain.lag_threshold, |pg| p.lag_threshold(pg)) as f64;
             Some(Need {
                 max_rate: g.max_rate,
-                base: prod.rate.0 * g.backlog.secs_f64() / rec - threshold,
+                arrivals: g
+                    .backlog_events()
+                    .iter()
+                    .map(|(at, size)| (at.secs_f64(), prod.rate.0 * size.secs_f64() / rec))
+                    .collect(),
+                threshold,
                 // Production at its least (noise all the way down) keeps the bound a lower bound.
                 records_per_sec: prod.rate.0 * (1.0 - prod.noise) / rec,
                 amplitude: prod.diurnal_amplitude,
@@ -116,38 +126,47 @@ pub fn optimal_bound(s: &Scenario, p: &Policy) -> Result<f64, String> {
         .collect();
 
     let limit = s.duration.secs_f64() * 10.0;
-    let feasible = |t: f64| -> bool {
-        let need: Vec<f64> = needs.iter().map(|n| n.at(t)).collect();
+    let rf = s
+        .topics
+        .iter()
+        .map(|tp| tp.replication_factor)
+        .max()
+        .unwrap_or(1) as f64;
+    let cluster_room = (0..n)
+        .map(|_| ceiling - s.cluster.static_used.0 as f64)
+        .sum::<f64>();
+    let cluster_free = (rf * n as f64 * upload - produced.iter().sum::<f64>()).max(0.0);
+    // Whether every group can consume, between `from` and `t`, the backlogs appearing from `from` on
+    // and everything produced meanwhile, under the three limits.
+    let feasible_from = |from: f64, t: f64| -> bool {
+        let span = t - from;
+        let need: Vec<f64> = needs.iter().map(|n| n.between(from, t)).collect();
         let fast_enough = needs
             .iter()
             .zip(&need)
-            .all(|(n, need)| *need <= n.max_rate * t);
-        let rf = s
-            .topics
-            .iter()
-            .map(|tp| tp.replication_factor)
-            .max()
-            .unwrap_or(1) as f64;
-        let cluster_room = (0..n)
-            .map(|_| ceiling - s.cluster.static_used.0 as f64)
-            .sum::<f64>();
-        let cluster_free = (rf * n as f64 * upload - produced.iter().sum::<f64>()).max(0.0);
+            .all(|(n, need)| *need <= n.max_rate * span);
         let fits = (0..n).all(|b| {
             let written: f64 = need
                 .iter()
                 .enumerate()
                 .map(|(g, need)| need * per_record[g][b])
                 .sum();
-            written <= headroom[b] * (t / window + 1.0)
+            written <= headroom[b] * (span / window + 1.0)
         });
         let written_all: f64 = need
             .iter()
             .enumerate()
             .map(|(g, need)| need * per_record[g].iter().sum::<f64>())
             .sum();
-        let uploads_keep_up = written_all <= cluster_room + cluster_free * t;
+        let uploads_keep_up = written_all <= cluster_room + cluster_free * span;
         fast_enough && fits && uploads_keep_up
     };
+    // No group is drained before its last backlog has appeared, and what appears at each backlog
+    // event can only be consumed after it.
+    let events: Vec<f64> = s.backlog_times().iter().map(|d| d.secs_f64()).collect();
+    let last_backlog = events.last().copied().unwrap_or(0.0);
+    let feasible =
+        |t: f64| -> bool { t >= last_backlog && events.iter().all(|&from| feasible_from(from, t)) };
     let mut t = 0.0;
     while t <= limit {
         if feasible(t) {
@@ -168,23 +187,34 @@ pub fn optimal_bound(s: &Scenario, p: &Policy) -> Result<f64, String> {
     ))
 }
 
-/// What one group must have consumed by a given time to count as drained.
+/// What one group must consume to count as drained.
 struct Need {
     max_rate: f64,
-    /// Backlog less the drain threshold, records.
-    base: f64,
+    /// Backlog events: (seconds after catch-up start, records).
+    arrivals: Vec<(f64, f64)>,
+    /// The drain threshold, records.
+    threshold: f64,
     records_per_sec: f64,
     amplitude: f64,
     peak: f64,
 }
 
 impl Need {
-    /// Records to consume by `t` seconds: the base plus the integral of the producer's daily profile,
-    /// `rate * (1 + amplitude * cos(2 pi (t - peak) / day))`, from 0 to `t`.
-    fn at(&self, t: f64) -> f64 {
+    /// Records to consume between `from` and `t` seconds: the backlogs appearing at or after `from`,
+    /// less the threshold, plus the integral of the producer's daily profile,
+    /// `rate * (1 + amplitude * cos(2 pi (t - peak) / day))`, from `from` to `t`.
+    fn between(&self, from: f64, t: f64) -> f64 {
         let w = std::f64::consts::TAU / 86_400.0;
+        let backlogs: f64 = self
+            .arrivals
+            .iter()
+            .filter(|(at, _)| *at >= from)
+            .map(|(_, records)| records)
+            .sum();
         let produced = self.records_per_sec
-            * (t + self.amplitude / w * ((w * (t - self.peak)).sin() - (w * -self.peak).sin()));
-        (self.base + produced).max(0.0)
+            * ((t - from)
+                + self.amplitude / w
+                    * ((w * (t - self.peak)).sin() - (w * (from - self.peak)).sin()));
+        (backlogs - self.threshold + produced).max(0.0)
     }
 }

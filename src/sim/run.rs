@@ -58,14 +58,20 @@ pub(super) fn simulate_with(
     let mut next_tick = controller_start;
     let mut recorder = Recorder::new(scenario, policy, kind, end.since(start));
     let mut injected = false;
+    // Backlog events still to come, latest first.
+    let mut backlogs: Vec<Dur> = scenario.backlog_times();
+    backlogs.reverse();
     loop {
         let now = sim.lock().now();
         if now >= end {
             break;
         }
         if !injected && now >= Timestamp(0) {
-            sim.lock().inject_backlogs(scenario);
             injected = true;
+        }
+        while let Some(&at) = backlogs.last().filter(|&&at| now >= Timestamp(0) + at) {
+            sim.lock().inject_backlogs(scenario, at);
+            backlogs.pop();
         }
         if now >= next_tick {
             controller.tick(&sim, now)?;

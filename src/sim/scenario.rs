@@ -195,12 +195,21 @@ pub struct OutputSpec {
     pub amplification: f64,
 }
 
-/// Partition skew.
+/// Partition skew. Give exactly one of `broker` and `brokers`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SkewSpec {
-    /// Broker (id) whose partitions are hot.
-    pub broker: usize,
+    /// Broker (id) whose partitions are hot: every partition with a replica on it carries `weight`
+    /// times the traffic, so its neighbours in the replica ring (which hold the other replicas of
+    /// those partitions) run warm too.
+    #[serde(default)]
+    pub broker: Option<usize>,
+    /// Brokers (ids) that alone run hot: the partitions they lead carry `weight` times the traffic,
+    /// and the topic's followers are placed as Kafka's default assignment shifts them (the second
+    /// replica moves one broker further every round of partitions), so the hot partitions' other
+    /// replicas spread over all the other brokers.
+    #[serde(default)]
+    pub brokers: Vec<usize>,
     /// Traffic multiplier of those partitions.
     pub weight: f64,
 }
@@ -215,8 +224,13 @@ pub struct GroupSpec {
     pub topic: String,
     /// Full speed of all its consumers together, records per second.
     pub max_rate: f64,
-    /// Backlog at time 0, as a duration of the input's mean production (e.g. "2d").
-    pub backlog: Dur,
+    /// Backlog at time 0, as a duration of the input's mean production (e.g. "2d"): shorthand for
+    /// one `backlogs` entry at "0s".
+    #[serde(default)]
+    pub backlog: Option<Dur>,
+    /// Backlog events: at `at`, the group's lag grows by `size` of the input's mean production.
+    #[serde(default)]
+    pub backlogs: Vec<BacklogSpec>,
     /// The group's lane when the policy names no groups (`live`, `catchup` or `backfill`; see
     /// `docs/policy.md`, "Lanes"). Default `catchup`.
     #[serde(default)]
@@ -226,19 +240,73 @@ pub struct GroupSpec {
     pub exempt: bool,
 }
 
+impl GroupSpec {
+    /// Every backlog event of the group as (at, size), `backlog` included, in time order.
+    pub fn backlog_events(&self) -> Vec<(Dur, Dur)> {
+        let mut events: Vec<(Dur, Dur)> = self
+            .backlog
+            .map(|b| (Dur(0), b))
+            .into_iter()
+            .chain(self.backlogs.iter().map(|b| (b.at, b.size)))
+            .collect();
+        events.sort_by_key(|e| e.0);
+        events
+    }
+
+    /// The backlogs appearing at `at`, summed.
+    pub fn backlog_at(&self, at: Dur) -> Dur {
+        Dur(self
+            .backlog_events()
+            .iter()
+            .filter(|e| e.0 == at)
+            .map(|e| e.1.0)
+            .sum())
+    }
+
+    /// Every backlog of the run, summed: how much input history a group may need to re-read.
+    pub fn total_backlog(&self) -> Dur {
+        Dur(self.backlog_events().iter().map(|e| e.1.0).sum())
+    }
+}
+
+/// One backlog event of a group. At `at` its committed offsets move `size` of the input's mean
+/// production back (never below the log start): the lag a consumer outage of that length leaves
+/// behind, or a reprocessing. At "0s" every group is caught up, so that is the backlog of the
+/// incident; later, it adds to whatever lag the group still has.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BacklogSpec {
+    /// When it appears (time after catch-up start; at most the scenario's duration).
+    pub at: Dur,
+    /// Its size, as a duration of the input's mean production (e.g. "1d").
+    pub size: Dur,
+}
+
 /// Something that happens during the run.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventSpec {
     /// What happens.
     pub kind: EventKind,
-    /// When it starts (time after catch-up start).
-    pub at: Dur,
+    /// When it starts (time after catch-up start). Give exactly one of `at` and `from_start`.
+    #[serde(default)]
+    pub at: Option<Dur>,
+    /// In force from the very start of the simulation: through the warm-up, before the controller
+    /// under test starts (a metric that has never been seen, a copy that was already stalled).
+    #[serde(default)]
+    pub from_start: bool,
     /// When it ends.
     pub until: Dur,
-    /// Affected brokers (ids); empty = all. Used by `copy_stall` and `metrics_outage`.
+    /// Affected brokers (ids); empty = all.
     #[serde(default)]
     pub brokers: Vec<usize>,
+}
+
+impl EventSpec {
+    /// When the event starts, `None` for `from_start` (before the warm-up).
+    pub fn start(&self) -> Option<Dur> {
+        if self.from_start { None } else { self.at }
+    }
 }
 
 /// Kinds of events.
@@ -249,6 +317,25 @@ pub enum EventKind {
     CopyStall,
     /// The disk and copy-lag metrics publish no datapoints.
     MetricsOutage,
+    /// The disk metric publishes no datapoints (copy lag still does).
+    DiskMetricOutage,
+    /// The copy-lag metric publishes no datapoints (disk still does).
+    CopyLagMetricOutage,
+}
+
+impl EventKind {
+    /// Whether the event silences the disk metric.
+    pub fn silences_disk(self) -> bool {
+        matches!(self, EventKind::MetricsOutage | EventKind::DiskMetricOutage)
+    }
+
+    /// Whether the event silences the copy-lag metric.
+    pub fn silences_copy_lag(self) -> bool {
+        matches!(
+            self,
+            EventKind::MetricsOutage | EventKind::CopyLagMetricOutage
+        )
+    }
 }
 
 /// The manual procedure of the seeds: pause at a mark, lower local retention after a reaction delay,
@@ -371,6 +458,18 @@ impl Scenario {
         })
     }
 
+    /// The distinct times at which some group's backlog appears, in order.
+    pub fn backlog_times(&self) -> Vec<Dur> {
+        let mut times: Vec<Dur> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.backlog_events().into_iter().map(|e| e.0))
+            .collect();
+        times.sort();
+        times.dedup();
+        times
+    }
+
     /// Names of the topics marked `managed`.
     pub fn managed_topics(&self) -> Vec<String> {
         self.topics
@@ -380,3 +479,6 @@ impl Scenario {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

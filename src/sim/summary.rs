@@ -33,7 +33,8 @@ pub struct Summary {
     /// Of those, the ones that filled during the warm-up, before catch-up started: the producers
     /// alone overfill them, so no controller can keep them under the ceiling.
     pub failed_during_warmup: usize,
-    /// From catch-up start until every group's lag was below its drain threshold; `None` if never.
+    /// From catch-up start until every group's lag was below its drain threshold after the last
+    /// backlog event; `None` if never.
     pub catchup_seconds: Option<f64>,
     /// The optimal bound (see `sim::optimal`); `None` when the scenario is infeasible.
     pub optimal_seconds: Option<f64>,
@@ -233,6 +234,8 @@ pub(super) struct Recorder<'a> {
     /// Step length, seconds.
     dt: f64,
     next_sample: Timestamp,
+    /// The last backlog event: the catch-up ends at the first drain after it.
+    last_backlog: Timestamp,
     summary: Summary,
     series: Series,
 }
@@ -248,6 +251,8 @@ impl<'a> Recorder<'a> {
         let n = scenario.cluster.brokers;
         let dt = scenario.step.secs_f64();
         let next_sample = Timestamp(0);
+        let last_backlog =
+            Timestamp(0) + scenario.backlog_times().last().copied().unwrap_or_default();
         let series = Series {
             disk: vec![Vec::new(); n],
             ..Series::default()
@@ -286,6 +291,7 @@ impl<'a> Recorder<'a> {
             n,
             dt,
             next_sample,
+            last_backlog,
             summary,
             series,
         }
@@ -337,6 +343,7 @@ impl<'a> Recorder<'a> {
             .filter_map(|g| c.group_lag(&g.name))
             .sum();
         if summary.catchup_seconds.is_none()
+            && now > self.last_backlog
             && policy.groups.iter().all(|g| {
                 c.group_lag(&g.name)
                     .is_some_and(|l| l < policy.lag_threshold(g) as f64)

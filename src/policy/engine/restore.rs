@@ -5,13 +5,18 @@
 //! by the daily cycle:
 //!
 //! - the refill: raising local retention from `L` back to `O` stops deletion of managed data until the
-//!   oldest data is older than `O`, so the disk grows by the managed topics' write rate over `O − L`
-//!   (at most 24 h of it). That write rate is the observer's learned growth at full speed (`a`, the
+//!   oldest data is older than `O`, so the disk grows by the managed topics' write rate over `O − F`
+//!   (at most 24 h of it), where `F ≤ L` is the span the data on disk covers now (less than `L`
+//!   while an earlier restore step is still refilling). That write rate is the observer's learned growth at full speed (`a`, the
 //!   fit that forgets over hours; not the margin's all-time peak) times the highest share of full speed consumed since the drain;
 //! - the daily cycle: the disk's data scales with the rate it is written at, so the sum is scaled by
 //!   the producers' highest rate over the last 24 h over their rate now (learned from the groups'
 //!   produce rates, kept through the backlog). Lacking that history, the highest level seen in the
 //!   last 24 h since the lowered window turned over after the drain, plus the refill, stands in.
+//!   Levels recorded at a wider window than today's (a topic lowered again within the event) are
+//!   forgotten, and recorded again once the narrower window has turned over: a peak measured at the
+//!   original window plus the refill to it would count the refill twice and hold the lowered value
+//!   for a day.
 //!
 //! The restore is safe while every broker's forecast stays under the pause line, the mark above which
 //! the disk truly needs lowering again: once a restore has begun, a topic is lowered again within the
@@ -19,14 +24,17 @@
 //! (the hysteresis in `retention.rs`).
 
 use super::disks::DiskView;
+use crate::observation::Observation;
 use crate::policy::config::Policy;
-use crate::policy::state::{ControllerState, DiskPoint};
+use crate::policy::state::{ControllerState, DiskPoint, TopicTrack};
 use crate::units::{Dur, Timestamp};
 
 /// One remembered level per this much time.
 const LEVEL_STEP: Dur = Dur(600_000);
 /// A backlog lasting this long is a new backlog event (the hysteresis of the last one ends).
 const NEW_EVENT_AFTER: Dur = Dur(12 * 3_600_000);
+/// A backlog that arrived at once exceeds what holding could have built by this much production.
+const NEW_EVENT_MARGIN: Dur = Dur(3_600_000);
 /// The forecast horizon, and how long levels are remembered.
 const HORIZON: Dur = Dur(24 * 3_600_000);
 
@@ -36,9 +44,10 @@ const HORIZON: Dur = Dur(24 * 3_600_000);
 pub(super) fn watch(
     st: &mut ControllerState,
     disks: &DiskView,
+    obs: &Observation,
     drained: bool,
     now: Timestamp,
-    lead: Dur,
+    p: &Policy,
 ) {
     let rates: Vec<f64> = st.groups.values().filter_map(|g| g.produce_rate).collect();
     if !rates.is_empty() {
@@ -47,9 +56,14 @@ pub(super) fn watch(
     if !drained {
         // A backlog ends the last one's hysteresis once it has lasted `NEW_EVENT_AFTER` (and a lead
         // time): a group held back by the throttle for a while after its drain is the same event.
+        // So does a backlog that arrived at once: more lag than holding the groups could have
+        // built since the drain ended.
         let since = *st.restore.backlog_since.get_or_insert(now);
-        if now.since(since) >= lead.max(NEW_EVENT_AFTER) {
+        if now.since(since) >= p.retention.lead_time.max(NEW_EVENT_AFTER)
+            || arrived_at_once(st, obs, p, now.since(since))
+        {
             st.restore.levels.clear();
+            st.restore.levels_window = None;
             st.restore.share_peak = 0.0;
             for track in st.topics.values_mut() {
                 track.restored_in_event = false;
@@ -68,9 +82,34 @@ pub(super) fn watch(
         .max()
         .unwrap_or(0)
         .max(0) as u64;
+    // Levels recorded at a wider window than today's (a topic lowered again since) overstate the
+    // disk at this one: forget them, and record again once the narrower window has turned over.
+    // A topic back at its original counts as the widest window.
+    let widest = st
+        .topics
+        .values()
+        .filter(|t| t.original.is_some())
+        .map(|t| t.lowered_ms.unwrap_or(i64::MAX))
+        .max()
+        .unwrap_or(i64::MAX);
+    let from = match st.restore.levels_window {
+        Some((w, _)) if widest < w => {
+            st.restore.levels.clear();
+            st.restore.levels_window = Some((widest, now));
+            now
+        }
+        Some((w, since)) => {
+            st.restore.levels_window = Some((w.max(widest), since));
+            since
+        }
+        None => {
+            st.restore.levels_window = Some((widest, now));
+            now
+        }
+    };
     let turned_over = st
         .drained_since
-        .is_some_and(|since| now >= since + Dur(window));
+        .is_some_and(|since| now >= since.max(from) + Dur(window));
     if !turned_over {
         return;
     }
@@ -81,6 +120,34 @@ pub(super) fn watch(
             b.percent,
         );
     }
+}
+
+/// Whether the groups' lag exceeds, by more than `NEW_EVENT_MARGIN` of production, their drain
+/// thresholds plus everything produced over `held` (the most that holding them since the drain
+/// could have built, at the highest produce rate remembered): then it is a new backlog, not the
+/// last one held back.
+fn arrived_at_once(st: &ControllerState, obs: &Observation, p: &Policy, held: Dur) -> bool {
+    let produce_now: f64 = st.groups.values().filter_map(|g| g.produce_rate).sum();
+    let produce = st
+        .restore
+        .produce
+        .iter()
+        .map(|pt| pt.percent)
+        .fold(produce_now, f64::max);
+    let (mut lag, mut thresholds) = (0.0, 0.0);
+    for g in &p.groups {
+        let Some(total) = obs
+            .groups
+            .iter()
+            .find(|o| o.group == g.name)
+            .and_then(|o| o.total_lag())
+        else {
+            return false;
+        };
+        lag += total as f64;
+        thresholds += p.lag_threshold(g) as f64;
+    }
+    produce > 0.0 && lag > thresholds + produce * (held.secs_f64() + NEW_EVENT_MARGIN.secs_f64())
 }
 
 /// Appends `value` at most once per `LEVEL_STEP`, keeping `HORIZON` of points.
@@ -113,12 +180,27 @@ fn daily_cycle(st: &ControllerState) -> Option<f64> {
     (now > 0.0 && st.restore.produce.len() > 1).then(|| (peak / now).max(1.0))
 }
 
+/// How much of its window a lowered topic's data on disk spans now: the lowered window, or less while
+/// it is still refilling after a restore step (`refill_until` marks when the oldest data still on
+/// disk ages past the window). A staged restore thus forecasts the refill of every step still to
+/// come, not only of the last one.
+fn filled_ms(t: &TopicTrack, lowered: i64, p: &Policy, now: Timestamp) -> i64 {
+    match t.refill_until {
+        Some(until) if until > now => {
+            let oldest = until - p.forecast.window - Dur(lowered.max(0) as u64);
+            (now.0 - oldest.0).clamp(0, lowered.max(0))
+        }
+        _ => lowered,
+    }
+}
+
 /// `Ok(why)` when restoring every lowered topic to its original keeps every fresh broker's 24 h
 /// forecast under the pause line; `Err(why not)` otherwise.
 pub(super) fn restore_safe(
     st: &ControllerState,
     disks: &DiskView,
     p: &Policy,
+    now: Timestamp,
 ) -> Result<String, String> {
     let refill_secs = st
         .topics
@@ -126,7 +208,11 @@ pub(super) fn restore_safe(
         .filter_map(|t| {
             let lowered = t.lowered_ms?;
             let original = t.original.as_ref()?.effective_ms.unwrap_or(i64::MAX);
-            Some(original.saturating_sub(lowered).max(0) as u64)
+            Some(
+                original
+                    .saturating_sub(filled_ms(t, lowered, p, now))
+                    .max(0) as u64,
+            )
         })
         .max()
         .unwrap_or(0)
@@ -173,4 +259,33 @@ pub(super) fn restore_safe(
     worst
         .map(|(_, why)| why)
         .ok_or_else(|| "no fresh disk reading".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Restored from 1 h to 2 h 10 minutes ago: the data on disk spans 1 h 10 m, not 2 h, so the
+    /// refill still to come to a 6 h original is 4 h 50 m (it used to be read as 4 h).
+    #[test]
+    fn a_staged_restore_counts_the_refill_still_to_come_of_every_step() {
+        let p = Policy::default();
+        let now = Timestamp(10 * 3_600_000);
+        let hour = 3_600_000;
+        let oldest = now - Dur::from_mins(70);
+        let track = TopicTrack {
+            lowered_ms: Some(2 * hour),
+            refill_until: Some(oldest + Dur::from_hours(2) + p.forecast.window),
+            ..TopicTrack::default()
+        };
+        assert_eq!(filled_ms(&track, 2 * hour, &p, now), 70 * 60_000);
+        // Once refilled, the window is full.
+        let later = now + Dur::from_hours(1);
+        assert_eq!(filled_ms(&track, 2 * hour, &p, later), 2 * hour);
+        let settled = TopicTrack {
+            refill_until: None,
+            ..track
+        };
+        assert_eq!(filled_ms(&settled, 2 * hour, &p, now), 2 * hour);
+    }
 }

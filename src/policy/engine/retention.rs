@@ -28,7 +28,7 @@ pub(super) fn retention_decisions(
     if let Some(records) = &obs.retention {
         follow_journal(st, records, p);
     }
-    super::restore::watch(st, disks, drained, tick.now, p.retention.lead_time);
+    super::restore::watch(st, disks, obs, drained, tick.now, p);
     let outlook = Outlook::new(st, obs, disks, drained, tick);
     let mut out = BTreeMap::new();
     let mut at_floor = Vec::new();
@@ -146,7 +146,7 @@ impl Outlook {
             p.disk.pause_percent,
             p.disk.ceiling_percent,
         );
-        let restore = super::restore::restore_safe(st, disks, p);
+        let restore = super::restore::restore_safe(st, disks, p, tick.now);
         Outlook {
             blocked,
             pressure,

@@ -8,6 +8,7 @@ use super::storage::{Partition, Source, Topic, backlog_records};
 use crate::observation::{PartitionOffsets, RecordTime, TimestampKind};
 use crate::policy::{Gate, RateUnit};
 use crate::sim::scenario::Scenario;
+use crate::units::Dur;
 
 #[derive(Clone, Debug)]
 pub(super) struct Group {
@@ -58,15 +59,24 @@ pub(super) fn groups(scenario: &Scenario, topics: &[Topic], parts: &[Partition])
 }
 
 impl Cluster {
-    /// Sets every group's committed offsets `backlog` behind the log end (a duration of the input's
-    /// mean production).
-    pub fn inject_backlogs(&mut self, scenario: &Scenario) {
+    /// Adds the backlogs that appear at `at` (see [`crate::sim::scenario::BacklogSpec`]): at time 0
+    /// every group's committed offsets are set that far behind the log end; later they move that far
+    /// back from where they are, never below the log start.
+    pub fn inject_backlogs(&mut self, scenario: &Scenario, at: Dur) {
         for (g, spec) in self.groups.iter_mut().zip(&scenario.groups) {
+            let size = spec.backlog_at(at);
+            if size == Dur(0) {
+                continue;
+            }
             let topic = &self.topics[g.topic];
-            let records = backlog_records(topic, spec.backlog);
+            let records = backlog_records(topic, size);
             for (i, p) in topic.partitions.clone().enumerate() {
                 let part = &self.parts[p];
-                g.committed[i] = (part.log_end - records * part.weight).max(0.0);
+                g.committed[i] = if at == Dur(0) {
+                    (part.log_end - records * part.weight).max(0.0)
+                } else {
+                    (g.committed[i] - records * part.weight).max(part.log_start)
+                };
             }
         }
     }

@@ -60,18 +60,19 @@ impl Cluster {
         let at = self.period_start;
         let visible_at = self.now + self.delay;
         for b in 0..self.brokers.len() {
-            let outage = self.event_active(EventKind::MetricsOutage, b, at);
+            let disk_out = self.event_active(EventKind::silences_disk, b, at);
+            let lag_out = self.event_active(EventKind::silences_copy_lag, b, at);
             let broker = &mut self.brokers[b];
             let (disk, lag) = (broker.disk_sum / span, broker.lag_sum / span);
             broker.disk_sum = 0.0;
             broker.lag_sum = 0.0;
-            if outage {
-                continue;
-            }
-            for (points, value) in [
-                (&mut self.disk_points[b], disk),
-                (&mut self.lag_points[b], lag),
+            for (points, value, out) in [
+                (&mut self.disk_points[b], disk, disk_out),
+                (&mut self.lag_points[b], lag, lag_out),
             ] {
+                if out {
+                    continue;
+                }
                 points.push_back(Datapoint {
                     at,
                     value,

@@ -111,7 +111,9 @@ impl Cluster {
             .map(|e| {
                 (
                     e.kind,
-                    Timestamp(e.at.0 as i64),
+                    // From the start: before the warm-up begins.
+                    e.start()
+                        .map_or(Timestamp(i64::MIN), |at| Timestamp(at.0 as i64)),
                     Timestamp(e.until.0 as i64),
                     e.brokers.iter().map(|b| b - 1).collect(),
                 )
@@ -189,12 +191,9 @@ impl Cluster {
         self.static_used
     }
 
-    fn event_active(&self, kind: EventKind, broker: usize, at: Timestamp) -> bool {
+    fn event_active(&self, kind: impl Fn(EventKind) -> bool, broker: usize, at: Timestamp) -> bool {
         self.events.iter().any(|(k, from, to, brokers)| {
-            *k == kind
-                && at >= *from
-                && at < *to
-                && (brokers.is_empty() || brokers.contains(&broker))
+            kind(*k) && at >= *from && at < *to && (brokers.is_empty() || brokers.contains(&broker))
         })
     }
 

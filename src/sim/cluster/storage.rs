@@ -172,8 +172,9 @@ impl Source {
     }
 }
 
-/// Input partitions start with the backlog's worth of history (produced before the warm-up), so
-/// committed offsets can fall that far behind without going below zero.
+/// Input partitions start with the backlogs' worth of history (every backlog event of the group
+/// summed, produced before the warm-up), so committed offsets can fall that far behind without
+/// going below zero.
 /// That history was written evenly over the backlog's span before `start`, in hourly segments
 /// (so input retention can delete it by age like any other segment).
 pub(super) fn add_history(
@@ -186,7 +187,7 @@ pub(super) fn add_history(
         let Some(topic) = topics.iter().find(|t: &&Topic| t.name == spec.topic) else {
             continue;
         };
-        let records = backlog_records(topic, spec.backlog);
+        let records = backlog_records(topic, spec.total_backlog());
         for p in topic.partitions.clone() {
             parts[p].log_end = parts[p].log_end.max((records * parts[p].weight).ceil());
         }
@@ -196,7 +197,7 @@ pub(super) fn add_history(
             .groups
             .iter()
             .filter(|g| g.topic == topic.name)
-            .map(|g| g.backlog)
+            .map(|g| g.total_backlog())
             .max()
             .unwrap_or_default();
         let hours = span.0.div_ceil(3_600_000).max(1);
@@ -300,7 +301,7 @@ impl Cluster {
     /// seconds of its upload throughput.
     pub(super) fn upload(&mut self, now: Timestamp, dt: f64) {
         for b in 0..self.brokers.len() {
-            if self.event_active(EventKind::CopyStall, b, now) {
+            if self.event_active(|k| k == EventKind::CopyStall, b, now) {
                 continue;
             }
             let mut budget = self.upload_rate * dt;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{MAX_BYTE_RATE, Scenario};
+use super::{GroupSpec, MAX_BYTE_RATE, Scenario};
 use crate::config_file::Problems;
 use crate::policy::validate::check_topic_name;
 use crate::units::Dur;
@@ -144,12 +144,19 @@ impl Scenario {
                 _ => p.add(at("producer"), "-", "give exactly one of `producer` (an input topic) and `output_of` (an output topic)"),
             }
             if let Some(skew) = &t.skew {
-                p.check(
-                    (1..=c.brokers).contains(&skew.broker),
-                    at("skew.broker"),
-                    skew.broker,
-                    format!("must be a broker id 1..={}", c.brokers),
-                );
+                match (skew.broker, skew.brokers.is_empty()) {
+                    (Some(b), true) => check_broker(p, c.brokers, at("skew.broker"), b),
+                    (None, false) => {
+                        for &b in &skew.brokers {
+                            check_broker(p, c.brokers, at("skew.brokers"), b);
+                        }
+                    }
+                    _ => p.add(
+                        at("skew"),
+                        "-",
+                        "give exactly one of `broker` (its replica ring runs hot) and `brokers` (only they run hot)",
+                    ),
+                }
                 p.check(
                     skew.weight > 0.0 && skew.weight <= 1000.0,
                     at("skew.weight"),
@@ -205,31 +212,45 @@ impl Scenario {
                 g.max_rate,
                 "must be a positive rate in records/s, at most 1e9",
             );
-            p.check(
-                g.backlog <= Dur::from_hours(365 * 24),
-                at("backlog"),
-                g.backlog,
-                "must be at most 365d",
-            );
+            self.validate_backlogs(p, i, g);
         }
         for (i, e) in self.events.iter().enumerate() {
             let at = |f: &str| format!("events[{i}].{f}");
-            p.check(
-                e.until > e.at,
-                at("until"),
-                e.until,
-                format!("must be after `at` ({})", e.at),
-            );
-            for b in &e.brokers {
-                p.check(
-                    (1..=c.brokers).contains(b),
-                    at("brokers"),
-                    b,
-                    format!("broker ids are 1..={}", c.brokers),
-                );
+            match (e.at, e.from_start) {
+                (Some(start), false) => p.check(
+                    e.until > start,
+                    at("until"),
+                    e.until,
+                    format!("must be after `at` ({start})"),
+                ),
+                (None, true) => p.check(
+                    e.until > Dur(0),
+                    at("until"),
+                    e.until,
+                    "must be after the start (0s)",
+                ),
+                (Some(start), true) => p.add(
+                    at("at"),
+                    start,
+                    "give `at` or `from_start = true`, not both",
+                ),
+                (None, false) => p.add(
+                    at("at"),
+                    "-",
+                    "missing: give `at` (e.g. \"3h\"), or `from_start = true` for an event already in force when the simulation starts",
+                ),
+            }
+            for &b in &e.brokers {
+                check_broker(p, c.brokers, at("brokers"), b);
             }
         }
         let r = &self.runbook;
+        p.check(
+            r.resume_below_percent > 0.0,
+            "runbook.resume_below_percent",
+            r.resume_below_percent,
+            "must be positive",
+        );
         p.check(
             r.pause_at_percent > 0.0 && r.pause_at_percent <= 100.0,
             "runbook.pause_at_percent",
@@ -243,4 +264,67 @@ impl Scenario {
             "must be below pause_at_percent",
         );
     }
+
+    /// A group's backlog events: at least one, each at most 365d, appearing within the run.
+    fn validate_backlogs(&self, p: &mut Problems, i: usize, g: &GroupSpec) {
+        let at = |f: &str| format!("groups[{i}].{f}");
+        if let Some(b) = g.backlog {
+            p.check(b <= MAX_BACKLOG, at("backlog"), b, "must be at most 365d");
+            p.check(
+                g.backlogs.iter().all(|e| e.at > Dur(0)),
+                at("backlogs"),
+                "0s",
+                "`backlog` is already the backlog at 0s: give it once",
+            );
+        } else {
+            p.check(
+                !g.backlogs.is_empty(),
+                at("backlog"),
+                "-",
+                "missing: give `backlog` (at time 0) or `[[groups.backlogs]]` entries",
+            );
+        }
+        for (j, e) in g.backlogs.iter().enumerate() {
+            let at = |f: &str| format!("groups[{i}].backlogs[{j}].{f}");
+            p.check(
+                e.at < self.duration,
+                at("at"),
+                e.at,
+                format!("must be before the end of the run ({})", self.duration),
+            );
+            p.check(
+                e.size > Dur(0) && e.size <= MAX_BACKLOG,
+                at("size"),
+                e.size,
+                "must be positive and at most 365d",
+            );
+            // A later backlog re-reads records already in the input: they must still be there.
+            let retention = self
+                .topics
+                .iter()
+                .find(|t| t.name == g.topic)
+                .map(|t| t.retention);
+            if let Some(retention) = retention.filter(|_| e.at > Dur(0)) {
+                p.check(
+                    e.size < retention,
+                    at("size"),
+                    e.size,
+                    format!("a backlog after 0s must be shorter than its input's retention ({retention})"),
+                );
+            }
+        }
+    }
+}
+
+/// The largest backlog a group may have (a year of its input).
+const MAX_BACKLOG: Dur = Dur::from_hours(365 * 24);
+
+/// A broker id must name one of the cluster's brokers (1..=N).
+fn check_broker(p: &mut Problems, brokers: usize, field: String, b: usize) {
+    p.check(
+        (1..=brokers).contains(&b),
+        field,
+        b,
+        format!("unknown broker: ids are 1..={brokers}"),
+    );
 }
