@@ -173,6 +173,28 @@ async fn a_new_leader_restores_exactly_the_original_the_old_leader_recorded() {
             .exists(),
         "the follower has no file journal: only the state topic can tell it the original"
     );
+    // The runbook can read the topic's journal (`retention from-ha`) into an empty directory.
+    let copy = dir.join("from-ha");
+    let copy_s = copy.to_string_lossy().to_string();
+    let out = retention(&[
+        "from-ha",
+        "--bootstrap-server",
+        &b,
+        "--state-topic",
+        "__catchup-journal-fleet-state",
+        "--state-dir",
+        &copy_s,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copied = std::fs::read_to_string(copy.join("retention-journal.json")).unwrap_or_default();
+    assert!(
+        copied.contains(ORIGINAL) && copied.contains("enriched"),
+        "the copy holds the original: {copied}"
+    );
     // The leader stops (SIGTERM: it leaves the group); the follower takes over.
     instances[li].terminate();
     let survivors: Vec<Instance> = {

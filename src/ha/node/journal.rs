@@ -129,6 +129,8 @@ impl<L: StateLog> HaJournal<L> {
 
     /// The first load in `epoch`: imports the file journal when the topic holds none.
     fn first_load(&self, epoch: u64, topic: Option<Journal>) -> Result<Journal, StoreError> {
+        // Judged afresh in every epoch (a person may have moved the file away since).
+        *self.conflict.lock().unwrap_or_else(PoisonError::into_inner) = None;
         let journal = match (topic, self.file_journal()?) {
             (None, Some((dir, file))) => {
                 self.save_now(&file)?;
