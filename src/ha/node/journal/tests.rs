@@ -258,3 +258,75 @@ fn lower_with_file(model: &Model, store: &Arc<StateDir>, p: &crate::policy::Poli
     ))
     .unwrap();
 }
+
+/// A cluster whose next alter first lets `before_alter` run (another instance acting meanwhile).
+struct Overlapping<'a> {
+    model: &'a Model,
+    before_alter: Box<dyn Fn() + Send + Sync + 'a>,
+}
+
+impl crate::actuators::retention::journal::ConfigAdmin for Overlapping<'_> {
+    async fn describe(
+        &self,
+        topic: &str,
+        now: Timestamp,
+    ) -> Result<crate::observation::TopicConfigs, String> {
+        self.model.describe(topic, now).await
+    }
+
+    async fn alter(
+        &self,
+        approved: &crate::actuators::retention::guard::Approved,
+    ) -> Result<(), String> {
+        (self.before_alter)();
+        self.model.alter(approved).await
+    }
+}
+
+#[test]
+fn a_leader_deposed_between_its_intent_and_its_alter_loses_no_original() {
+    use crate::actuators::retention::journal::ConfigAdmin as _;
+    let log = Log::default();
+    let (a, b) = (member(&log, "a"), member(&log, "b"));
+    let model = Model::new(Some("14400000"));
+    let p = policy();
+    lead(&a);
+    let ja = HaJournal::new(a.clone(), None);
+    // a's intent is saved while it leads; b claims the next epoch before a's alter is sent.
+    let cluster = Overlapping {
+        model: &model,
+        before_alter: Box::new(|| {
+            lead(&b);
+        }),
+    };
+    let now = Timestamp(1_000);
+    let (brokers, lag) = evidence(now);
+    let e = Evidence {
+        brokers: &brokers,
+        copy_lag: &lag,
+        now,
+    };
+    let j = Journaled::new(&cluster, &ja, &p);
+    let landed = run(j.apply(
+        TOPIC,
+        &RetentionTarget::Lowered { ms: 3_600_000 },
+        "test",
+        &e,
+        now,
+    ));
+    // Its read-back's save is refused (deposed); the alter itself had been sent.
+    assert!(landed.is_err(), "{landed:?}");
+    assert_eq!(model.key().value.as_deref(), Some("3600000"));
+    // b replays a's intent: the value is the controller's own pending write, not drift, and the
+    // original comes back exactly.
+    let jb = HaJournal::new(b.clone(), None);
+    let configs = run(model.describe(TOPIC, Timestamp(1_500))).unwrap();
+    let settled = Journaled::new(&model, &jb, &p)
+        .settle(&[configs], Timestamp(1_500))
+        .unwrap();
+    let entry = &jb.load().unwrap().topics[TOPIC];
+    assert_ne!(entry.phase, JournalPhase::Drifted, "{settled:?}");
+    assert_eq!(entry.original.value.as_deref(), Some("14400000"));
+    restore(&Journaled::new(&model, &jb, &p)).unwrap();
+    assert_eq!(model.key().value.as_deref(), Some("14400000"));
+}
