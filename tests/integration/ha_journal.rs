@@ -214,7 +214,7 @@ async fn a_new_leader_restores_exactly_the_original_the_old_leader_recorded() {
     );
     // The backlog is gone and the disk healthy: the new leader restores the old leader's original.
     disk(&dir, 30);
-    let restored = poll(Duration::from_secs(120), async || {
+    let restored = poll(Duration::from_secs(180), async || {
         (describe(&b, "enriched").await == before).then_some(())
     })
     .await;
@@ -298,7 +298,7 @@ async fn a_file_journal_is_imported_once_and_a_wiped_state_dir_loses_nothing() {
     std::fs::remove_dir_all(&state).expect("wipe the state directory");
     disk(&dir, 30);
     let k0 = Instance::start(&dir, "k0");
-    let restored = poll(Duration::from_secs(120), async || {
+    let restored = poll(Duration::from_secs(180), async || {
         (describe(&b, "enriched").await == before).then_some(())
     })
     .await;
