@@ -152,7 +152,7 @@ session_timeout = "6s"
 }
 
 /// Keeps the disk file fresh (its modification time is the sample time).
-pub(crate) fn touch_disk(dir: &Path) {
+fn touch_disk(dir: &Path) {
     let text = std::fs::read_to_string(dir.join("disk.json")).expect("disk");
     std::fs::write(dir.join("disk.json"), text).expect("disk");
 }

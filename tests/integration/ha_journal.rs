@@ -9,11 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use catchup_testkit::{Broker, create_topic, produce};
 
-use crate::ha::{Instance, leaders, logs, poll, touch_disk};
+use crate::ha::{Instance, leaders, logs, poll};
 use crate::kafka::{caught_up_disk_file, commit, describe, retention};
 
 const ORIGINAL: &str = "14400000";
@@ -97,15 +99,24 @@ fn local(configs: &BTreeMap<String, (Option<String>, String)>) -> Option<String>
     configs["local.retention.ms"].0.clone()
 }
 
-/// Keeps the disk file fresh while the test runs.
-fn keep_disk_fresh(dir: &Path) -> tokio::task::JoinHandle<()> {
-    let dir = dir.to_path_buf();
+/// Disk use the test sets (percent), written fresh every 500 ms by [`keep_disk_fresh`] (one
+/// writer, so a change is never overwritten by a stale copy).
+type DiskLevel = Arc<AtomicU64>;
+
+fn keep_disk_fresh(dir: &Path, level: &DiskLevel) -> tokio::task::JoinHandle<()> {
+    let (dir, level) = (dir.to_path_buf(), level.clone());
     tokio::spawn(async move {
         loop {
-            touch_disk(&dir);
+            disk(&dir, level.load(Ordering::SeqCst));
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     })
+}
+
+/// Sets the disk level and writes it at once.
+fn set_disk(dir: &Path, level: &DiskLevel, percent: u64) {
+    level.store(percent, Ordering::SeqCst);
+    disk(dir, percent);
 }
 
 fn fresh_dir(name: &str) -> std::path::PathBuf {
@@ -134,8 +145,9 @@ async fn a_new_leader_restores_exactly_the_original_the_old_leader_recorded() {
     let before = describe(&b, "enriched").await;
     let dir = fresh_dir("failover");
     configure(&dir, &b, "journal-fleet");
+    let level: DiskLevel = Arc::new(AtomicU64::new(77));
     disk(&dir, 77);
-    let toucher = keep_disk_fresh(&dir);
+    let toucher = keep_disk_fresh(&dir, &level);
     let ids = ["j0", "j1"];
     let mut instances: Vec<Instance> = ids.iter().map(|id| Instance::start(&dir, id)).collect();
     let first = poll(Duration::from_secs(60), async || {
@@ -213,7 +225,7 @@ async fn a_new_leader_restores_exactly_the_original_the_old_leader_recorded() {
         logs(&dir, &ids)
     );
     // The backlog is gone and the disk healthy: the new leader restores the old leader's original.
-    disk(&dir, 30);
+    set_disk(&dir, &level, 30);
     let restored = poll(Duration::from_secs(180), async || {
         (describe(&b, "enriched").await == before).then_some(())
     })
@@ -255,6 +267,7 @@ async fn a_file_journal_is_imported_once_and_a_wiped_state_dir_loses_nothing() {
     let dir = fresh_dir("import");
     configure(&dir, &b, "importers");
     // High enough that nothing is restored before the state directory is wiped.
+    let level: DiskLevel = Arc::new(AtomicU64::new(77));
     disk(&dir, 77);
     // A single instance lowered the topic; its file journal holds the original.
     let state = dir.join("k0").join("state");
@@ -283,7 +296,7 @@ async fn a_file_journal_is_imported_once_and_a_wiped_state_dir_loses_nothing() {
         local(&describe(&b, "enriched").await).as_deref(),
         Some("7200000")
     );
-    let toucher = keep_disk_fresh(&dir);
+    let toucher = keep_disk_fresh(&dir, &level);
     // The first HA leader on that state directory imports the file journal into the topic.
     let mut k0 = Instance::start(&dir, "k0");
     let imported = poll(Duration::from_secs(60), async || {
@@ -309,7 +322,7 @@ async fn a_file_journal_is_imported_once_and_a_wiped_state_dir_loses_nothing() {
     k0.terminate();
     drop(k0);
     std::fs::remove_dir_all(&state).expect("wipe the state directory");
-    disk(&dir, 30);
+    set_disk(&dir, &level, 30);
     let k0 = Instance::start(&dir, "k0");
     let restored = poll(Duration::from_secs(180), async || {
         (describe(&b, "enriched").await == before).then_some(())
