@@ -127,6 +127,12 @@ pub async fn run(
             let _rediscovery = watch.map(|w| AbortOnDrop(tokio::spawn(w.run())));
             let wall_tick = Duration::from_millis(config.tick.0);
             let ha = start_ha(&config, &cluster).await?;
+            // In HA mode the retention journal lives in the state topic (the leader's saves
+            // fenced by its epoch); a file journal in this state directory is imported once.
+            let cluster = match &ha {
+                Some(ha) => cluster.with_ha_journal(ha.journal(Some(store.clone()))),
+                None => cluster,
+            };
             let driven = Driven {
                 cluster,
                 clock: Arc::new(WallClock),

@@ -275,6 +275,21 @@ pub enum RetentionCommand {
         #[arg(long, env = "USER", default_value = "cli")]
         actor: String,
     },
+    /// Copy the retention journal of an HA deployment (`[ha]`) from its state topic into a new
+    /// state directory, so that `status`, `restore` and `adopt --state-dir DIR` act on it while
+    /// every instance is stopped (the runbook commands read only a file journal). Reads the topic
+    /// to its end and takes the journal a new leader would replay; writes nothing to the topic.
+    FromHa {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        /// The deployment's state topic (`__catchup-NAME-state` unless `ha.state_topic` says
+        /// otherwise).
+        #[arg(long)]
+        state_topic: String,
+        /// A state directory that holds no journal yet.
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
     /// Take a topic's value now as its original: after someone changed a lowered topic by hand,
     /// the controller keeps its hands off it until a person adopts the value.
     Adopt {

@@ -29,6 +29,11 @@ pub async fn run(command: RetentionCommand) -> anyhow::Result<ExitCode> {
         RetentionCommand::Adopt {
             kafka, state_dir, ..
         } => (kafka, state_dir, "retention adopt"),
+        RetentionCommand::FromHa {
+            kafka,
+            state_topic,
+            state_dir,
+        } => return from_ha(kafka, state_topic, state_dir).await,
     };
     // One writer per state directory: while a controller holds it, a restore or an adopt goes
     // through its API (so the loop does not undo it, and the audit log shows both), a lowering
@@ -60,7 +65,7 @@ pub async fn run(command: RetentionCommand) -> anyhow::Result<ExitCode> {
             Some(topic.as_str())
         }
         RetentionCommand::Restore { topic, .. } => topic.as_deref(),
-        RetentionCommand::Status { .. } => None,
+        RetentionCommand::Status { .. } | RetentionCommand::FromHa { .. } => None,
     };
     let policy = policy_for(given, &journal, topic);
     let runbook = Runbook::new(&admin, &store, &policy, now);
@@ -124,6 +129,9 @@ pub async fn run(command: RetentionCommand) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        RetentionCommand::FromHa { .. } => {
+            anyhow::bail!("from-ha runs before any state directory is opened")
         }
         RetentionCommand::Adopt {
             topic,
@@ -204,6 +212,9 @@ async fn through_the_controller(
             "the controller ({who}) holds the state directory and owns retention: it lowers by itself; to stop it, `catchup ctl mode dry-run` or hold the topic with `catchup ctl override set --topic T --hold-retention`"
         ),
         RetentionCommand::Status { .. } => (ctl(api)?, super::ctl::CtlCommand::Status),
+        RetentionCommand::FromHa { .. } => {
+            anyhow::bail!("the state directory is held by {who}: give from-ha an empty one")
+        }
     };
     let (conn, cmd) = command;
     print!("{}", super::ctl::run(&conn, &cmd).await?);
@@ -232,4 +243,49 @@ fn render_status(rows: &[TopicRow], json: bool) -> anyhow::Result<String> {
             )
         })
         .collect())
+}
+
+/// `catchup retention from-ha`: the journal a new leader would replay from `state_topic`, written
+/// into `state_dir` (which must hold none), for the runbook commands.
+async fn from_ha(
+    kafka: &super::KafkaArgs,
+    state_topic: &str,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let store = catchup::store::StateDir::open(
+        state_dir,
+        catchup::store::Holder::this_process("retention from-ha"),
+    )?;
+    let held = JournalStore::load(&store)?;
+    if !held.topics.is_empty() || !held.extensions.is_empty() {
+        anyhow::bail!(
+            "{}: already holds a retention journal; give an empty state directory (nothing was written)",
+            state_dir.display()
+        );
+    }
+    let (conn, timeout) = kafka.connect().await?;
+    let topic = state_topic.to_string();
+    let wait = timeout.max(std::time::Duration::from_secs(10));
+    let view = tokio::task::spawn_blocking(move || {
+        let (mut reader, _) =
+            catchup::ha::state_topic::StateTopic::open(&conn, &topic, "catchup-cli")?;
+        reader.catch_up(wait)?;
+        Ok::<_, catchup::ha::state_topic::StateTopicError>(reader.view)
+    })
+    .await??;
+    let Some(shared) = view.journal else {
+        anyhow::bail!(
+            "{state_topic}: holds no retention journal (no leader saved one): nothing was written"
+        );
+    };
+    JournalStore::save(&store, &shared.journal)?;
+    println!(
+        "{}: the retention journal of epoch {} (saved by {}) with {} topic(s); act on it with `catchup retention status|restore|adopt --state-dir {}` while every instance is stopped",
+        state_dir.display(),
+        shared.epoch,
+        shared.leader,
+        shared.journal.topics.len() + shared.journal.extensions.len(),
+        state_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

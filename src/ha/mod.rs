@@ -7,7 +7,8 @@
 //!   group;
 //! - [`state`]: the state topic's records and the fencing rule, as data (pure);
 //! - [`state_topic`]: creating catchup's topics, reading the state topic to its end, writing it;
-//! - [`node`]: one instance's membership ([`Ha`]): heartbeats, epoch claims, the fencing check.
+//! - [`node`]: one instance's membership ([`Ha`]): heartbeats, epoch claims, the fencing check,
+//!   and the retention journal kept in the state topic ([`HaJournal`]).
 //!
 //! The control loop uses [`Ha`] through `Runtime::with_ha` (`src/runtime/ha.rs`).
 
@@ -18,9 +19,4 @@ pub mod state;
 pub mod state_topic;
 
 pub use config::HaConfig;
-pub use node::Ha;
-
-/// Why no instance of an HA deployment changes retention yet: the retention journal still lives in
-/// each instance's state directory, so a new leader on another pod could not know the originals an
-/// old one recorded (DESIGN.md invariant 9). Status lists it; restore and adopt answer with it.
-pub const RETENTION_OFF: &str = "retention actions are off in HA mode until the retention journal lives in the HA state topic (issue #17): a new leader could not know the originals an old one recorded";
+pub use node::{Ha, HaJournal, JournalNote};

@@ -8,7 +8,7 @@
 //! only if the newest claim is its own). The lock lost means follower at once (a watch on the
 //! lock, not the next beat).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -23,10 +23,15 @@ use crate::kafka::Connection;
 use crate::policy::Override;
 use catchup_proto::status::{HaRole, HaStatus};
 
+mod journal;
+
+pub use journal::{HaJournal, JournalNote, NodeLog, StateLog};
+
 /// A running HA member. Dropping it leaves the election group and stops the background task.
 pub struct Ha {
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
+    journal: OnceLock<Arc<HaJournal>>,
 }
 
 struct Shared {
@@ -98,7 +103,24 @@ impl Ha {
             election,
         });
         let task = tokio::spawn(beat(shared.clone()));
-        Ok(Ha { shared, task })
+        Ok(Ha {
+            shared,
+            task,
+            journal: OnceLock::new(),
+        })
+    }
+
+    /// The retention journal in the state topic, importing the file journal of `file` (the
+    /// local state directory) on first leadership; made once, the same one on every call.
+    pub fn journal(&self, file: Option<Arc<crate::store::StateDir>>) -> Arc<HaJournal> {
+        self.journal
+            .get_or_init(|| Arc::new(HaJournal::new(NodeLog(self.shared.clone()), file)))
+            .clone()
+    }
+
+    /// The retention journal, once [`Ha::journal`] made it.
+    pub fn attached_journal(&self) -> Option<&Arc<HaJournal>> {
+        self.journal.get()
     }
 
     /// This instance's id.

@@ -8,8 +8,16 @@
 //!   members are those heard within the session timeout;
 //! - `decision`: the leader's latest gates, for followers to serve (`{epoch, at, groups}`);
 //! - `overrides/ID`: the overrides in force made on instance ID (every instance applies the union);
-//! - `mode`, `journal/TOPIC`: reserved for the shared mode and the retention journal (not wired
-//!   yet; docs/ha.md).
+//! - `journal/EPOCH`: the retention journal as the leader of that epoch last saved it
+//!   (`{epoch, leader, at, journal}`, see [`SharedJournal`]); one key per epoch, so a late write of
+//!   a deposed leader can never make compaction drop the newer leader's record;
+//! - `mode`: reserved for the shared mode (not wired yet; docs/ha.md).
+//!
+//! The journal a new leader replays ([`StateView::journal`]) is the newest record of the highest
+//! epoch, among records written while their epoch was the newest claim (a record of epoch N that
+//! follows a claim of N+1 in the topic comes from a deposed leader whose save was refused, and
+//! is ignored). A leader's first save in its epoch is written before its first alter, so a
+//! deposed leader's record can never hide an alter of a newer leader, even after compaction.
 //!
 //! The fencing rule ([`StateView::may_act`]): an instance acts only in its own epoch, and only when
 //! the newest claim in the topic, read to its end, is its own. The topic has one partition, so its
@@ -20,6 +28,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::actuators::retention::journal::Journal;
 use crate::units::{Dur, Timestamp};
 
 /// A leadership claim.
@@ -55,6 +64,19 @@ pub struct SharedDecision {
     pub groups: BTreeMap<String, serde_json::Value>,
 }
 
+/// The retention journal as a leader saved it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SharedJournal {
+    /// The epoch of the leader that saved it.
+    pub epoch: u64,
+    /// That leader's id.
+    pub leader: String,
+    /// When it was saved (the leader's clock).
+    pub at: Timestamp,
+    /// The journal (the file journal's format).
+    pub journal: Journal,
+}
+
 /// One record of the state topic, decoded.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
@@ -64,6 +86,8 @@ pub enum Record {
     Heartbeat(Heartbeat),
     /// `decision`.
     Decision(SharedDecision),
+    /// `journal/EPOCH`.
+    Journal(SharedJournal),
     /// Any other key (reserved or written by a newer version): kept as it is.
     Other {
         /// The key.
@@ -80,6 +104,8 @@ pub const DECISION_KEY: &str = "decision";
 /// Prefix of each instance's overrides list (`overrides/ID`: the overrides in force that were
 /// made on that instance).
 pub const OVERRIDES_PREFIX: &str = "overrides/";
+/// Prefix of the retention journal's keys (`journal/EPOCH`).
+pub const JOURNAL_PREFIX: &str = "journal/";
 /// Prefix of heartbeat keys.
 pub const MEMBER_PREFIX: &str = "member/";
 
@@ -90,6 +116,7 @@ impl Record {
             Record::Claim(_) => EPOCH_KEY.into(),
             Record::Heartbeat(h) => format!("{MEMBER_PREFIX}{}", h.instance),
             Record::Decision(_) => DECISION_KEY.into(),
+            Record::Journal(j) => format!("{JOURNAL_PREFIX}{}", j.epoch),
             Record::Other { key, .. } => key.clone(),
         }
     }
@@ -100,6 +127,7 @@ impl Record {
             Record::Claim(c) => serde_json::to_vec(c),
             Record::Heartbeat(h) => serde_json::to_vec(h),
             Record::Decision(d) => serde_json::to_vec(d),
+            Record::Journal(j) => serde_json::to_vec(j),
             Record::Other { value, .. } => return value.as_ref().map(|v| v.to_string().into()),
         };
         json.ok()
@@ -113,6 +141,16 @@ impl Record {
             (DECISION_KEY, Some(v)) => Record::Decision(serde_json::from_slice(v).map_err(bad)?),
             (k, Some(v)) if k.starts_with(MEMBER_PREFIX) => {
                 Record::Heartbeat(serde_json::from_slice(v).map_err(bad)?)
+            }
+            (k, Some(v)) if k.starts_with(JOURNAL_PREFIX) => {
+                let j: SharedJournal = serde_json::from_slice(v).map_err(bad)?;
+                if k[JOURNAL_PREFIX.len()..] != j.epoch.to_string() {
+                    return Err(format!(
+                        "state topic record {key:?}: holds the journal of epoch {}, not of the key's",
+                        j.epoch
+                    ));
+                }
+                Record::Journal(j)
             }
             (k, v) => Record::Other {
                 key: k.to_string(),
@@ -134,6 +172,12 @@ pub struct StateView {
     pub heartbeats: BTreeMap<String, Timestamp>,
     /// The leader's newest decision.
     pub decision: Option<SharedDecision>,
+    /// The retention journal a leader replays: the newest of the highest epoch that was not
+    /// written by a deposed leader (module documentation).
+    pub journal: Option<SharedJournal>,
+    /// Journal records ignored because a newer claim preceded them (a deposed leader's late
+    /// write).
+    pub deposed_journals: u64,
     /// Every other key's newest value.
     pub other: BTreeMap<String, serde_json::Value>,
     /// Records applied.
@@ -163,6 +207,21 @@ impl StateView {
                     self.decision = Some(d);
                 }
             }
+            Record::Journal(j) => {
+                let current = self.journal.as_ref().map_or(0, |c| c.epoch);
+                // Of two instances that raced to claim one epoch, only the newest claimant's.
+                let claimant = self
+                    .claim
+                    .as_ref()
+                    .is_none_or(|c| c.epoch != j.epoch || c.leader == j.leader);
+                if j.epoch >= self.highest_epoch && j.epoch >= current && claimant {
+                    self.journal = Some(j);
+                } else {
+                    self.deposed_journals += 1;
+                }
+            }
+            // A tombstone of an older epoch's journal (nothing writes one yet) changes nothing.
+            Record::Other { key, .. } if key.starts_with(JOURNAL_PREFIX) => {}
             Record::Other { key, value } => match value {
                 Some(v) => {
                     self.other.insert(key, v);

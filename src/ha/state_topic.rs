@@ -95,6 +95,7 @@ impl StateTopic {
             .client_config()
             .set("client.id", instance)
             .set("acks", "all")
+            .set("enable.idempotence", "true")
             .set("linger.ms", "0")
             .create()
             .map_err(|e| err(e.to_string()))?;
@@ -167,7 +168,8 @@ pub struct StateWriter {
 }
 
 impl StateWriter {
-    /// Writes `record` and waits for the broker's acknowledgement (all in-sync replicas).
+    /// Writes `record` and waits for the broker's acknowledgement (all in-sync replicas; the
+    /// producer is idempotent, so a retried send is not written twice or out of order).
     pub async fn write(&self, record: &Record, timeout: Duration) -> Result<(), StateTopicError> {
         let key = record.key();
         let value = record.value();

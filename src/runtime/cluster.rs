@@ -5,11 +5,14 @@
 use std::sync::Arc;
 
 use crate::actuators::retention::guard::Approved;
-use crate::actuators::retention::journal::{ConfigAdmin, Journaled, RetentionError};
+use crate::actuators::retention::journal::{
+    ConfigAdmin, Journal, JournalStore, Journaled, RetentionError,
+};
 use crate::actuators::{
     ActuatorError, Adopted, Applied, Evidence, GateActuator, RetentionActuator, Settled, Unconsumed,
 };
 use crate::clock::wall_now;
+use crate::ha::HaJournal;
 use crate::kafka::{Connection, TopicAdmin};
 use crate::policy::{ExtensionTarget, GroupDecision, Policy, RetentionTarget};
 use crate::sensors::disk::AnyDiskSource;
@@ -18,7 +21,7 @@ use crate::sensors::{
     BrokerCopyLag, BrokerDisk, ClusterFacts, CopyLagSensor, DiskSensor, GroupOffsets, LagSensor,
     Limitation, Readings, SensorError, TopicConfigSensor, TopicConfigs,
 };
-use crate::store::StateDir;
+use crate::store::{StateDir, StoreError};
 use crate::units::Timestamp;
 
 /// The cluster adapters of `catchup run` with `cluster.kind = "kafka"`.
@@ -26,7 +29,7 @@ pub struct KafkaCluster {
     lag: Arc<LagReader>,
     topics: Arc<TopicAdmin>,
     configs: KafkaConfigs,
-    store: Arc<StateDir>,
+    journal: AnyJournal,
     policy: Policy,
     disk: AnyDiskSource,
     msk: Option<Arc<crate::aws::msk::MskWatch>>,
@@ -55,7 +58,7 @@ impl KafkaCluster {
             lag: Arc::new(LagReader::new(conn, timeout)?),
             topics: topics.clone(),
             configs: KafkaConfigs::new(topics),
-            store,
+            journal: AnyJournal::File(store),
             policy,
             disk,
             msk: None,
@@ -68,6 +71,13 @@ impl KafkaCluster {
         &self.conn
     }
 
+    /// Keeps the retention journal in the HA state topic from now on (`[ha]`): only the leader
+    /// in its epoch can save it, so only the leader alters.
+    pub fn with_ha_journal(mut self, journal: Arc<HaJournal>) -> KafkaCluster {
+        self.journal = AnyJournal::Ha(journal);
+        self
+    }
+
     /// Attaches what MSK discovery found (for status and limitations).
     pub fn with_msk(mut self, watch: Arc<crate::aws::msk::MskWatch>) -> KafkaCluster {
         self.msk = Some(watch);
@@ -75,8 +85,33 @@ impl KafkaCluster {
     }
 
     /// The journaled retention actuator over this cluster.
-    fn journaled(&self) -> Journaled<'_, KafkaConfigs, StateDir> {
-        Journaled::new(&self.configs, &self.store, &self.policy)
+    fn journaled(&self) -> Journaled<'_, KafkaConfigs, AnyJournal> {
+        Journaled::new(&self.configs, &self.journal, &self.policy)
+    }
+}
+
+/// Where a real cluster's retention journal is kept: the state directory's file (a single
+/// instance), or the HA state topic (`[ha]`, docs/ha.md).
+pub enum AnyJournal {
+    /// `retention-journal.json` in the state directory.
+    File(Arc<StateDir>),
+    /// `journal/EPOCH` in the HA state topic.
+    Ha(Arc<HaJournal>),
+}
+
+impl JournalStore for AnyJournal {
+    fn load(&self) -> Result<Journal, StoreError> {
+        match self {
+            AnyJournal::File(dir) => JournalStore::load(dir.as_ref()),
+            AnyJournal::Ha(topic) => topic.load(),
+        }
+    }
+
+    fn save(&self, journal: &Journal) -> Result<(), StoreError> {
+        match self {
+            AnyJournal::File(dir) => JournalStore::save(dir.as_ref(), journal),
+            AnyJournal::Ha(topic) => topic.save(journal),
+        }
     }
 }
 

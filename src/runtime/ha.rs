@@ -4,20 +4,22 @@
 //! follower serves the leader's shared gates, each handing out `rate / live members`, and neither
 //! reads the cluster's sensors nor writes a topic config.
 //!
-//! Retention in HA mode: until the retention journal lives in the state topic, no instance of an
-//! HA deployment changes `local.retention.ms` (a new leader on another pod could not know the
-//! originals the old one recorded in its own state directory; DESIGN.md invariant 9). Status lists
-//! this as a limitation, and restore and adopt answer so.
+//! Retention in HA mode: the retention journal lives in the state topic ([`crate::ha::HaJournal`]),
+//! so a new leader on any pod restores exactly the originals an old one recorded (DESIGN.md
+//! invariant 9). Only the leader changes retention: its journal saves are fenced by its epoch, and
+//! the intent is saved before every alter, so a deposed leader alters nothing. A follower answers a
+//! restore or an adopt with the leader to send it to.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use tracing::{debug, warn};
 
+use super::Entry;
 use super::reconcile::Action;
 use super::tick::Runtime;
 use super::{ClusterIo, status};
-use crate::ha::RETENTION_OFF;
+use crate::ha::JournalNote;
 use crate::ha::state::SharedDecision;
 use crate::policy::{Gate, GroupDecision, OverrideAction};
 use crate::sensors::Limitation;
@@ -41,17 +43,81 @@ impl<K: ClusterIo> Runtime<K> {
         }
     }
 
-    /// Whether this instance may change retention at all (not in HA mode for now).
+    /// Whether this instance may change retention: always without HA; with HA only the leader
+    /// (whose journal saves are fenced by its epoch in any case).
     pub(super) fn ha_allows_retention(&self) -> bool {
-        self.ha.is_none()
+        self.ha.as_ref().is_none_or(|h| h.leads())
     }
 
-    /// The limitation HA mode adds to status.
+    /// Why a follower does not restore or adopt: the leader does (`what`: "restored", "adopted").
+    pub(super) fn ha_refusal(&self, what: &str) -> String {
+        let st = self.ha.as_ref().map(|h| h.status()).unwrap_or_default();
+        format!(
+            "not {what}: this instance ({}) is a follower of the HA deployment and changes no retention; send it to the leader ({}, epoch {})",
+            st.instance,
+            st.leader.as_deref().unwrap_or("none elected yet"),
+            st.epoch
+        )
+    }
+
+    /// The limitation HA mode adds to status: a local file journal that differs from the state
+    /// topic's (the topic's is used; a warning, it disables nothing).
     pub(super) fn ha_limitation(&self) -> Option<Limitation> {
-        self.ha.as_ref().map(|_| Limitation {
-            missing: RETENTION_OFF.into(),
-            disables: vec!["lower_retention".into(), "restore_retention".into()],
+        let why = self.ha.as_ref()?.attached_journal()?.conflict()?;
+        Some(Limitation {
+            missing: why,
+            disables: vec![],
         })
+    }
+
+    /// Records in the audit log what the HA journal did since the last tick (an import of the
+    /// file journal, or a file journal left alone because it differs from the topic's).
+    pub(super) async fn audit_journal_notes(&self) {
+        let Some(journal) = self.ha.as_ref().and_then(|h| h.attached_journal()) else {
+            return;
+        };
+        for note in journal.take_notes() {
+            let (target, reason, before, after, outcome) = match &note {
+                JournalNote::Imported {
+                    from,
+                    renamed,
+                    epoch,
+                    topics,
+                } => (
+                    from.display().to_string(),
+                    format!(
+                        "the local file journal was imported into the HA state topic in epoch {epoch} (the topic held none) and renamed {}",
+                        renamed.display()
+                    ),
+                    serde_json::json!({ "file": from, "topics": topics }),
+                    serde_json::json!({ "state_topic_epoch": epoch, "renamed": renamed }),
+                    crate::store::Outcome::Applied,
+                ),
+                JournalNote::Conflict { file, epoch } => (
+                    file.display().to_string(),
+                    format!(
+                        "the local file journal differs from the HA state topic's journal (epoch {epoch}): the topic's is used, the file is left as it is"
+                    ),
+                    serde_json::json!({ "file": file }),
+                    serde_json::json!({ "state_topic_epoch": epoch }),
+                    crate::store::Outcome::Refused(
+                        "the state topic already holds a journal".into(),
+                    ),
+                ),
+            };
+            let _ = self
+                .ctl
+                .audit_async(Entry {
+                    actor: "controller",
+                    action: "journal.import",
+                    target: &target,
+                    reason: &reason,
+                    before,
+                    after,
+                    outcome,
+                })
+                .await;
+        }
     }
 
     /// In HA mode, each instance hands out `rate / live members`.

@@ -38,6 +38,16 @@ impl<K: ClusterIo> Runtime<K> {
                     self.record_finding(found).await;
                 }
             }
+            Err(e) if self.ha.is_some() => {
+                let why = format!(
+                    "the retention journal in the HA state topic cannot be used ({e}): retention actions stop until it can; the gate goes on. \
+                     Recover: make the state topic readable and writable by this instance (ACLs, the broker), or let another instance lead; never delete the topic: it holds the originals"
+                );
+                if self.journal_problem.as_ref() != Some(&why) {
+                    warn!(error = %e, "retention journal unusable: retention actions stop");
+                }
+                self.journal_problem = Some(why);
+            }
             Err(e) => {
                 let why = format!(
                     "the retention journal cannot be used ({e}): retention actions stop until it can; the gate goes on. \

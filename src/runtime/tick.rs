@@ -196,6 +196,7 @@ impl<K: ClusterIo> Runtime<K> {
             let mut obs = self.observe().await;
             if self.ha_allows_retention() {
                 self.settle_journal(&mut obs, now).await;
+                self.audit_journal_notes().await;
             }
             let share_alert = self.share_by_membership().await;
             self.share_by_ha();
@@ -478,7 +479,7 @@ impl<K: ClusterIo> Runtime<K> {
                 let results = if self.ha_allows_retention() {
                     self.restore(&who, &reason, hold, topic.as_deref()).await
                 } else {
-                    let why = format!("not restored: {}", crate::ha::RETENTION_OFF);
+                    let why = self.ha_refusal("restored");
                     let topics = self.ctl.policy.managed_topics().into_iter();
                     topics
                         .filter(|t| topic.as_deref().is_none_or(|o| o == t))
@@ -496,7 +497,7 @@ impl<K: ClusterIo> Runtime<K> {
                 let answer = if self.ha_allows_retention() {
                     self.adopt(&who, &topic, &reason).await
                 } else {
-                    Err(format!("not adopted: {}", crate::ha::RETENTION_OFF))
+                    Err(self.ha_refusal("adopted"))
                 };
                 let _ = reply.send(answer);
             }

@@ -100,6 +100,13 @@ pub enum StoreError {
         /// The file.
         path: PathBuf,
     },
+    /// The HA state topic (which holds the retention journal in HA mode) could not be read or
+    /// written, or this instance may not write it (it does not lead in its epoch).
+    #[error("the retention journal in the HA state topic: {reason}")]
+    StateTopic {
+        /// What went wrong.
+        reason: String,
+    },
     /// Blocking work was cancelled before it started (the runtime is shutting down).
     #[error(
         "the state directory's work was cancelled before it started ({reason}): nothing was written"

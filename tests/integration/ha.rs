@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::kafka::commit;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -21,14 +21,14 @@ fn free_port() -> u16 {
 }
 
 /// One instance: its own directory (state, log) and API port; the shared policy and config.
-struct Instance {
-    id: String,
+pub(crate) struct Instance {
+    pub(crate) id: String,
     child: Child,
     port: u16,
 }
 
 impl Instance {
-    fn start(shared: &Path, id: &str) -> Instance {
+    pub(crate) fn start(shared: &Path, id: &str) -> Instance {
         let port = free_port();
         let dir = shared.join(id);
         std::fs::create_dir_all(&dir).expect("dir");
@@ -59,7 +59,7 @@ impl Instance {
         }
     }
 
-    async fn get(&self, path: &str) -> Option<Value> {
+    pub(crate) async fn get(&self, path: &str) -> Option<Value> {
         reqwest::get(format!("http://127.0.0.1:{}{path}", self.port))
             .await
             .ok()?
@@ -68,15 +68,24 @@ impl Instance {
             .ok()
     }
 
-    async fn ha(&self) -> Value {
+    pub(crate) async fn ha(&self) -> Value {
         self.get("/v1/status")
             .await
             .map(|s| s["ha"].clone())
             .unwrap_or_default()
     }
 
+    /// SIGTERM: the instance finishes its tick, leaves the group (the lock goes to another member
+    /// at once) and exits; waits for the exit.
+    pub(crate) fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
     /// SIGKILL: no leave-group, no flush; the broker finds out by the session timeout.
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -123,7 +132,7 @@ max_rate = 1000
         format!(
             r#"
 tick = "{tick}"
-sensor_timeout = "1s"
+sensor_timeout = "900ms"
 policy = "policy.toml"
 state_dir = "unused"
 [cluster]
@@ -149,7 +158,7 @@ fn touch_disk(dir: &Path) {
 }
 
 /// The leaders among `instances` as their statuses say, with the epochs.
-async fn leaders(instances: &[Instance]) -> Vec<(String, u64)> {
+pub(crate) async fn leaders(instances: &[Instance]) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     for i in instances {
         let ha = i.ha().await;
@@ -161,7 +170,7 @@ async fn leaders(instances: &[Instance]) -> Vec<(String, u64)> {
 }
 
 /// Polls `f` every 100 ms until it answers `Some` or `limit` passes.
-async fn poll<T>(limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+pub(crate) async fn poll<T>(limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if let Some(v) = f().await {
@@ -178,7 +187,7 @@ fn fresh_dir(name: &str) -> PathBuf {
     d
 }
 
-fn logs(dir: &Path, instances: &[&str]) -> String {
+pub(crate) fn logs(dir: &Path, instances: &[&str]) -> String {
     instances
         .iter()
         .map(|i| {

@@ -112,3 +112,103 @@ fn older_decisions_do_not_replace_newer_ones_and_members_are_counted_by_freshnes
         "a, b and me"
     );
 }
+
+fn journal(epoch: u64, leader: &str, original: &str) -> Record {
+    use crate::actuators::retention::guard::RetentionChange;
+    use crate::actuators::retention::journal::{Entry, Journal};
+    use crate::observation::{ConfigSource, JournalPhase, OriginalRetention};
+    let mut j = Journal::new();
+    j.topics.insert(
+        "out".into(),
+        Entry {
+            key: Default::default(),
+            original: OriginalRetention {
+                value: Some(original.into()),
+                source: ConfigSource::Topic,
+                effective_ms: None,
+            },
+            snapshot: Default::default(),
+            change: RetentionChange::Set {
+                key: Default::default(),
+                value: "3600000".into(),
+            },
+            phase: JournalPhase::Verified,
+            last_value: Some("3600000".into()),
+            pending: vec![],
+            at: Timestamp(epoch as i64),
+            reason: "test".into(),
+        },
+    );
+    Record::Journal(SharedJournal {
+        epoch,
+        leader: leader.into(),
+        at: Timestamp(epoch as i64),
+        journal: j,
+    })
+}
+
+fn replayed_original(records: Vec<Record>) -> Option<String> {
+    let mut v = StateView::default();
+    for r in records {
+        v.apply(round_trip(r));
+    }
+    v.journal
+        .and_then(|j| j.journal.topics["out"].original.value.clone())
+}
+
+#[test]
+fn a_new_leader_replays_the_newest_journal_of_the_highest_epoch() {
+    assert_eq!(replayed_original(vec![]), None);
+    assert_eq!(
+        replayed_original(vec![
+            claim(1, "a"),
+            journal(1, "a", "one"),
+            journal(1, "a", "two"),
+        ]),
+        Some("two".into()),
+        "the newest record of an epoch"
+    );
+    assert_eq!(
+        replayed_original(vec![
+            claim(1, "a"),
+            journal(1, "a", "one"),
+            claim(2, "b"),
+            journal(2, "b", "two"),
+            claim(3, "c"),
+        ]),
+        Some("two".into()),
+        "a leader that has not saved yet replays its predecessor's"
+    );
+    // Compaction keeps each key's newest record in place: the highest epoch still wins.
+    assert_eq!(
+        replayed_original(vec![journal(2, "b", "two"), journal(1, "a", "late")]),
+        Some("two".into())
+    );
+}
+
+#[test]
+fn a_deposed_leader_s_late_journal_is_ignored() {
+    let mut v = StateView::default();
+    for r in [
+        claim(1, "a"),
+        journal(1, "a", "good"),
+        claim(2, "b"),
+        journal(1, "a", "late"),
+    ] {
+        v.apply(r);
+    }
+    assert_eq!(v.deposed_journals, 1);
+    assert_eq!(
+        v.journal.unwrap().journal.topics["out"].original.value,
+        Some("good".into())
+    );
+    // Two racing claimants of one epoch: only the newest claimant's journal counts.
+    let mut v = StateView::default();
+    for r in [claim(2, "a"), claim(2, "b"), journal(2, "a", "loser")] {
+        v.apply(r);
+    }
+    assert!(v.journal.is_none());
+    assert_eq!(v.deposed_journals, 1);
+    let err = Record::decode("journal/3", journal(2, "a", "x").value().as_deref()).unwrap_err();
+    assert!(err.contains("epoch 2"), "{err}");
+}

@@ -417,4 +417,4 @@ impl<'a, A: ConfigAdmin, S: JournalStore> Journaled<'a, A, S> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -11,7 +11,7 @@ use crate::observation::{BrokerCopyLag, ConfigSource, ConfigValue};
 use crate::policy::TopicPolicy;
 use crate::units::Dur;
 
-const TOPIC: &str = "out";
+pub(crate) const TOPIC: &str = "out";
 
 /// How the next alter goes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,7 +27,7 @@ enum Fault {
 }
 
 /// A topic's configs, and how its next write goes.
-struct Model {
+pub(crate) struct Model {
     configs: Mutex<BTreeMap<String, ConfigValue>>,
     fault: Mutex<Fault>,
     late: Mutex<Option<Option<String>>>,
@@ -48,7 +48,7 @@ fn set(configs: &mut BTreeMap<String, ConfigValue>, value: Option<&str>) {
 }
 
 impl Model {
-    fn new(local: Option<&str>) -> Model {
+    pub(crate) fn new(local: Option<&str>) -> Model {
         let mut configs = BTreeMap::new();
         let topic = |v: &str| ConfigValue {
             value: Some(v.into()),
@@ -65,7 +65,7 @@ impl Model {
         }
     }
 
-    fn key(&self) -> ConfigValue {
+    pub(crate) fn key(&self) -> ConfigValue {
         self.configs.lock().unwrap()["local.retention.ms"].clone()
     }
 
@@ -112,7 +112,7 @@ impl ConfigAdmin for Model {
     }
 }
 
-fn policy() -> Policy {
+pub(crate) fn policy() -> Policy {
     let mut p = Policy::default();
     p.retention.topics.push(TopicPolicy {
         name: TOPIC.into(),
@@ -121,11 +121,11 @@ fn policy() -> Policy {
     p
 }
 
-fn run<F: std::future::Future>(f: F) -> F::Output {
+pub(crate) fn run<F: std::future::Future>(f: F) -> F::Output {
     crate::sim::adapters::ready(f).expect("the model answers at once")
 }
 
-fn evidence(now: Timestamp) -> (Vec<i32>, Vec<BrokerCopyLag>) {
+pub(crate) fn evidence(now: Timestamp) -> (Vec<i32>, Vec<BrokerCopyLag>) {
     (
         vec![1],
         vec![BrokerCopyLag {

@@ -1,0 +1,339 @@
+//! The retention journal in the HA state topic, on tansu (docs/ha.md): a leader lowers a topic and
+//! is stopped (SIGTERM: it leaves the group); another instance, whose state directory never held
+//! a journal, becomes leader and restores exactly the original the first one recorded. And a file
+//! journal of a single instance is imported into the topic once, after which the state directory
+//! can be wiped and the original still comes back.
+//!
+//! kill -9 failover is not shown here: tansu 0.6.0 never expires a SIGKILLed group member, so no
+//! survivor is ever assigned the lock (docs/tansu.md); SIGTERM makes the old leader leave the group.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use catchup_testkit::{Broker, create_topic, produce};
+
+use crate::ha::{Instance, leaders, logs, poll};
+use crate::kafka::{caught_up_disk_file, commit, describe, retention};
+
+const ORIGINAL: &str = "14400000";
+
+/// A tiered topic with `local.retention.ms` set on it, and a drained group on an input topic.
+async fn topics(b: &str) {
+    create_topic(
+        b,
+        "enriched",
+        1,
+        &[
+            ("remote.storage.enable", "true"),
+            ("local.retention.ms", ORIGINAL),
+            ("retention.ms", "259200000"),
+            ("cleanup.policy", "delete"),
+        ],
+    )
+    .await;
+    create_topic(b, "events", 1, &[]).await;
+    produce(b, "events", &[10]).await;
+    commit(b, "ingest", "events", &[(0, 10)]);
+}
+
+/// Disk use of the one broker in percent, copy lag caught up (rewritten now, so fresh).
+fn disk(dir: &Path, percent: u64) {
+    std::fs::write(
+        dir.join("disk.json"),
+        format!(
+            r#"{{"brokers": [{{"broker": 1, "used_bytes": {percent}0, "capacity_bytes": 1000, "copy_lag_bytes": 0}}]}}"#
+        ),
+    )
+    .expect("disk file");
+}
+
+/// The shared configuration of an HA deployment `name` in `dir`.
+fn configure(dir: &Path, bootstrap: &str, name: &str) {
+    std::fs::create_dir_all(dir).expect("dir");
+    std::fs::write(
+        dir.join("policy.toml"),
+        r#"
+[drain]
+lag_threshold = 10
+dwell = "1s"
+[retention]
+floor = "1h"
+step_interval = "1m"
+restore_step_interval = "1m"
+[[retention.topics]]
+name = "enriched"
+[[groups]]
+name = "ingest"
+max_rate = 1000
+"#,
+    )
+    .expect("policy");
+    std::fs::write(
+        dir.join("catchup.toml"),
+        format!(
+            r#"
+tick = "2s"
+sensor_timeout = "1900ms"
+policy = "policy.toml"
+state_dir = "unused"
+[cluster]
+kind = "kafka"
+[cluster.kafka]
+bootstrap_servers = "{bootstrap}"
+[cluster.disk]
+kind = "file"
+path = "disk.json"
+[ha]
+name = "{name}"
+session_timeout = "6s"
+"#
+        ),
+    )
+    .expect("config");
+}
+
+fn local(configs: &BTreeMap<String, (Option<String>, String)>) -> Option<String> {
+    configs["local.retention.ms"].0.clone()
+}
+
+/// Disk use the test sets (percent), written fresh every 500 ms by [`keep_disk_fresh`] (one
+/// writer, so a change is never overwritten by a stale copy).
+type DiskLevel = Arc<AtomicU64>;
+
+fn keep_disk_fresh(dir: &Path, level: &DiskLevel) -> tokio::task::JoinHandle<()> {
+    let (dir, level) = (dir.to_path_buf(), level.clone());
+    tokio::spawn(async move {
+        loop {
+            disk(&dir, level.load(Ordering::SeqCst));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+/// Sets the disk level and writes it at once.
+fn set_disk(dir: &Path, level: &DiskLevel, percent: u64) {
+    level.store(percent, Ordering::SeqCst);
+    disk(dir, percent);
+}
+
+fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("catchup-hajournal-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn audit(dir: &Path, id: &str) -> String {
+    std::fs::read_to_string(dir.join(id).join("state/audit.jsonl")).unwrap_or_default()
+}
+
+/// Whether instance `id` audited `action` on `target`.
+fn audited(dir: &Path, id: &str, action: &str, target: &str) -> bool {
+    audit(dir, id).lines().any(|l| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .is_ok_and(|r| r["action"] == action && r["target"] == target)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_restores_exactly_the_original_the_old_leader_recorded() {
+    let broker = Broker::start("hajournal-failover");
+    let b = broker.bootstrap.clone();
+    topics(&b).await;
+    let before = describe(&b, "enriched").await;
+    let dir = fresh_dir("failover");
+    configure(&dir, &b, "journal-fleet");
+    let level: DiskLevel = Arc::new(AtomicU64::new(77));
+    disk(&dir, 77);
+    let toucher = keep_disk_fresh(&dir, &level);
+    let ids = ["j0", "j1"];
+    let mut instances: Vec<Instance> = ids.iter().map(|id| Instance::start(&dir, id)).collect();
+    let first = poll(Duration::from_secs(60), async || {
+        let l = leaders(&instances).await;
+        (l.len() == 1).then(|| l[0].clone())
+    })
+    .await;
+    let Some((leader, epoch)) = first else {
+        panic!("one leader; {}", logs(&dir, &ids));
+    };
+    // The leader lowers at 77% (retention is on in HA mode).
+    let lowered = poll(Duration::from_secs(60), async || {
+        let now = local(&describe(&b, "enriched").await);
+        (now.as_deref() != Some(ORIGINAL)).then_some(now)
+    })
+    .await;
+    assert!(
+        lowered.is_some(),
+        "the leader {leader} lowers the topic; {}",
+        logs(&dir, &ids)
+    );
+    let li = instances
+        .iter()
+        .position(|i| i.id == leader)
+        .expect("leader");
+    let follower = ids.iter().find(|i| **i != leader).expect("follower");
+    assert!(
+        audited(&dir, &leader, "retention", "enriched"),
+        "the leader audited its lowering: {}",
+        audit(&dir, &leader)
+    );
+    assert!(
+        !dir.join(follower)
+            .join("state/retention-journal.json")
+            .exists(),
+        "the follower has no file journal: only the state topic can tell it the original"
+    );
+    // The runbook can read the topic's journal (`retention from-ha`) into an empty directory.
+    let copy = dir.join("from-ha");
+    let copy_s = copy.to_string_lossy().to_string();
+    let out = retention(&[
+        "from-ha",
+        "--bootstrap-server",
+        &b,
+        "--state-topic",
+        "__catchup-journal-fleet-state",
+        "--state-dir",
+        &copy_s,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copied = std::fs::read_to_string(copy.join("retention-journal.json")).unwrap_or_default();
+    assert!(
+        copied.contains(ORIGINAL) && copied.contains("enriched"),
+        "the copy holds the original: {copied}"
+    );
+    // The leader stops (SIGTERM: it leaves the group); the follower takes over.
+    instances[li].terminate();
+    let survivors: Vec<Instance> = {
+        let mut all = std::mem::take(&mut instances);
+        drop(all.remove(li));
+        all
+    };
+    let next = poll(Duration::from_secs(60), async || {
+        let l = leaders(&survivors).await;
+        (l.len() == 1 && l[0].1 > epoch).then(|| l[0].clone())
+    })
+    .await;
+    assert!(
+        next.is_some(),
+        "{follower} leads in a newer epoch; {}",
+        logs(&dir, &ids)
+    );
+    // The backlog is gone and the disk healthy: the new leader restores the old leader's original.
+    set_disk(&dir, &level, 30);
+    let restored = poll(Duration::from_secs(180), async || {
+        (describe(&b, "enriched").await == before).then_some(())
+    })
+    .await;
+    let status = survivors[0].get("/v1/status").await.unwrap_or_default();
+    assert!(
+        restored.is_some(),
+        "DescribeConfigs exactly as before the episode, restored by the new leader; now {:?}; status {status:#}\n{}",
+        describe(&b, "enriched").await,
+        logs(&dir, &ids)
+    );
+    // The new leader's own audit shows the write that put the original back.
+    let by_new_leader = poll(Duration::from_secs(20), async || {
+        audit(&dir, follower)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|r| {
+                r["action"] == "retention"
+                    && r["target"] == "enriched"
+                    && r["after"]["value"] == ORIGINAL
+            })
+            .then_some(())
+    })
+    .await;
+    assert!(
+        by_new_leader.is_some(),
+        "the new leader audited the restore: {}",
+        audit(&dir, follower)
+    );
+    toucher.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_journal_is_imported_once_and_a_wiped_state_dir_loses_nothing() {
+    let broker = Broker::start("hajournal-import");
+    let b = broker.bootstrap.clone();
+    topics(&b).await;
+    let before = describe(&b, "enriched").await;
+    let dir = fresh_dir("import");
+    configure(&dir, &b, "importers");
+    // High enough that nothing is restored before the state directory is wiped.
+    let level: DiskLevel = Arc::new(AtomicU64::new(77));
+    disk(&dir, 77);
+    // A single instance lowered the topic; its file journal holds the original.
+    let state = dir.join("k0").join("state");
+    let state_s = state.to_string_lossy().to_string();
+    let out = retention(&[
+        "lower",
+        "--bootstrap-server",
+        &b,
+        "--topic",
+        "enriched",
+        "--to",
+        "2h",
+        "--state-dir",
+        &state_s,
+        "--reason",
+        "before HA",
+        "--disk-file",
+        &caught_up_disk_file(&state_s),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        local(&describe(&b, "enriched").await).as_deref(),
+        Some("7200000")
+    );
+    let toucher = keep_disk_fresh(&dir, &level);
+    // The first HA leader on that state directory imports the file journal into the topic.
+    let mut k0 = Instance::start(&dir, "k0");
+    let imported = poll(Duration::from_secs(60), async || {
+        audit(&dir, "k0")
+            .lines()
+            .any(|l| l.contains("journal.import"))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        imported.is_some(),
+        "the import is audited; {}",
+        logs(&dir, &["k0"])
+    );
+    assert!(!state.join("retention-journal.json").exists());
+    assert!(state.join("retention-journal.json.imported").exists());
+    assert_ne!(
+        local(&describe(&b, "enriched").await).as_deref(),
+        Some(ORIGINAL),
+        "still lowered"
+    );
+    // Stop it and wipe its state directory: the topic is the record now.
+    k0.terminate();
+    drop(k0);
+    std::fs::remove_dir_all(&state).expect("wipe the state directory");
+    set_disk(&dir, &level, 30);
+    let k0 = Instance::start(&dir, "k0");
+    let restored = poll(Duration::from_secs(180), async || {
+        (describe(&b, "enriched").await == before).then_some(())
+    })
+    .await;
+    assert!(
+        restored.is_some(),
+        "restored exactly from the topic's journal; now {:?}; status {:#}\n{}",
+        describe(&b, "enriched").await,
+        k0.get("/v1/status").await.unwrap_or_default(),
+        logs(&dir, &["k0"])
+    );
+    toucher.abort();
+}
