@@ -90,26 +90,31 @@ pub fn demo(
     let state_dir = config.state_dir.clone();
     let name = scenario.name.clone();
     let banner: catchup::service::Banner = Box::new(move |addr: &str| {
-        println!(
-            "catchup demo: the controller on the simulated cluster \"{name}\" at {speed}x real time"
+        let text = format!(
+            "catchup demo: the controller on the simulated cluster \"{name}\" at {speed}x real time
+  API:       http://{addr}   (OpenAPI: http://{addr}/openapi.json)
+  state dir: {state}
+  token:     {token}
+
+Try, in another terminal:
+  export CATCHUP_URL=http://{addr} CATCHUP_API_TOKEN={token}
+  catchup ctl status
+  catchup ctl pause --group {group} --reason \"trying the demo\" --ttl 10m
+  catchup ctl resume --group {group} --reason \"done trying\"
+  catchup ctl audit
+  catchup ctl restore --reason \"undo everything\"
+  curl -s http://{addr}/v1/gates/{group}
+  curl -s -XPOST http://{addr}/v1/gates/{group}/acquire -H 'content-type: application/json' -d '{{\"permits\":1000,\"max_wait\":\"100ms\"}}'
+  curl -s http://{addr}/metrics | grep catchup_broker_disk
+Ctrl-C stops the demo.
+",
+            state = state_dir.display()
         );
-        println!("  API:       http://{addr}   (OpenAPI: http://{addr}/openapi.json)");
-        println!("  state dir: {}", state_dir.display());
-        println!("  token:     {token}");
-        println!();
-        println!("Try, in another terminal:");
-        println!("  export CATCHUP_URL=http://{addr} CATCHUP_API_TOKEN={token}");
-        println!("  catchup ctl status");
-        println!("  catchup ctl pause --group {group} --reason \"trying the demo\" --ttl 10m");
-        println!("  catchup ctl resume --group {group} --reason \"done trying\"");
-        println!("  catchup ctl audit");
-        println!("  catchup ctl restore --reason \"undo everything\"");
-        println!("  curl -s http://{addr}/v1/gates/{group}");
-        println!(
-            "  curl -s -XPOST http://{addr}/v1/gates/{group}/acquire -H 'content-type: application/json' -d '{{\"permits\":1000,\"max_wait\":\"100ms\"}}'"
-        );
-        println!("  curl -s http://{addr}/metrics | grep catchup_broker_disk");
-        println!("Ctrl-C stops the demo.");
+        // A reader that went away (`catchup demo | head -3`) is no reason to stop the demo, nor
+        // to panic the way `println!` does on a closed pipe.
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     });
     runtime()?.block_on(catchup::service::run(
         "demo",

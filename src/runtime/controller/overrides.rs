@@ -79,7 +79,7 @@ struct IdMark {
 }
 
 /// One line of `overrides.jsonl`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Change {
     /// The override is in force (until removed or expired).
@@ -98,6 +98,30 @@ enum Change {
 struct Writer {
     log: LineLog,
     last: u64,
+    /// The undo of a change whose audit record and undo both failed (a full disk): written before
+    /// the next change, so the log never says a refused change is in force. Until then the log's
+    /// last change is that unaudited one, which a start-up discards (or reinstates) anyway.
+    pending: Vec<Change>,
+}
+
+impl Writer {
+    /// Appends `changes`, after any pending undo (in the same write).
+    fn append(&mut self, store: &StateDir, changes: &[Change]) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return self.log.append(store, changes);
+        }
+        let all: Vec<Change> = self.pending.iter().chain(changes).cloned().collect();
+        self.log.append(store, &all)?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Rewrites the log as `snapshot` (which says what is in force, so no undo is pending after).
+    fn rewrite(&mut self, store: &StateDir, snapshot: &[Change]) -> Result<(), StoreError> {
+        self.log.rewrite(store, snapshot)?;
+        self.pending.clear();
+        Ok(())
+    }
 }
 
 /// The overrides in force and their writer.
@@ -121,7 +145,11 @@ impl OverrideBook {
         }
         let (mut list, mut last, mut last_removed) = replay(changes);
         let imported = log.lines() == 0 && store.path().join(LEGACY_OVERRIDES_FILE).exists();
-        let mut writer = Writer { log, last };
+        let mut writer = Writer {
+            log,
+            last,
+            pending: Vec::new(),
+        };
         if imported {
             list = store.load(LEGACY_OVERRIDES_FILE)?.unwrap_or_default();
             list.sort_by_key(|o| id_number(&o.id));
@@ -136,7 +164,7 @@ impl OverrideBook {
                 );
             writer.last = last;
             last_removed.clear();
-            writer.log.rewrite(store, &snapshot(&list, last))?;
+            writer.rewrite(store, &snapshot(&list, last))?;
             for name in [LEGACY_OVERRIDES_FILE, LEGACY_IDS_FILE] {
                 for file in [name.to_string(), format!("{name}.bak")] {
                     let _ = std::fs::remove_file(store.path().join(file));
@@ -163,7 +191,7 @@ impl OverrideBook {
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         if !list.is_empty() {
             let lines: Vec<Change> = list.iter().cloned().map(Change::Create).collect();
-            w.log.append(store, &lines)?;
+            w.append(store, &lines)?;
             let mut in_force = self.all();
             for o in list {
                 in_force.retain(|x| x.id != o.id);
@@ -173,7 +201,7 @@ impl OverrideBook {
         }
         if w.log.lines() > self.all().len() + 1 {
             let snap = snapshot(&self.all(), w.last);
-            w.log.rewrite(store, &snap)?;
+            w.rewrite(store, &snap)?;
         }
         Ok(())
     }
@@ -202,7 +230,7 @@ impl OverrideBook {
             .into_iter()
             .partition(|o| id_number(&o.id).is_some_and(|n| n > last_audited));
         if !dropped.is_empty() {
-            w.log.append(store, &removals(&dropped))?;
+            w.append(store, &removals(&dropped))?;
             self.put_in_force(kept);
         }
         Ok(dropped)
@@ -242,7 +270,7 @@ impl OverrideBook {
         // Used from here on in this process, even if refused.
         w.last = id;
         let o = make(format!("ovr-{id}"));
-        if let Err(source) = w.log.append(store, &[Change::Create(o.clone())]) {
+        if let Err(source) = w.append(store, &[Change::Create(o.clone())]) {
             return Err(ChangeError::Refused {
                 what: format!(
                     "the override was not created: {OVERRIDES_FILE} could not be written"
@@ -307,7 +335,7 @@ impl OverrideBook {
         if expired.is_empty() {
             return Ok(expired);
         }
-        if let Err(source) = w.log.append(store, &removals(&expired)) {
+        if let Err(source) = w.append(store, &removals(&expired)) {
             return Err(ChangeError::Refused {
                 what: format!(
                     "expired overrides stay listed: {OVERRIDES_FILE} could not be written"
@@ -357,17 +385,19 @@ impl OverrideBook {
             Err(e) => e,
         };
         let why = "its audit record could not be written";
-        match w.log.append(store, undo) {
+        match w.append(store, undo) {
             // The list as it was is what a read sees again.
             Ok(()) => Err(ChangeError::Refused {
                 what: format!("{what} was written, then undone because {why}"),
                 source: failure,
             }),
+            // Not in force (never acknowledged): the undo is written before the next change, and
+            // a start-up before that finds the change unaudited at the log's end and undoes it.
             Err(undone) => {
-                self.put_in_force(list);
-                Err(ChangeError::Unrecorded {
+                w.pending = undo.to_vec();
+                Err(ChangeError::Refused {
                     what: format!(
-                        "{what} is in force although {why}, and undoing it failed too ({undone}): note it in the incident record, or undo it"
+                        "{what} was written, but {why} and undoing it failed too ({undone}): it is not in force; the undo is written before the next change, or at the next start"
                     ),
                     source: failure,
                 })
@@ -382,7 +412,7 @@ impl OverrideBook {
         if w.log.lines() <= 2 * list.len() + SLACK_LINES {
             return;
         }
-        if let Err(e) = w.log.rewrite(store, &snapshot(&list, w.last)) {
+        if let Err(e) = w.rewrite(store, &snapshot(&list, w.last)) {
             warn!(file = OVERRIDES_FILE, error = %e, "compaction failed; the log keeps every change and says the same");
         }
     }

@@ -186,7 +186,8 @@ fn an_override_whose_audit_record_cannot_be_written_is_undone() {
     );
     assert_eq!(ids(&on_disk(&ctl)), ids(std::slice::from_ref(&kept)));
 
-    // Neither the audit record nor the undo can be written: in force, and the error says so.
+    // Neither the audit record nor the undo can be written (a full disk): refused and not in
+    // force; the undo goes out with the next change, and a restart before that discards it.
     let saves = Arc::new(AtomicU64::new(0));
     let count = saves.clone();
     ctl.store.inject_faults(move |op, name| {
@@ -196,16 +197,47 @@ fn an_override_whose_audit_record_cannot_be_written_is_undone() {
                 && count.fetch_add(1, Ordering::Relaxed) >= 1)
     });
     let e = pause(&ctl, "stuck").unwrap_err();
-    assert!(matches!(e, ChangeError::Unrecorded { .. }), "{e}");
+    assert!(matches!(e, ChangeError::Refused { .. }), "{e}");
     let msg = e.to_string();
     assert!(
-        msg.contains(
-            "is in force although its audit record could not be written, and undoing it failed too"
-        ),
+        msg.contains("and undoing it failed too") && msg.contains("it is not in force"),
         "{msg}"
     );
-    assert_eq!(ctl.active_overrides().len(), 2);
-    assert_eq!(on_disk(&ctl).len(), 2, "memory matches the disk");
+    assert_eq!(
+        ids(&ctl.active_overrides()),
+        ids(std::slice::from_ref(&kept))
+    );
+    assert_eq!(
+        on_disk(&ctl).len(),
+        2,
+        "the unaudited create is still the log's last change"
+    );
+    drop(ctl);
+    let (ctl, _) = controller(&dir);
+    assert_eq!(
+        ids(&ctl.active_overrides()),
+        ids(std::slice::from_ref(&kept)),
+        "a restart discards the unaudited create"
+    );
+    // In the same run, the next change writes the undo first.
+    let count = Arc::new(AtomicU64::new(0));
+    let seen = count.clone();
+    ctl.store.inject_faults(move |op, name| {
+        op == Op::Audit
+            || (op == Op::Append
+                && name == OVERRIDES_FILE
+                && seen.fetch_add(1, Ordering::Relaxed) >= 1)
+    });
+    let _ = pause(&ctl, "stuck again").unwrap_err();
+    assert_eq!(on_disk(&ctl).len(), 2, "written, its undo pending");
+    ctl.store.inject_faults(|_, _| false);
+    let next = pause(&ctl, "room again").unwrap();
+    assert_eq!(
+        ids(&on_disk(&ctl)),
+        ids(&[kept.clone(), next.clone()]),
+        "the undo went out with the next change"
+    );
+    assert_eq!(ids(&ctl.active_overrides()), ids(&[kept, next]));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
