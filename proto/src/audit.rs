@@ -29,6 +29,10 @@ pub struct AuditRecord {
     /// `applied`, `dry-run`, `refused: ...` or `failed: ...`.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub outcome: Outcome,
+    /// In an HA deployment, the epoch the writing instance was in: its own while it leads (every
+    /// retention action is the leader's), the leader's it follows otherwise. Absent without HA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
 }
 
 /// How an action ended. Written as one string: `applied`, `dry-run`, `refused: WHY` or

@@ -33,7 +33,11 @@ impl<K: ClusterIo> Runtime<K> {
             return Ok(0);
         };
         let fenced = ha.fence().await;
-        self.ctl.metrics.ha.set(&ha.status());
+        let status = ha.status();
+        self.ctl.metrics.ha.set(&status);
+        self.ctl
+            .ha_epoch
+            .store(status.epoch, std::sync::atomic::Ordering::Relaxed);
         match fenced {
             Ok(epoch) => Ok(epoch),
             Err(why) => {

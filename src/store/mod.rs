@@ -368,6 +368,7 @@ impl StateDir {
             }),
             after: serde_json::json!({ "cut": r.cut }),
             outcome: Outcome::Applied,
+            epoch: None,
         })
         .map(|_| ())
     }

@@ -27,6 +27,7 @@ fn record(reason: &str) -> AuditRecord {
         before: serde_json::Value::Null,
         after: serde_json::Value::Null,
         outcome: Outcome::Applied,
+        epoch: None,
     }
 }
 

@@ -174,9 +174,28 @@ async fn a_new_leader_restores_exactly_the_original_the_old_leader_recorded() {
         .position(|i| i.id == leader)
         .expect("leader");
     let follower = ids.iter().find(|i| **i != leader).expect("follower");
+    // The audit record follows the alter's read-back: the topic may show the change first.
+    let recorded = poll(Duration::from_secs(30), async || {
+        // `retention`, or `retention.settled` when the alter's wait timed out though it landed.
+        (audited(&dir, &leader, "retention", "enriched")
+            || audited(&dir, &leader, "retention.settled", "enriched"))
+        .then_some(())
+    })
+    .await;
     assert!(
-        audited(&dir, &leader, "retention", "enriched"),
+        recorded.is_some(),
         "the leader audited its lowering: {}",
+        audit(&dir, &leader)
+    );
+    assert!(
+        audit(&dir, &leader)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["action"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("retention")))
+            .all(|r| r["epoch"].as_u64() == Some(epoch)),
+        "every retention action of the leader carries its epoch {epoch}: {}",
         audit(&dir, &leader)
     );
     assert!(
@@ -219,11 +238,9 @@ async fn a_new_leader_restores_exactly_the_original_the_old_leader_recorded() {
         (l.len() == 1 && l[0].1 > epoch).then(|| l[0].clone())
     })
     .await;
-    assert!(
-        next.is_some(),
-        "{follower} leads in a newer epoch; {}",
-        logs(&dir, &ids)
-    );
+    let Some((_, new_epoch)) = next else {
+        panic!("{follower} leads in a newer epoch; {}", logs(&dir, &ids));
+    };
     // The backlog is gone and the disk healthy: the new leader restores the old leader's original.
     set_disk(&dir, &level, 30);
     let restored = poll(Duration::from_secs(180), async || {
@@ -246,13 +263,14 @@ async fn a_new_leader_restores_exactly_the_original_the_old_leader_recorded() {
                 r["action"] == "retention"
                     && r["target"] == "enriched"
                     && r["after"]["value"] == ORIGINAL
+                    && r["epoch"].as_u64() == Some(new_epoch)
             })
             .then_some(())
     })
     .await;
     assert!(
         by_new_leader.is_some(),
-        "the new leader audited the restore: {}",
+        "the new leader audited the restore in its epoch {new_epoch}: {}",
         audit(&dir, follower)
     );
     toucher.abort();

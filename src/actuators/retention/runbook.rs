@@ -266,6 +266,7 @@ impl<'a, A: ConfigAdmin> Runbook<'a, A> {
             before,
             after,
             outcome,
+            epoch: None,
         });
     }
 }

@@ -174,6 +174,9 @@ pub struct Controller {
     pub long_polls: Arc<tokio::sync::Semaphore>,
     /// Wakes the loop to decide now (after an override or mode change), not a tick later.
     pub(crate) decide_now: tokio::sync::Notify,
+    /// In an HA deployment, the epoch this instance is in (0: none yet, or no HA); audit records
+    /// carry it.
+    pub ha_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// Errors building the controller.
@@ -233,6 +236,7 @@ impl Controller {
             commands: tx,
             long_polls: Arc::new(tokio::sync::Semaphore::new(config_long_polls as usize)),
             decide_now: tokio::sync::Notify::new(),
+            ha_epoch: std::sync::atomic::AtomicU64::new(0),
         };
         if let Some(cut) = cut {
             c.audit_cut(&cut)?;
@@ -383,6 +387,10 @@ impl Controller {
             before,
             after,
             outcome,
+            epoch: match self.ha_epoch.load(std::sync::atomic::Ordering::Relaxed) {
+                0 => None,
+                e => Some(e),
+            },
         }
     }
 

@@ -21,7 +21,7 @@ pub const MIN_WOKEN_GAP: std::time::Duration = std::time::Duration::from_secs(1)
 impl Controller {
     /// After an override or mode change: the gates an override now decides are swapped at once,
     /// and the loop is woken to decide everything else now (woken ticks are spaced by at least
-    /// [`MIN_WOKEN_GAP`], so a burst of changes costs one sensor read, not one each).
+    /// `MIN_WOKEN_GAP`, 1 s, so a burst of changes costs one sensor read, not one each).
     pub fn changed(&self) {
         self.swap_gates();
         self.decide_now.notify_one();
