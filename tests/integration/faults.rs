@@ -16,10 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::kafka::{alter_by_hand, caught_up_disk_file, commit, describe, retention};
 
-const ORIGINAL: &str = "14400000";
+pub(crate) const ORIGINAL: &str = "14400000";
 
 /// A tiered topic with `local.retention.ms` set on it, and a drained group on an input topic.
-async fn topics(b: &str) {
+pub(crate) async fn topics(b: &str) {
     create_topic(
         b,
         "enriched",

@@ -13,31 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use catchup_testkit::{Broker, create_topic, produce};
+use catchup_testkit::Broker;
 
+use crate::faults::{ORIGINAL, topics};
 use crate::ha::{Instance, leaders, logs, poll};
-use crate::kafka::{caught_up_disk_file, commit, describe, retention};
-
-const ORIGINAL: &str = "14400000";
-
-/// A tiered topic with `local.retention.ms` set on it, and a drained group on an input topic.
-async fn topics(b: &str) {
-    create_topic(
-        b,
-        "enriched",
-        1,
-        &[
-            ("remote.storage.enable", "true"),
-            ("local.retention.ms", ORIGINAL),
-            ("retention.ms", "259200000"),
-            ("cleanup.policy", "delete"),
-        ],
-    )
-    .await;
-    create_topic(b, "events", 1, &[]).await;
-    produce(b, "events", &[10]).await;
-    commit(b, "ingest", "events", &[(0, 10)]);
-}
+use crate::kafka::{caught_up_disk_file, describe, retention};
 
 /// Disk use of the one broker in percent, copy lag caught up (rewritten now, so fresh).
 fn disk(dir: &Path, percent: u64) {

@@ -2,24 +2,9 @@
 //! under the policy's `max_live_lag` while the disks stay under the ceiling; the same scenario
 //! without the `live` lane holds the live group back with the backlog (the check can fail).
 
-use serde_json::Value;
-
-use super::{catchup, stderr, stdout};
+use crate::simulation::summary as run;
 
 const SCENARIO: &str = "scenarios/live-beside-backlog.toml";
-
-fn run(scenario: &str, controller: &str) -> Value {
-    let out = catchup(&[
-        "simulate",
-        "--scenario",
-        scenario,
-        "--controller",
-        controller,
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_str(&stdout(&out)).expect("--json prints one JSON object")
-}
 
 #[test]
 fn a_live_group_keeps_its_lag_under_max_live_lag_while_the_backlog_takes_the_cuts() {

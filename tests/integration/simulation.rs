@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{catchup, stderr, stdout};
 
-fn summary(scenario: &str, controller: &str) -> Value {
+pub(crate) fn summary(scenario: &str, controller: &str) -> Value {
     let out = catchup(&[
         "simulate",
         "--scenario",
