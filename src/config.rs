@@ -533,6 +533,7 @@ mod tests {
         assert_eq!(ha.coordination_topic(), "__catchup-fleet-coordination");
         assert_eq!(ha.state_topic(), "__catchup-fleet-state");
         assert_eq!(ha.session_timeout, Dur::from_secs(10));
+        assert_eq!(ha.state_fetch_wait, Dur(100));
         let env = |k: &str| (k == "CATCHUP_HA_INSTANCE").then(|| "pod-7".to_string());
         assert_eq!(ha.instance_id(&env), "pod-7");
         assert_eq!(
@@ -562,7 +563,7 @@ mod tests {
         );
         let err = parse(
             &format!(
-                "{kafka}[ha]\nname = \"a b\"\nstate_topic = \"mine\"\nsession_timeout = \"2s\"\n"
+                "{kafka}[ha]\nname = \"a b\"\nstate_topic = \"mine\"\nsession_timeout = \"2s\"\nstate_fetch_wait = \"5s\"\n"
             ),
             &[],
         )
@@ -578,6 +579,10 @@ mod tests {
         );
         assert!(
             err.contains("ha.session_timeout = 2s: must be between 6s and 5m"),
+            "{err}"
+        );
+        assert!(
+            err.contains("ha.state_fetch_wait = 5s: must be between 10ms and 1s"),
             "{err}"
         );
         let err = parse(&format!("{MINIMAL}[ha]\nname = \"fleet\"\n"), &[])

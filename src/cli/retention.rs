@@ -267,8 +267,12 @@ async fn from_ha(
     let topic = state_topic.to_string();
     let wait = timeout.max(std::time::Duration::from_secs(10));
     let view = tokio::task::spawn_blocking(move || {
-        let (mut reader, _) =
-            catchup::ha::state_topic::StateTopic::open(&conn, &topic, "catchup-cli")?;
+        let (mut reader, _) = catchup::ha::state_topic::StateTopic::open(
+            &conn,
+            &topic,
+            "catchup-cli",
+            std::time::Duration::from_millis(100),
+        )?;
         reader.catch_up(wait)?;
         Ok::<_, catchup::ha::state_topic::StateTopicError>(reader.view)
     })

@@ -35,6 +35,13 @@ pub struct HaConfig {
     /// Connect's); between 6s and 5m (the broker's default `group.min.session.timeout.ms` is 6s).
     #[serde(default = "default_session_timeout")]
     pub session_timeout: Dur,
+    /// How long the broker may hold a fetch of the state topic that finds nothing new
+    /// (librdkafka's `fetch.wait.max.ms` for the state reader). Apache Kafka answers a waiting fetch
+    /// as soon as a record arrives, so this is mostly the idle cost: one small fetch per instance
+    /// per wait. Brokers that hold every fetch for (part of) its wait — tansu does — add up to
+    /// twice this to a fleet-wide pause. Default 100ms; between 10ms and 1s.
+    #[serde(default = "default_state_fetch_wait")]
+    pub state_fetch_wait: Dur,
     /// Replication factor of the topics catchup creates. Default: the cluster's
     /// (`default.replication.factor`).
     #[serde(default)]
@@ -43,6 +50,10 @@ pub struct HaConfig {
 
 fn default_session_timeout() -> Dur {
     Dur::from_secs(10)
+}
+
+fn default_state_fetch_wait() -> Dur {
+    Dur(100)
 }
 
 /// The longest deployment name (Kafka allows 249 characters in a topic name).
@@ -133,6 +144,12 @@ impl HaConfig {
             "ha.session_timeout",
             self.session_timeout,
             "must be between 6s and 5m (the broker refuses sessions outside group.min/max.session.timeout.ms)",
+        );
+        p.check(
+            self.state_fetch_wait >= Dur(10) && self.state_fetch_wait <= Dur::from_secs(1),
+            "ha.state_fetch_wait",
+            self.state_fetch_wait,
+            "must be between 10ms and 1s (longer delays a fleet-wide pause on brokers that hold fetches; shorter only costs fetches)",
         );
         if let Some(r) = self.replication_factor {
             p.check(

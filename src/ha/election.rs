@@ -17,7 +17,7 @@ use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::kafka::Connection;
 
@@ -69,6 +69,7 @@ impl ConsumerContext for LockContext {
 pub struct Election {
     held: watch::Receiver<bool>,
     stop: Arc<AtomicBool>,
+    rejoin: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -94,12 +95,25 @@ impl Election {
         consumer.subscribe(&[&config.topic])?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let rejoin = Arc::new(AtomicBool::new(false));
+        let rejoining = rejoin.clone();
+        let topic = config.topic.clone();
         let thread = std::thread::Builder::new()
             .name("catchup-election".into())
             .spawn(move || {
                 while !stopping.load(Ordering::Relaxed) {
                     // Serves the rebalance callbacks; the topic has no records to read.
                     let _ = consumer.poll(Duration::from_millis(100));
+                    if rejoining.swap(false, Ordering::Relaxed) {
+                        // Leave and join again as a new member: the coordinator must run a
+                        // rebalance, in which a member that no longer answers gets nothing.
+                        consumer.unsubscribe();
+                        let _ = consumer.poll(Duration::from_millis(100));
+                        consumer.context().held.send_replace(false);
+                        if let Err(e) = consumer.subscribe(&[&topic]) {
+                            warn!(error = %e, "could not join the election again");
+                        }
+                    }
                 }
                 consumer.unsubscribe();
                 let _ = consumer.poll(Duration::from_millis(100));
@@ -111,6 +125,7 @@ impl Election {
         Ok(Election {
             held,
             stop,
+            rejoin,
             thread: Some(thread),
         })
     }
@@ -118,6 +133,12 @@ impl Election {
     /// Whether this instance holds the lock now.
     pub fn held(&self) -> bool {
         *self.held.borrow()
+    }
+
+    /// Leaves the group and joins it again as a new member, which makes the coordinator rebalance
+    /// the group ([`super::node`] does this when the leader has been silent for too long).
+    pub fn rejoin(&self) {
+        self.rejoin.store(true, Ordering::Relaxed);
     }
 
     /// A receiver that sees every change of the lock.

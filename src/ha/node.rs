@@ -35,6 +35,8 @@ pub struct Ha {
 }
 
 struct Shared {
+    /// When this instance last re-entered the election because the leader was silent.
+    rejoined: Mutex<Option<std::time::Instant>>,
     /// The overrides list last written under `overrides/ME` (to write only changes).
     published_overrides: Mutex<Option<String>>,
     me: String,
@@ -72,7 +74,12 @@ impl Ha {
             session,
         )
         .await?;
-        let (reader, writer) = StateTopic::open(conn, &state, &instance)?;
+        let (reader, writer) = StateTopic::open(
+            conn,
+            &state,
+            &instance,
+            Duration::from_millis(config.state_fetch_wait.0),
+        )?;
         let election = Election::join(
             conn,
             &ElectionConfig {
@@ -93,6 +100,7 @@ impl Ha {
             ..HaStatus::default()
         });
         let shared = Arc::new(Shared {
+            rejoined: Mutex::new(None),
             published_overrides: Mutex::new(None),
             me: instance,
             session,
@@ -322,6 +330,35 @@ async fn beat(s: Arc<Shared>) {
     }
 }
 
+/// A follower that has heard nothing from the leader for two session timeouts (no heartbeat in
+/// the state topic, no newer claim) re-enters the election, at most once per two session
+/// timeouts. A broker that expires a dead member's session has moved the lock long before (a new
+/// claim follows within about one session timeout), so in a normal failover this never fires; it
+/// recovers when the coordinator keeps a silent member's assignment: a group coordinator that
+/// expires the member without rebalancing (tansu 0.6.0, docs/tansu.md), or a leader whose
+/// process still answers the group's heartbeats but can no longer write to the state topic. The
+/// rebalance it forces costs the group one round of joins; fencing (epochs) is unchanged.
+fn rejoin_if_leader_silent(s: &Shared, view: &StateView, now: crate::units::Timestamp) {
+    let silence = s.session * 2;
+    let Some(leader) =
+        view.silent_leader(&s.me, now, crate::units::Dur(silence.as_millis() as u64))
+    else {
+        return;
+    };
+    let mut rejoined = s.rejoined.lock().unwrap_or_else(PoisonError::into_inner);
+    let at = crate::clock::monotonic_now();
+    if rejoined.is_some_and(|t| at.duration_since(t) < silence) {
+        return;
+    }
+    *rejoined = Some(at);
+    warn!(
+        leader,
+        silent_for_more_than = ?silence,
+        "the leader has been silent: re-entering the election so the group rebalances"
+    );
+    s.election.rejoin();
+}
+
 async fn once(s: &Arc<Shared>) -> Result<(), StateTopicError> {
     let now = s.clock.now();
     s.writer
@@ -361,6 +398,8 @@ async fn once(s: &Arc<Shared>) -> Result<(), StateTopicError> {
             s,
             "a newer claim is in the state topic, or the lock is lost",
         );
+    } else if !held {
+        rejoin_if_leader_silent(s, &view, now);
     }
     let members = view.live_members(
         &s.me,

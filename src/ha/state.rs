@@ -247,6 +247,18 @@ impl StateView {
             && self.highest_epoch == epoch
     }
 
+    /// The leader of the newest claim, when it is another instance that has written no heartbeat
+    /// for longer than `silence` before `now` (and claimed no later than that): a leader that is
+    /// dead or cut off while the group still assigns it the lock.
+    pub fn silent_leader(&self, me: &str, now: Timestamp, silence: Dur) -> Option<&str> {
+        let claim = self.claim.as_ref().filter(|c| c.leader != me)?;
+        let heard = self
+            .heartbeats
+            .get(&claim.leader)
+            .map_or(claim.at, |at| Timestamp(at.0.max(claim.at.0)));
+        (now.0 - heard.0 > silence.0 as i64).then_some(claim.leader.as_str())
+    }
+
     /// Instances heard within `session` before `now` (always counting `me`, which is alive).
     pub fn live_members(&self, me: &str, now: Timestamp, session: Dur) -> u32 {
         let fresh = self

@@ -70,10 +70,13 @@ pub struct StateTopic {
 
 impl StateTopic {
     /// Connects to `topic` (which must exist), reading from its first record; and a writer.
+    /// `fetch_wait`: how long the broker may hold a fetch that finds nothing new
+    /// ([`super::HaConfig::state_fetch_wait`]).
     pub fn open(
         conn: &Connection,
         topic: &str,
         instance: &str,
+        fetch_wait: Duration,
     ) -> Result<(StateTopic, StateWriter), StateTopicError> {
         let err = |reason: String| StateTopicError {
             topic: topic.to_string(),
@@ -85,6 +88,7 @@ impl StateTopic {
             .set("client.id", instance)
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", fetch_wait.as_millis().to_string())
             .create()
             .map_err(|e| err(e.to_string()))?;
         let mut tpl = TopicPartitionList::new();

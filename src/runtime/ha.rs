@@ -16,12 +16,13 @@ use std::sync::atomic::Ordering;
 use tracing::{debug, warn};
 
 use super::Entry;
+use super::ha_sync::fleet_overrides;
 use super::reconcile::Action;
 use super::tick::Runtime;
 use super::{ClusterIo, status};
 use crate::ha::JournalNote;
 use crate::ha::state::SharedDecision;
-use crate::policy::{Gate, GroupDecision, OverrideAction};
+use crate::policy::{Gate, GroupDecision};
 use crate::sensors::Limitation;
 use crate::units::Timestamp;
 
@@ -168,76 +169,8 @@ impl<K: ClusterIo> Runtime<K> {
     pub(super) fn overrides_in_force(&self) -> Vec<crate::policy::Override> {
         match &self.ha {
             None => self.ctl.active_overrides(),
-            Some(ha) => {
-                let now = self.ctl.clock.now();
-                let mut all = ha.fleet_overrides(now);
-                for o in self.ctl.active_overrides() {
-                    if !all.contains(&o) {
-                        all.push(o);
-                    }
-                }
-                all
-            }
+            Some(ha) => fleet_overrides(&self.ctl, ha),
         }
-    }
-
-    /// The HA fast path, every 250 ms: writes this instance's overrides when they changed, reads
-    /// the state topic to its end, and applies every instance's pause and resume overrides to
-    /// this instance's gates at once (the leader's next decision carries them too).
-    /// Answers whether this instance has just become the leader (its status still says follower),
-    /// so the loop ticks at once.
-    pub(super) async fn sync_ha(&mut self) -> bool {
-        let Some(ha) = self.ha.clone() else {
-            return false;
-        };
-        let shown_leading = self
-            .ctl
-            .status
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .ha
-            .as_ref()
-            .is_some_and(|h| h.role == catchup_proto::status::HaRole::Leader);
-        let became_leader = ha.leads() && !shown_leading;
-        if let Err(e) = ha.publish_overrides(&self.ctl.active_overrides()).await {
-            warn!(error = %e, "could not share this instance's overrides");
-        }
-        if let Err(e) = ha.refresh().await {
-            debug!(error = %e, "state topic not read to its end");
-            return became_leader;
-        }
-        let now = self.ctl.clock.now();
-        let overrides = self.overrides_in_force();
-        for group in self.ctl.policy.group_names() {
-            let forced = overrides
-                .iter()
-                .filter(|o| o.covers_group(&group, now))
-                .max_by_key(|o| o.created_at);
-            let gate = match forced.map(|o| (&o.action, o)) {
-                Some((OverrideAction::Pause, o)) => (Gate::Paused, o),
-                Some((OverrideAction::Resume, o)) => (Gate::Open, o),
-                _ => continue,
-            };
-            let Ok(view) = self.ctl.gates.view(&group) else {
-                continue;
-            };
-            if view.state == gate.0.state() {
-                continue;
-            }
-            let ttl = self.ctl.policy.throttle.decision_ttl;
-            let expires = view.expires_at.max(Timestamp(now.0 + ttl.0 as i64));
-            let reason = format!(
-                "override {} by {}: {}",
-                gate.1.id, gate.1.actor, gate.1.reason
-            );
-            let _ = self.ctl.gates.publish_gate(
-                &group,
-                &gate.0,
-                self.ctl.clock.to_wall(expires),
-                &[reason],
-            );
-        }
-        became_leader
     }
 
     /// Publishes the leader's shared gates on this instance's gates, each at `rate / members`;
@@ -292,7 +225,7 @@ impl<K: ClusterIo> Runtime<K> {
         let Some(ha) = self.ha.clone() else { return };
         let served = self.serve_shared(ha.shared_decision(), ha.status().members);
         // Overrides made on any instance win over the shared decision until the leader's next.
-        let _ = self.sync_ha().await;
+        self.ctl.swap_gates_for(&self.overrides_in_force());
         if served && !self.ctl.ready.swap(true, Ordering::Relaxed) {
             self.ctl.metrics.ready.set(1);
         }

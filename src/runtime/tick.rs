@@ -79,18 +79,15 @@ impl<K: ClusterIo> Runtime<K> {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         let ctl = self.ctl.clone();
-        let mut ha_sync = tokio::time::interval(Duration::from_millis(250));
-        ha_sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The HA fast path runs beside the loop, so a long tick never delays a fleet-wide pause.
+        let sync = self
+            .ha
+            .clone()
+            .map(|ha| tokio::spawn(super::ha_sync::sync(ctl.clone(), ha)));
         let mut last_tick = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = ha_sync.tick(), if self.ha.is_some() => {
-                    // A new leader decides at once, not a whole tick later.
-                    if !self.sync_ha().await {
-                        continue;
-                    }
-                }
                 _ = interval.tick() => {}
                 () = ctl.decide_now.notified() => {
                     // An override or mode change: decide now (a burst of them, once).
@@ -118,6 +115,9 @@ impl<K: ClusterIo> Runtime<K> {
                     break;
                 }
             }
+        }
+        if let Some(sync) = sync {
+            sync.abort();
         }
         if let Err(e) = self.save_state().await {
             warn!(error = %e, "could not flush state on shutdown");

@@ -28,8 +28,21 @@ pub struct Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // A failing test keeps the database and tansu's log to look at.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
+}
+
+/// tansu's log file in `dir` (appended to across restarts), or nowhere when it cannot be opened.
+fn log(dir: &std::path::Path) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("tansu.log"))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
 }
 
 /// The tansu binary: `$TANSU`, else `~/.cargo/bin/tansu`, else `tansu` on the PATH.
@@ -97,8 +110,9 @@ impl Broker {
                 "sqlite://tansu.db",
             ])
             .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // Kept beside the database for failures (`RUST_LOG` sets what tansu writes).
+            .stdout(log(&self.dir))
+            .stderr(log(&self.dir))
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(

@@ -212,3 +212,53 @@ fn a_deposed_leader_s_late_journal_is_ignored() {
     let err = Record::decode("journal/3", journal(2, "a", "x").value().as_deref()).unwrap_err();
     assert!(err.contains("epoch 2"), "{err}");
 }
+
+#[test]
+fn a_leader_is_silent_only_after_no_heartbeat_and_no_claim_for_the_whole_silence() {
+    let mut view = StateView::default();
+    let silence = Dur::from_secs(20);
+    let beat = |instance: &str, at: i64| {
+        Record::Heartbeat(Heartbeat {
+            instance: instance.into(),
+            at: Timestamp(at),
+        })
+    };
+    assert_eq!(
+        view.silent_leader("b", Timestamp(100_000), silence),
+        None,
+        "no leader yet"
+    );
+    view.apply(Record::Claim(Claim {
+        epoch: 1,
+        leader: "a".into(),
+        at: Timestamp(1_000),
+    }));
+    view.apply(beat("a", 10_000));
+    assert_eq!(
+        view.silent_leader("b", Timestamp(30_000), silence),
+        None,
+        "heard 20 s ago"
+    );
+    assert_eq!(
+        view.silent_leader("b", Timestamp(30_001), silence),
+        Some("a")
+    );
+    assert_eq!(
+        view.silent_leader("a", Timestamp(90_000), silence),
+        None,
+        "never itself"
+    );
+    // A newer claim resets the silence even before the new leader's first heartbeat (its old
+    // heartbeat from before it led is older than the claim).
+    view.apply(beat("c", 5_000));
+    view.apply(Record::Claim(Claim {
+        epoch: 2,
+        leader: "c".into(),
+        at: Timestamp(40_000),
+    }));
+    assert_eq!(view.silent_leader("b", Timestamp(50_000), silence), None);
+    assert_eq!(
+        view.silent_leader("b", Timestamp(60_001), silence),
+        Some("c")
+    );
+}

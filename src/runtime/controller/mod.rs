@@ -174,6 +174,8 @@ pub struct Controller {
     pub long_polls: Arc<tokio::sync::Semaphore>,
     /// Wakes the loop to decide now (after an override or mode change), not a tick later.
     pub(crate) decide_now: tokio::sync::Notify,
+    /// Wakes the HA sync task to share this instance's overrides now (HA mode only).
+    pub(crate) share_now: tokio::sync::Notify,
     /// In an HA deployment, the epoch this instance is in (0: none yet, or no HA); audit records
     /// carry it.
     pub ha_epoch: std::sync::atomic::AtomicU64,
@@ -236,6 +238,7 @@ impl Controller {
             commands: tx,
             long_polls: Arc::new(tokio::sync::Semaphore::new(config_long_polls as usize)),
             decide_now: tokio::sync::Notify::new(),
+            share_now: tokio::sync::Notify::new(),
             ha_epoch: std::sync::atomic::AtomicU64::new(0),
         };
         if let Some(cut) = cut {

@@ -21,22 +21,30 @@ pub const MIN_WOKEN_GAP: std::time::Duration = std::time::Duration::from_secs(1)
 impl Controller {
     /// After an override or mode change: the gates an override now decides are swapped at once,
     /// and the loop is woken to decide everything else now (woken ticks are spaced by at least
-    /// `MIN_WOKEN_GAP`, 1 s, so a burst of changes costs one sensor read, not one each).
+    /// `MIN_WOKEN_GAP`, 1 s, so a burst of changes costs one sensor read, not one each). In an HA
+    /// deployment the change is also shared with the fleet at once.
     pub fn changed(&self) {
         self.swap_gates();
         self.decide_now.notify_one();
+        self.share_now.notify_one();
     }
 
-    /// Publishes, for every catch-up group an override decides now, the gate it sets.
+    /// Publishes, for every catch-up group an override of this instance decides now, the gate it
+    /// sets.
     pub fn swap_gates(&self) {
+        self.swap_gates_for(&self.active_overrides());
+    }
+
+    /// Publishes, for every catch-up group one of `overrides` decides now, the gate it sets (in
+    /// an HA deployment: every instance's overrides, as read from the state topic).
+    pub fn swap_gates_for(&self, overrides: &[crate::policy::Override]) {
         if self.mode() != Mode::Active {
             return;
         }
         let now = self.clock.now();
-        let overrides = self.active_overrides();
         let lease = now + Dur(self.config.tick.0.saturating_mul(2));
         for g in &self.policy.groups {
-            let Some(o) = crate::policy::winning_override(&overrides, g, now) else {
+            let Some(o) = crate::policy::winning_override(overrides, g, now) else {
                 continue;
             };
             let gate = match o.action {
