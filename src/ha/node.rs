@@ -31,10 +31,13 @@ pub use journal::{HaJournal, JournalNote, NodeLog, StateLog};
 pub struct Ha {
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
+    watchdog: tokio::task::JoinHandle<()>,
     journal: OnceLock<Arc<HaJournal>>,
 }
 
 struct Shared {
+    /// When this instance last read the state topic to its end.
+    read_at: Mutex<std::time::Instant>,
     /// When this instance last re-entered the election because the leader was silent.
     rejoined: Mutex<Option<std::time::Instant>>,
     /// The overrides list last written under `overrides/ME` (to write only changes).
@@ -51,6 +54,7 @@ struct Shared {
 impl Drop for Ha {
     fn drop(&mut self) {
         self.task.abort();
+        self.watchdog.abort();
     }
 }
 
@@ -100,6 +104,7 @@ impl Ha {
             ..HaStatus::default()
         });
         let shared = Arc::new(Shared {
+            read_at: Mutex::new(crate::clock::monotonic_now()),
             rejoined: Mutex::new(None),
             published_overrides: Mutex::new(None),
             me: instance,
@@ -111,9 +116,11 @@ impl Ha {
             election,
         });
         let task = tokio::spawn(beat(shared.clone()));
+        let watchdog = tokio::spawn(watchdog(shared.clone()));
         Ok(Ha {
             shared,
             task,
+            watchdog,
             journal: OnceLock::new(),
         })
     }
@@ -298,12 +305,33 @@ async fn read_to_end(s: &Arc<Shared>) -> Result<StateView, StateTopicError> {
         })
     })?;
     let (lag, view) = answer;
+    *s.read_at.lock().unwrap_or_else(PoisonError::into_inner) = crate::clock::monotonic_now();
     s.status.send_if_modified(|st| {
         let changed = st.state_lag != lag;
         st.state_lag = lag;
         changed
     });
     Ok(view)
+}
+
+/// A leader that has not read the state topic to its end for a session timeout stands down: it
+/// may be cut off from the broker, and it cannot know whether another instance leads by now (the
+/// others take over after two session timeouts of silence, [`rejoin_if_leader_silent`], or when the
+/// broker hands the lock on after one). Checked every 500 ms, apart from the beat, whose writes
+/// and reads may each wait up to a session timeout.
+async fn watchdog(s: Arc<Shared>) {
+    let mut every = tokio::time::interval(Duration::from_millis(500));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let read_at = *s.read_at.lock().unwrap_or_else(PoisonError::into_inner);
+        if crate::clock::monotonic_now().duration_since(read_at) > s.session {
+            demote(
+                &s,
+                "the state topic has not been read to its end for a session timeout (cut off from the broker?)",
+            );
+        }
+    }
 }
 
 /// The background task: beats, claims when the lock is won, follows when it is lost.

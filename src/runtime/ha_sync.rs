@@ -67,5 +67,18 @@ pub(super) async fn sync(ctl: Arc<Controller>, ha: Arc<Ha>) {
     }
 }
 
+/// Shows every change of the HA status (role, epoch, leader, members) in `/v1/status` as it
+/// happens, so a leader that stood down shows it at once, not when its tick in progress ends.
+pub(super) async fn show(ctl: Arc<Controller>, ha: Arc<Ha>) {
+    let mut changes = ha.watch();
+    while changes.changed().await.is_ok() {
+        let now = changes.borrow_and_update().clone();
+        let mut st = ctl.status.write().unwrap_or_else(|e| e.into_inner());
+        if st.ha.is_some() {
+            st.ha = Some(now);
+        }
+    }
+}
+
 /// How often the HA fast path reads the state topic.
 pub(super) const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(250);

@@ -80,10 +80,12 @@ impl<K: ClusterIo> Runtime<K> {
         tokio::pin!(shutdown);
         let ctl = self.ctl.clone();
         // The HA fast path runs beside the loop, so a long tick never delays a fleet-wide pause.
-        let sync = self
-            .ha
-            .clone()
-            .map(|ha| tokio::spawn(super::ha_sync::sync(ctl.clone(), ha)));
+        let sync = self.ha.clone().map(|ha| {
+            [
+                tokio::spawn(super::ha_sync::sync(ctl.clone(), ha.clone())),
+                tokio::spawn(super::ha_sync::show(ctl.clone(), ha)),
+            ]
+        });
         let mut last_tick = tokio::time::Instant::now();
         loop {
             tokio::select! {
@@ -116,8 +118,8 @@ impl<K: ClusterIo> Runtime<K> {
                 }
             }
         }
-        if let Some(sync) = sync {
-            sync.abort();
+        for task in sync.into_iter().flatten() {
+            task.abort();
         }
         if let Err(e) = self.save_state().await {
             warn!(error = %e, "could not flush state on shutdown");

@@ -20,7 +20,7 @@ use crate::ha::{Instance, leaders, logs, poll};
 use crate::kafka::{caught_up_disk_file, describe, retention};
 
 /// Disk use of the one broker in percent, copy lag caught up (rewritten now, so fresh).
-fn disk(dir: &Path, percent: u64) {
+pub(crate) fn disk(dir: &Path, percent: u64) {
     std::fs::write(
         dir.join("disk.json"),
         format!(
@@ -31,7 +31,7 @@ fn disk(dir: &Path, percent: u64) {
 }
 
 /// The shared configuration of an HA deployment `name` in `dir`.
-fn configure(dir: &Path, bootstrap: &str, name: &str) {
+pub(crate) fn configure(dir: &Path, bootstrap: &str, name: &str) {
     std::fs::create_dir_all(dir).expect("dir");
     std::fs::write(
         dir.join("policy.toml"),
@@ -75,15 +75,15 @@ session_timeout = "6s"
     .expect("config");
 }
 
-fn local(configs: &BTreeMap<String, (Option<String>, String)>) -> Option<String> {
+pub(crate) fn local(configs: &BTreeMap<String, (Option<String>, String)>) -> Option<String> {
     configs["local.retention.ms"].0.clone()
 }
 
 /// Disk use the test sets (percent), written fresh every 500 ms by [`keep_disk_fresh`] (one
 /// writer, so a change is never overwritten by a stale copy).
-type DiskLevel = Arc<AtomicU64>;
+pub(crate) type DiskLevel = Arc<AtomicU64>;
 
-fn keep_disk_fresh(dir: &Path, level: &DiskLevel) -> tokio::task::JoinHandle<()> {
+pub(crate) fn keep_disk_fresh(dir: &Path, level: &DiskLevel) -> tokio::task::JoinHandle<()> {
     let (dir, level) = (dir.to_path_buf(), level.clone());
     tokio::spawn(async move {
         loop {
@@ -94,18 +94,18 @@ fn keep_disk_fresh(dir: &Path, level: &DiskLevel) -> tokio::task::JoinHandle<()>
 }
 
 /// Sets the disk level and writes it at once.
-fn set_disk(dir: &Path, level: &DiskLevel, percent: u64) {
+pub(crate) fn set_disk(dir: &Path, level: &DiskLevel, percent: u64) {
     level.store(percent, Ordering::SeqCst);
     disk(dir, percent);
 }
 
-fn fresh_dir(name: &str) -> std::path::PathBuf {
+pub(crate) fn fresh_dir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("catchup-hajournal-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
 
-fn audit(dir: &Path, id: &str) -> String {
+pub(crate) fn audit(dir: &Path, id: &str) -> String {
     std::fs::read_to_string(dir.join(id).join("state/audit.jsonl")).unwrap_or_default()
 }
 
@@ -338,7 +338,11 @@ async fn a_file_journal_is_imported_once_and_a_wiped_state_dir_loses_nothing() {
 
 /// Every retention record (action `retention*`) on `topic` in the audit logs of `ids`, as
 /// `(at, epoch)`, in time order.
-fn retention_actions(dir: &Path, ids: &[&str], topic: &str) -> Vec<(String, Option<u64>)> {
+pub(crate) fn retention_actions(
+    dir: &Path,
+    ids: &[&str],
+    topic: &str,
+) -> Vec<(String, Option<u64>)> {
     let mut all: Vec<(String, Option<u64>)> = ids
         .iter()
         .flat_map(|id| {

@@ -22,6 +22,8 @@ mod faults;
 #[cfg(feature = "external")]
 mod ha;
 #[cfg(feature = "external")]
+mod ha_cut;
+#[cfg(feature = "external")]
 mod ha_journal;
 #[cfg(feature = "external")]
 mod kafka;
