@@ -394,6 +394,49 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    /// The bound counts copy stalls (nothing a stalled leader's partitions hold leaves any disk)
+    /// and stays a lower bound: with a stall on some or all brokers, no controller that stays under
+    /// the ceiling drains faster than `optimal_seconds`, and hindsight is never below it.
+    #[test]
+    fn no_safe_run_beats_the_optimal_bound_through_a_copy_stall(
+        brokers in 3usize..=6,
+        load in 0.35f64..0.7,
+        speedup in 2.0f64..6.0,
+        backlog_h in 2u64..8,
+        local_h in 2u64..=4,
+        amplification in 0.5f64..3.0,
+        seed in 0u64..1_000_000,
+        start_m in 0u64..240,
+        length_m in 30u64..360,
+        on_one in any::<bool>(),
+    ) {
+        let mut text = scenario_text(brokers, load, speedup, backlog_h, local_h, amplification, seed);
+        text.push_str(&format!(
+            "[[events]]\nkind = \"copy_stall\"\nat = \"{start_m}m\"\nuntil = \"{}m\"\nbrokers = [{}]\n",
+            start_m + length_m,
+            if on_one { "1" } else { "" },
+        ));
+        let scenario = Scenario::parse(Path::new("random.toml"), &text).expect("generated scenario is valid");
+        let policy = sim::bind_policy(&Policy::default(), &scenario).expect("default policy fits");
+        let Some(bound) = optimal::optimal_seconds(&scenario, &policy) else {
+            return Ok(());
+        };
+        for kind in [ControllerKind::Catchup, ControllerKind::None, ControllerKind::Runbook] {
+            let s = sim::simulate(&scenario, &policy, kind).expect("simulates").summary;
+            let safe = s.brokers_failed == 0 && s.seconds_above_ceiling == 0.0;
+            if let (true, Some(t)) = (safe, s.catchup_seconds) {
+                prop_assert!(t >= bound - 1.0, "{kind} drained safely in {t}s, under the bound {bound}s\n{text}");
+            }
+        }
+        if let Some(h) = sim::hindsight::hindsight_seconds(&scenario, &policy).expect("simulates") {
+            prop_assert!(h >= bound - 1.0, "hindsight {h}s under the bound {bound}s\n{text}");
+        }
+    }
+}
+
 #[test]
 fn the_timeline_says_when_and_why_lowering_is_blocked() {
     let out = catchup(&[
