@@ -26,9 +26,10 @@
 //!    written(T) - RF * upload_rate * (broker-seconds not stalled)` of tiered data (every byte
 //!    present at time 0 counted as deletable, RF the largest replication factor), which must stay
 //!    under the ceiling on every broker.
-//! 4. **Copy stalls** (`stalls`). While the brokers that lead a partition are stalled, nothing of
-//!    that partition is deleted on any replica, so on each broker what the stall's partitions
-//!    receive during it adds up on top of `H_b`'s footprint.
+//! 4. **Copy stalls** (`stalls`). While the broker that leads a partition is stalled, nothing that
+//!    partition receives is deleted on any replica, so on each broker the outputs the stall's
+//!    partitions receive during it, and the producers' writes there beyond their window, add up on
+//!    top of `H_b`'s footprint.
 //!
 //! The group is drained when it has consumed its backlogs (every backlog event, summed) plus
 //! everything produced meanwhile, less the drain threshold, and not before its last backlog event.
@@ -184,7 +185,7 @@ impl Limits {
             .max()
             .unwrap_or(1) as f64;
         Ok(Limits {
-            stalls: stalls::stalls(s, &traffic),
+            stalls: stalls::stalls(s, &traffic, |k| window_of(k).min(warm)),
             needs,
             cluster_room: (ceiling - s.cluster.static_used.0 as f64) * n as f64,
             headroom,

@@ -63,10 +63,10 @@ fn the_2025_11_replay_meets_its_targets_and_represents_the_incident() {
 /// that meets the target fails the test, so the list cannot go stale.
 ///
 /// - `fast-fill.toml` (amplification 10 at 15x): drained at 2h34m with 0 s above the ceiling and
-///   restored at the end, but in two cycles: the restore forecast reads the refill of the 6 h window
-///   at about half its true rate (the learned growth is a net one, deletions included), so 4 h after
-///   the restore the disk reaches the pause line and retention is lowered again: 8 writes for its
-///   one managed topic, target 4.
+///   restored at the end in one lower-and-restore cycle, but its 6 h original over the 1 h floor
+///   takes three halving steps down (6h, 3h, 1h30m, 1h) and three doubling steps up (2h, 4h,
+///   original): 6 writes for its one managed topic, target 4. (Before the restore waited for the
+///   catch-up's data to age out of the lowered window it took two cycles, 8 writes.)
 const KNOWN_WRITES_MISSES: [&str; 1] = ["fast-fill.toml"];
 
 /// Whether the scenario at `path` is listed in `KNOWN_WRITES_MISSES`.

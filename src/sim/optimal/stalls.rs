@@ -1,12 +1,14 @@
 //! Copy stalls in the optimal bound. Kafka deletes a tiered segment locally only once its
 //! partition's leader has uploaded it, on every replica alike, so while a broker's copy is stalled
-//! nothing of the partitions it leads leaves any disk. On broker `b`, between the stall's start `a`
+//! nothing the partitions it leads receive leaves any disk. On broker `b`, between the stall's start `a`
 //! (or the event's `from`, if later) and `z`:
 //!
-//! - what the producers write to those partitions on `b` stays, on top of the newest window that
-//!   `H_b` already counts: `H_b` shrinks by `P_b * (z - a)`, `P_b` their lowest rate on `b`;
-//! - so the outputs those partitions receive on `b` in `[a, z]` are at most what is left,
-//!   `max(0, H_b - P_b (z - a))`, whatever the outputs' local retention says.
+//! - what the producers wrote to those partitions on `b` before `a` and had uploaded still ages out
+//!   of their window, but nothing written since `a` does: a producer topic with window `W` holds
+//!   there at least `max(W, z - a)` of data, so `H_b` (which counts `W`) shrinks by
+//!   `P_b * max(0, z - a - W)`, `P_b` its lowest rate into those partitions on `b`;
+//! - and the outputs those partitions receive on `b` in `[a, z]` all stay: they are at most what is
+//!   left, whatever the outputs' local retention says.
 //!
 //! Per broker, summed over the groups weighted by the stalled output bytes per record on `b`:
 //! the records consumed from `from` to `t` are those consumed in the stall (bounded as above) plus
@@ -29,14 +31,19 @@ pub(super) struct Stall {
     /// Bytes per record consumed by each group that land on each broker in partitions a stalled
     /// broker leads (tiered outputs only).
     per_record: Vec<Vec<f64>>,
-    /// Bytes/s the producers write to each broker in partitions a stalled broker leads (tiered
-    /// inputs only), at their lowest rate.
-    produced: Vec<f64>,
+    /// Per tiered producer topic: the window `H_b` counts it at (seconds), and the bytes/s it
+    /// writes to each broker in partitions a stalled broker leads, at its lowest rate.
+    produced: Vec<(f64, Vec<f64>)>,
 }
 
 /// The scenario's copy-stall events.
-/// `traffic`: each topic's partitions (leader, replicas, share of its traffic).
-pub(super) fn stalls(s: &Scenario, traffic: &[Vec<(usize, Vec<usize>, f64)>]) -> Vec<Stall> {
+/// `traffic`: each topic's partitions (leader, replicas, share of its traffic); `window_of`: the
+/// window `H_b` counts a producer topic at.
+pub(super) fn stalls(
+    s: &Scenario,
+    traffic: &[Vec<(usize, Vec<usize>, f64)>],
+    window_of: impl Fn(usize) -> f64,
+) -> Vec<Stall> {
     let n = s.cluster.brokers;
     s.events
         .iter()
@@ -50,7 +57,7 @@ pub(super) fn stalls(s: &Scenario, traffic: &[Vec<(usize, Vec<usize>, f64)>]) ->
                 until: e.until.secs_f64(),
                 stalled,
                 per_record: vec![vec![0.0; n]; s.groups.len()],
-                produced: vec![0.0; n],
+                produced: Vec::new(),
             };
             for (k, t) in s
                 .topics
@@ -61,9 +68,8 @@ pub(super) fn stalls(s: &Scenario, traffic: &[Vec<(usize, Vec<usize>, f64)>]) ->
                 let stuck = shares_on_brokers(&traffic[k], n, |leader| stall.stalled[leader]);
                 if let Some(prod) = &t.producer {
                     let lowest = prod.rate.0 * (1.0 - prod.diurnal_amplitude) * (1.0 - prod.noise);
-                    for (sum, share) in stall.produced.iter_mut().zip(&stuck) {
-                        *sum += lowest * share;
-                    }
+                    let rates = stuck.iter().map(|share| lowest * share).collect();
+                    stall.produced.push((window_of(k), rates));
                 } else if let Some(out) = &t.output_of {
                     let Some(g) = s.groups.iter().position(|g| g.name == out.group) else {
                         continue;
@@ -112,7 +118,7 @@ impl Stall {
             return true;
         }
         let outside = (t - from) - (z - a);
-        (0..self.produced.len()).all(|b| {
+        (0..limits.headroom.len()).all(|b| {
             let weight = |n: &Need| self.per_record[n.group][b];
             let stuck: f64 = limits
                 .needs
@@ -125,7 +131,14 @@ impl Stall {
                 .iter()
                 .map(|n| n.max_rate * outside * weight(n))
                 .sum();
-            let room = (limits.headroom[b] - self.produced[b] * (z - a)).max(0.0);
+            // A producer topic's data of the stall's partitions at `z`: its window (counted in
+            // `H_b`) or all it wrote since `a` (not uploaded), whichever is longer.
+            let kept: f64 = self
+                .produced
+                .iter()
+                .map(|(window, rates)| rates[b] * ((z - a) - window).max(0.0))
+                .sum();
+            let room = (limits.headroom[b] - kept).max(0.0);
             stuck <= at_full_speed_outside + room
         })
     }
