@@ -397,9 +397,9 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
 
-    /// The bound counts copy stalls (nothing a stalled leader's partitions hold leaves any disk)
-    /// and stays a lower bound: with a stall on some or all brokers, no controller that stays under
-    /// the ceiling drains faster than `optimal_seconds`, and hindsight is never below it.
+    /// The bound counts copy stalls (what a stalled leader's partitions receive in the stall leaves
+    /// no disk) and stays a lower bound: with a stall on some or all brokers, no controller that
+    /// stays under the ceiling drains faster than `optimal_seconds`, and hindsight is never below it.
     #[test]
     fn no_safe_run_beats_the_optimal_bound_through_a_copy_stall(
         brokers in 3usize..=6,
