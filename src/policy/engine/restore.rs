@@ -18,14 +18,21 @@
 //!   original window plus the refill to it would count the refill twice and hold the lowered value
 //!   for a day.
 //!
+//! The forecast starts from the level after the drain: while a fresh broker's disk still falls after
+//! it (the lowered window shedding what the catch-up wrote at full speed), no step is taken until the
+//! oldest managed data on disk was written one forecast window after the drain, at most
+//! `MAX_DRAIN_WAIT` after it. Before that the level now counts data a restore would keep for the
+//! original window, on top of a refill the learned (net) growth reads low.
+//!
 //! The restore is safe while every broker's forecast stays under the pause line, the mark above which
 //! the disk truly needs lowering again: once a restore has begun, a topic is lowered again within the
 //! same backlog event only when a broker is above the pause line or forecast to cross the ceiling
 //! (the hysteresis in `retention.rs`).
 
 use super::disks::DiskView;
-use crate::observation::Observation;
+use crate::observation::{BrokerId, Observation};
 use crate::policy::config::Policy;
+use crate::policy::forecast;
 use crate::policy::state::{ControllerState, DiskPoint, TopicTrack};
 use crate::units::{Dur, Timestamp};
 
@@ -37,6 +44,9 @@ const NEW_EVENT_AFTER: Dur = Dur(12 * 3_600_000);
 const NEW_EVENT_MARGIN: Dur = Dur(3_600_000);
 /// The forecast horizon, and how long levels are remembered.
 const HORIZON: Dur = Dur(24 * 3_600_000);
+/// The restore waits at most this long after the drain for the catch-up's data to age out of a
+/// lowered window (a long lowered window would otherwise hold it for most of a day).
+const MAX_DRAIN_WAIT: Dur = Dur(6 * 3_600_000);
 
 /// Updates the restore memory: cleared (and every topic's hysteresis reset) while a backlog is being
 /// caught up; once drained, the peak share consumed and, after the lowered window has turned over,
@@ -194,6 +204,34 @@ fn filled_ms(t: &TopicTrack, lowered: i64, p: &Policy, now: Timestamp) -> i64 {
     }
 }
 
+/// When the oldest managed data on disk (the lowered windows, less while refilling) will have been
+/// written one forecast window after the drain (so the trend, too, has seen the catch-up's data
+/// age out), at most `MAX_DRAIN_WAIT` after the drain: `None` before a drain.
+/// Until then the level now counts data written at catch-up speed, which a restore would keep for
+/// the original window (and which the learned growth, a net one, does not tell apart from the
+/// refill): the forecast starts from the level after it has aged out.
+fn written_since_drain_at(st: &ControllerState, p: &Policy, now: Timestamp) -> Option<Timestamp> {
+    let since = st.drained_since?;
+    let filled = st
+        .topics
+        .values()
+        .filter_map(|t| t.lowered_ms.map(|lowered| filled_ms(t, lowered, p, now)))
+        .max()?;
+    let oldest = now - Dur(filled.max(0) as u64);
+    let aged_out = now + (since + p.forecast.window).since(oldest);
+    Some(aged_out.min(since + MAX_DRAIN_WAIT))
+}
+
+/// A fresh broker whose disk trend is falling, if any.
+fn falling(st: &ControllerState, disks: &DiskView, p: &Policy) -> Option<BrokerId> {
+    disks.fresh.iter().map(|b| b.broker).find(|b| {
+        st.disks
+            .get(b)
+            .and_then(|h| forecast::slope(h, p.forecast.window, p.forecast.min_samples))
+            .is_some_and(|s| s < 0.0)
+    })
+}
+
 /// `Ok(why)` when restoring every lowered topic to its original keeps every fresh broker's 24 h
 /// forecast under the pause line; `Err(why not)` otherwise.
 pub(super) fn restore_safe(
@@ -202,6 +240,14 @@ pub(super) fn restore_safe(
     p: &Policy,
     now: Timestamp,
 ) -> Result<String, String> {
+    if let Some(until) = written_since_drain_at(st, p, now)
+        && now < until
+        && let Some(b) = falling(st, disks, p)
+    {
+        return Err(format!(
+            "broker {b}'s disk still falls as the lowered window sheds what the catch-up wrote before the drain: the level it refills from is known at {until} at the latest"
+        ));
+    }
     let refill_secs = st
         .topics
         .values()
@@ -287,5 +333,74 @@ mod tests {
             ..track
         };
         assert_eq!(filled_ms(&settled, 2 * hour, &p, now), 2 * hour);
+    }
+
+    /// Just after the drain the lowered window still holds what the catch-up wrote at full speed:
+    /// while the disk falls as that ages out, the restore waits (until one lowered window and one
+    /// forecast window after the drain, at most `MAX_DRAIN_WAIT`), then judges the level the
+    /// window refills from. A disk that does not fall has nothing left to shed: no wait.
+    #[test]
+    fn the_restore_waits_while_the_catch_ups_data_ages_out_of_the_lowered_window() {
+        let p = Policy::default();
+        let hour = 3_600_000;
+        let drained = Timestamp(10 * hour);
+        let mut st = ControllerState {
+            drained_since: Some(drained),
+            ..ControllerState::default()
+        };
+        st.topics.insert(
+            "out".into(),
+            TopicTrack {
+                original: Some(catchup_proto::topic::OriginalRetention {
+                    value: Some("14400000".into()),
+                    source: catchup_proto::topic::ConfigSource::Topic,
+                    effective_ms: Some(4 * hour),
+                }),
+                lowered_ms: Some(hour),
+                ..TopicTrack::default()
+            },
+        );
+        let low = DiskView {
+            forecasts: Vec::new(),
+            fresh: vec![super::super::disks::BrokerLevel {
+                broker: 1,
+                percent: 30.0,
+                slope: Some(0.0),
+                stale: false,
+            }],
+            stale: Vec::new(),
+            all_fresh: true,
+            newest_common_sample: None,
+        };
+        // Samples every 3 minutes over the last half hour, changing by `per_hour` percent an hour.
+        let trend = |st: &mut ControllerState, now: Timestamp, per_hour: f64| {
+            let points = (0..10)
+                .map(|k| DiskPoint {
+                    at: now - Dur::from_mins(30 - 3 * k),
+                    percent: 30.0 + per_hour * (3 * k) as f64 / 60.0,
+                })
+                .collect();
+            st.disks.insert(1, points);
+        };
+        let early = drained + Dur::from_mins(20);
+        trend(&mut st, early, -10.0);
+        let why = restore_safe(&st, &low, &p, early).expect_err("too early");
+        assert!(why.contains("before the drain"), "{why}");
+        trend(&mut st, early, 0.5);
+        assert!(restore_safe(&st, &low, &p, early).is_ok(), "not falling");
+        let aged = drained + Dur(hour as u64) + p.forecast.window;
+        trend(&mut st, aged - Dur(60_000), -10.0);
+        assert!(restore_safe(&st, &low, &p, aged - Dur(60_000)).is_err());
+        trend(&mut st, aged, -10.0);
+        assert!(restore_safe(&st, &low, &p, aged).is_ok());
+        // A long lowered window holds it at most `MAX_DRAIN_WAIT`.
+        let track = st.topics.get_mut("out").unwrap();
+        track.lowered_ms = Some(12 * hour);
+        track.original.as_mut().unwrap().effective_ms = Some(24 * hour);
+        let late = drained + MAX_DRAIN_WAIT;
+        trend(&mut st, late - Dur(60_000), -10.0);
+        assert!(restore_safe(&st, &low, &p, late - Dur(60_000)).is_err());
+        trend(&mut st, late, -10.0);
+        assert!(restore_safe(&st, &low, &p, late).is_ok());
     }
 }

@@ -47,6 +47,23 @@ struct Broker {
     lag_sum: f64,
 }
 
+/// Each topic's partitions as the cluster of `scenario` lays them out: (leader, replicas, share of
+/// the topic's traffic), the shares with the seeded key skew of [`Cluster::new`], so they sum to one
+/// per topic and the optimal bound sees the traffic each broker truly takes.
+pub fn partition_traffic(scenario: &Scenario) -> Vec<Vec<(usize, Vec<usize>, f64)>> {
+    let cluster = Cluster::new(scenario, Timestamp(0));
+    cluster
+        .topics
+        .iter()
+        .map(|t| {
+            cluster.parts[t.partitions.clone()]
+                .iter()
+                .map(|p| (p.leader, p.replicas.clone(), p.weight))
+                .collect()
+        })
+        .collect()
+}
+
 /// A simulated cluster.
 #[derive(Clone, Debug)]
 pub struct Cluster {
