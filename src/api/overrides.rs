@@ -11,6 +11,7 @@ use super::error::{ApiError, Body};
 use super::{Ctl, group_scope, parse_ttl, require_reason};
 use crate::policy::{Override, OverrideAction, OverrideScope};
 use crate::runtime::ChangeError;
+use crate::runtime::controller::ResumeMark;
 use crate::units::Dur;
 use catchup_proto::requests::{OverrideRequest, PauseRequest, ResumeResponse};
 
@@ -56,6 +57,13 @@ pub(super) async fn resume(
     let ttl = parse_ttl(req.ttl.as_deref(), Dur::from_hours(1))?;
     let force_ttl = req.force.then_some(ttl);
     let reason = req.reason;
+    let mark = ResumeMark {
+        instance: String::new(),
+        scope: scope.clone(),
+        at: ctl.clock.now(),
+        actor: who.actor().to_string(),
+        reason: reason.clone(),
+    };
     let (removed, forced) = ctl
         .blocking(move |c| {
             let mut removed = Vec::new();
@@ -73,6 +81,15 @@ pub(super) async fn resume(
             Ok::<_, ChangeError>((removed, forced))
         })
         .await?;
+    // In an HA deployment the other instances remove the pauses made on them (shared at once).
+    if let Some(pending) = ctl
+        .fleet_resumes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+    {
+        pending.push(mark);
+    }
     ctl.changed();
     Ok(Json(ResumeResponse { removed, forced }))
 }

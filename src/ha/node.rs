@@ -233,6 +233,36 @@ impl Ha {
         Ok(())
     }
 
+    /// Writes `value` under `key` (a record of the fleet's own, e.g. a shared resume).
+    pub async fn publish(
+        &self,
+        key: String,
+        value: serde_json::Value,
+    ) -> Result<(), StateTopicError> {
+        let s = &self.shared;
+        let record = Record::Other {
+            key,
+            value: Some(value),
+        };
+        s.writer.write(&record, s.session).await
+    }
+
+    /// The newest value of every key starting with `prefix`, as read from the state topic.
+    pub fn records(&self, prefix: &str) -> Vec<serde_json::Value> {
+        let reader = self
+            .shared
+            .reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        reader
+            .view
+            .other
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     /// Every instance's overrides in force at `now`, as read from the state topic (this
     /// instance's own included once written), without duplicates.
     pub fn fleet_overrides(&self, now: crate::units::Timestamp) -> Vec<Override> {

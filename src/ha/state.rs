@@ -104,6 +104,9 @@ pub const DECISION_KEY: &str = "decision";
 /// Prefix of each instance's overrides list (`overrides/ID`: the overrides in force that were
 /// made on that instance).
 pub const OVERRIDES_PREFIX: &str = "overrides/";
+/// Prefix of resumes shared with the fleet (`resume/ID/AT_MS`: a resume sent to instance ID,
+/// which every instance applies to the pauses made on it before AT).
+pub const RESUME_PREFIX: &str = "resume/";
 /// Prefix of the retention journal's keys (`journal/EPOCH`).
 pub const JOURNAL_PREFIX: &str = "journal/";
 /// Prefix of heartbeat keys.

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use tracing::{debug, warn};
 
 use super::Controller;
+use super::controller::{Authorized, ResumeMark};
 use crate::ha::Ha;
+use crate::ha::state::RESUME_PREFIX;
 use crate::policy::Override;
 use crate::units::Timestamp;
 
@@ -35,11 +37,13 @@ pub(super) async fn sync(ctl: Arc<Controller>, ha: Arc<Ha>) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading = false;
     let mut seen: (Vec<Override>, Option<(u64, Timestamp)>) = (Vec::new(), None);
+    *ctl.fleet_resumes.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = ctl.share_now.notified() => {}
         }
+        share_resumes(&ctl, &ha).await;
         if let Err(e) = ha.publish_overrides(&ctl.active_overrides()).await {
             warn!(error = %e, "could not share this instance's overrides");
         }
@@ -47,6 +51,7 @@ pub(super) async fn sync(ctl: Arc<Controller>, ha: Arc<Ha>) {
             debug!(error = %e, "state topic not read to its end");
             continue;
         }
+        apply_resumes(&ctl, &ha).await;
         let fleet = fleet_overrides(&ctl, &ha);
         ctl.swap_gates_for(&fleet);
         let own = ctl.active_overrides();
@@ -77,6 +82,82 @@ pub(super) async fn show(ctl: Arc<Controller>, ha: Arc<Ha>) {
         if st.ha.is_some() {
             st.ha = Some(now);
         }
+    }
+}
+
+/// Writes every resume made here since the last sync to the state topic, each under its own key
+/// (`resume/ID/AT_MS`, never overwritten, so a restart loses none); kept for the next sync when
+/// the write fails.
+async fn share_resumes(ctl: &Controller, ha: &Ha) {
+    let pending = ctl
+        .fleet_resumes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let mut failed = Vec::new();
+    for mut mark in pending {
+        mark.instance = ha.instance().to_string();
+        let key = format!("{RESUME_PREFIX}{}/{}", mark.instance, mark.at.0);
+        let value = serde_json::to_value(&mark).unwrap_or_default();
+        if let Err(e) = ha.publish(key, value).await {
+            warn!(error = %e, "could not share a resume with the fleet: retried");
+            failed.push(mark);
+        }
+    }
+    if !failed.is_empty()
+        && let Some(pending) = ctl
+            .fleet_resumes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+    {
+        failed.append(pending);
+        *pending = failed;
+    }
+}
+
+/// Removes the pauses made on this instance that a resume sent to another instance covers (made
+/// before it, same group or every group), each audited here as `override.delete` by
+/// `ACTOR via INSTANCE`.
+async fn apply_resumes(ctl: &Arc<Controller>, ha: &Ha) {
+    let marks: Vec<ResumeMark> = ha
+        .records(RESUME_PREFIX)
+        .into_iter()
+        .filter_map(|v| serde_json::from_value::<ResumeMark>(v).ok())
+        .filter(|m| m.instance != ha.instance())
+        .collect();
+    let removals: Vec<(String, ResumeMark)> = ctl
+        .active_overrides()
+        .into_iter()
+        .filter_map(|o| {
+            marks
+                .iter()
+                .find(|m| m.removes(&o))
+                .map(|m| (o.id.clone(), m.clone()))
+        })
+        .collect();
+    if removals.is_empty() {
+        return;
+    }
+    let removed = ctl
+        .blocking(move |c| {
+            let mut n = 0;
+            for (id, m) in removals {
+                let who = Authorized::from_fleet(format!("{} via {}", m.actor, m.instance));
+                let reason = format!("resume sent to {}: {}", m.instance, m.reason);
+                if c.delete_override(&who, &id, &reason)?.is_some() {
+                    n += 1;
+                }
+            }
+            Ok::<_, crate::runtime::ChangeError>(n)
+        })
+        .await;
+    match removed {
+        Ok(0) => {}
+        Ok(_) => ctl.changed(),
+        Err(e) => warn!(error = %e, "could not remove a pause another instance resumed"),
     }
 }
 

@@ -25,7 +25,9 @@ use crate::units::{Dur, Timestamp};
 
 mod overrides;
 mod recover;
+mod resume;
 mod swap;
+pub use resume::ResumeMark;
 pub(crate) use swap::MIN_WOKEN_GAP;
 
 pub use overrides::{
@@ -42,6 +44,12 @@ pub struct Authorized {
 }
 
 impl Authorized {
+    /// An actor authorized on another instance of the HA deployment (its change carried out
+    /// here, e.g. a resume sent there removing a pause made here).
+    pub(crate) fn from_fleet(actor: String) -> Authorized {
+        Authorized { actor }
+    }
+
     /// Who acted (for the audit log).
     pub fn actor(&self) -> &str {
         &self.actor
@@ -179,6 +187,9 @@ pub struct Controller {
     /// In an HA deployment, the epoch this instance is in (0: none yet, or no HA); audit records
     /// carry it.
     pub ha_epoch: std::sync::atomic::AtomicU64,
+    /// In an HA deployment (set by the HA sync task): resumes made here still to be shared with
+    /// the fleet, which removes the pauses they cover on every instance.
+    pub(crate) fleet_resumes: Mutex<Option<Vec<ResumeMark>>>,
 }
 
 /// Errors building the controller.
@@ -240,6 +251,7 @@ impl Controller {
             decide_now: tokio::sync::Notify::new(),
             share_now: tokio::sync::Notify::new(),
             ha_epoch: std::sync::atomic::AtomicU64::new(0),
+            fleet_resumes: Mutex::new(None),
         };
         if let Some(cut) = cut {
             c.audit_cut(&cut)?;

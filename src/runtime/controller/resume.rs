@@ -1,0 +1,79 @@
+//! Resumes shared across an HA deployment: `/v1/resume` sent to any instance lifts the pauses
+//! made on every instance.
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Override, OverrideAction, OverrideScope};
+use crate::units::Timestamp;
+
+/// A resume sent to one instance of an HA deployment, shared so that every instance removes the
+/// pauses it covers (its own pauses made before `at`): `/v1/resume` works on any instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResumeMark {
+    /// The instance it was sent to.
+    pub instance: String,
+    /// The groups it resumes.
+    pub scope: OverrideScope,
+    /// When: pauses made before it are removed.
+    pub at: Timestamp,
+    /// Who, and why.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl ResumeMark {
+    /// Whether it removes `pause` (made on another instance): same scope, or every group.
+    pub fn removes(&self, pause: &Override) -> bool {
+        pause.action == OverrideAction::Pause
+            && pause.created_at < self.at
+            && (self.scope == OverrideScope::AllGroups || pause.scope == self.scope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pause(scope: OverrideScope, at: i64) -> Override {
+        Override {
+            id: "ovr-1".into(),
+            scope,
+            action: OverrideAction::Pause,
+            reason: "r".into(),
+            actor: "a".into(),
+            created_at: Timestamp(at),
+            expires_at: Timestamp(at + 3_600_000),
+        }
+    }
+
+    #[test]
+    fn a_resume_removes_earlier_pauses_of_its_groups_only() {
+        let mark = |scope| ResumeMark {
+            instance: "b".into(),
+            scope,
+            at: Timestamp(1_000),
+            actor: "bob".into(),
+            reason: "done".into(),
+        };
+        let one = OverrideScope::Group("ingest".into());
+        let other = OverrideScope::Group("billing".into());
+        assert!(mark(one.clone()).removes(&pause(one.clone(), 999)));
+        assert!(
+            !mark(one.clone()).removes(&pause(one.clone(), 1_000)),
+            "made after"
+        );
+        assert!(
+            !mark(one.clone()).removes(&pause(other.clone(), 10)),
+            "another group"
+        );
+        assert!(
+            !mark(one.clone()).removes(&pause(OverrideScope::AllGroups, 10)),
+            "a pause of every group outlives a resume of one"
+        );
+        assert!(mark(OverrideScope::AllGroups).removes(&pause(other, 10)));
+        let mut fixed = pause(one.clone(), 10);
+        fixed.action = OverrideAction::Resume;
+        assert!(!mark(one).removes(&fixed), "only pauses");
+    }
+}
