@@ -9,6 +9,7 @@ use super::auth::Operator;
 use super::error::{ApiError, Body};
 use super::{Ctl, parse_ttl, require_reason};
 use crate::runtime::Command;
+use crate::runtime::controller::ModeMark;
 use crate::units::Dur;
 use catchup_proto::requests::{
     AdoptRequest, AdoptResponse, ModeRequest, ModeResponse, RestoreRequest, RestoreResponse,
@@ -24,9 +25,20 @@ pub(super) async fn set_mode(
     let who = op.authorized(&ctl, req.actor.as_deref())?;
     require_reason(&ctl, &req.reason)?;
     let (mode, reason) = (req.mode, req.reason);
+    let mark = ModeMark {
+        instance: String::new(),
+        mode,
+        at: ctl.clock.now(),
+        actor: who.actor().to_string(),
+        reason: reason.clone(),
+    };
     let before = ctl
         .blocking(move |c| c.set_mode(&who, mode, &reason))
         .await?;
+    // In an HA deployment every other instance takes the mode (shared at once).
+    if let Some(outbox) = ctl.fleet.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        outbox.mode = Some(mark);
+    }
     ctl.changed();
     Ok(Json(ModeResponse { before, mode }))
 }

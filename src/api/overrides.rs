@@ -82,13 +82,8 @@ pub(super) async fn resume(
         })
         .await?;
     // In an HA deployment the other instances remove the pauses made on them (shared at once).
-    if let Some(pending) = ctl
-        .fleet_resumes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_mut()
-    {
-        pending.push(mark);
+    if let Some(outbox) = ctl.fleet.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        outbox.resumes.push(mark);
     }
     ctl.changed();
     Ok(Json(ResumeResponse { removed, forced }))

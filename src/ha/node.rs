@@ -247,6 +247,16 @@ impl Ha {
         s.writer.write(&record, s.session).await
     }
 
+    /// The newest value of `key`, as read from the state topic.
+    pub fn record(&self, key: &str) -> Option<serde_json::Value> {
+        let reader = self
+            .shared
+            .reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        reader.view.other.get(key).cloned()
+    }
+
     /// The newest value of every key starting with `prefix`, as read from the state topic.
     pub fn records(&self, prefix: &str) -> Vec<serde_json::Value> {
         let reader = self

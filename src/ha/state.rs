@@ -107,6 +107,8 @@ pub const OVERRIDES_PREFIX: &str = "overrides/";
 /// Prefix of resumes shared with the fleet (`resume/ID/AT_MS`: a resume sent to instance ID,
 /// which every instance applies to the pauses made on it before AT).
 pub const RESUME_PREFIX: &str = "resume/";
+/// Key of the fleet's mode (the newest mode set on any instance).
+pub const MODE_KEY: &str = "mode";
 /// Prefix of the retention journal's keys (`journal/EPOCH`).
 pub const JOURNAL_PREFIX: &str = "journal/";
 /// Prefix of heartbeat keys.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use tracing::{debug, warn};
 
 use super::Controller;
-use super::controller::{Authorized, ResumeMark};
+use super::controller::{Authorized, FleetOutbox, ModeMark, ResumeMark};
 use crate::ha::Ha;
-use crate::ha::state::RESUME_PREFIX;
+use crate::ha::state::{MODE_KEY, RESUME_PREFIX};
 use crate::policy::Override;
 use crate::units::Timestamp;
 
@@ -37,13 +37,14 @@ pub(super) async fn sync(ctl: Arc<Controller>, ha: Arc<Ha>) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading = false;
     let mut seen: (Vec<Override>, Option<(u64, Timestamp)>) = (Vec::new(), None);
-    *ctl.fleet_resumes.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    *ctl.fleet.lock().unwrap_or_else(|e| e.into_inner()) = Some(FleetOutbox::default());
+    let mut mode_seen: Option<ModeMark> = None;
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = ctl.share_now.notified() => {}
         }
-        share_resumes(&ctl, &ha).await;
+        share(&ctl, &ha).await;
         if let Err(e) = ha.publish_overrides(&ctl.active_overrides()).await {
             warn!(error = %e, "could not share this instance's overrides");
         }
@@ -52,6 +53,7 @@ pub(super) async fn sync(ctl: Arc<Controller>, ha: Arc<Ha>) {
             continue;
         }
         apply_resumes(&ctl, &ha).await;
+        apply_mode(&ctl, &ha, &mut mode_seen).await;
         let fleet = fleet_overrides(&ctl, &ha);
         ctl.swap_gates_for(&fleet);
         let own = ctl.active_overrides();
@@ -86,36 +88,77 @@ pub(super) async fn show(ctl: Arc<Controller>, ha: Arc<Ha>) {
 }
 
 /// Writes every resume made here since the last sync to the state topic, each under its own key
-/// (`resume/ID/AT_MS`, never overwritten, so a restart loses none); kept for the next sync when
-/// the write fails.
-async fn share_resumes(ctl: &Controller, ha: &Ha) {
-    let pending = ctl
-        .fleet_resumes
+/// (`resume/ID/AT_MS`, never overwritten, so a restart loses none), and the newest mode set here
+/// under `mode`; what could not be written is kept for the next sync.
+async fn share(ctl: &Controller, ha: &Ha) {
+    let outbox = ctl
+        .fleet
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .as_mut()
         .map(std::mem::take)
         .unwrap_or_default();
-    let mut failed = Vec::new();
-    for mut mark in pending {
+    let mut failed = FleetOutbox::default();
+    for mut mark in outbox.resumes {
         mark.instance = ha.instance().to_string();
         let key = format!("{RESUME_PREFIX}{}/{}", mark.instance, mark.at.0);
         let value = serde_json::to_value(&mark).unwrap_or_default();
         if let Err(e) = ha.publish(key, value).await {
             warn!(error = %e, "could not share a resume with the fleet: retried");
-            failed.push(mark);
+            failed.resumes.push(mark);
         }
     }
-    if !failed.is_empty()
-        && let Some(pending) = ctl
-            .fleet_resumes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-    {
-        failed.append(pending);
-        *pending = failed;
+    if let Some(mut mark) = outbox.mode {
+        mark.instance = ha.instance().to_string();
+        let value = serde_json::to_value(&mark).unwrap_or_default();
+        if let Err(e) = ha.publish(MODE_KEY.to_string(), value).await {
+            warn!(error = %e, "could not share the mode with the fleet: retried");
+            failed.mode = Some(mark);
+        }
     }
+    if (failed.mode.is_some() || !failed.resumes.is_empty())
+        && let Some(now) = ctl.fleet.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+    {
+        failed.resumes.append(&mut now.resumes);
+        now.resumes = failed.resumes;
+        // A mode set here since the failed write is newer than it.
+        now.mode = now.mode.take().or(failed.mode);
+    }
+}
+
+/// Takes the fleet's mode (the newest set on any instance) when another instance set it since
+/// the last look, audited here as `mode` by `ACTOR via INSTANCE`.
+async fn apply_mode(ctl: &Arc<Controller>, ha: &Ha, seen: &mut Option<ModeMark>) {
+    let Some(mark) = ha
+        .record(MODE_KEY)
+        .and_then(|v| serde_json::from_value::<ModeMark>(v).ok())
+    else {
+        return;
+    };
+    if seen.as_ref() == Some(&mark) {
+        return;
+    }
+    if mark.instance != ha.instance() && ctl.mode() != mark.mode {
+        let m = mark.clone();
+        let set = ctl
+            .blocking(move |c| {
+                let who = Authorized::from_fleet(format!("{} via {}", m.actor, m.instance));
+                c.set_mode(
+                    &who,
+                    m.mode,
+                    &format!("mode set on {}: {}", m.instance, m.reason),
+                )
+            })
+            .await;
+        match set {
+            Ok(_) => ctl.changed(),
+            Err(e) => {
+                warn!(error = %e, "could not take the mode another instance set: retried");
+                return;
+            }
+        }
+    }
+    *seen = Some(mark);
 }
 
 /// Removes the pauses made on this instance that a resume sent to another instance covers (made

@@ -544,6 +544,33 @@ async fn a_pause_sent_to_a_follower_reaches_every_gate_within_two_seconds() {
         resumes[resumes.len() - 1]
     );
     assert!(p99 <= Duration::from_secs(2), "p99 {p99:?}: {times:?}");
+    // The mode set on one instance is every instance's (`/v1/mode` works on any instance).
+    for (n, mode) in ["dry-run", "active"].into_iter().enumerate() {
+        let to = &instances[n % instances.len()];
+        let put = http
+            .put(format!("http://127.0.0.1:{}/v1/mode", to.port))
+            .bearer_auth("ha-token-0123456789abc")
+            .json(&serde_json::json!({"mode": mode, "reason": "ha test"}))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false);
+        assert!(put, "mode {mode} accepted by {}", to.id);
+        let everywhere = poll(Duration::from_secs(10), async || {
+            for i in &instances {
+                if i.get("/v1/status").await.unwrap_or_default()["mode"] != mode {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
+        assert!(
+            everywhere.is_some(),
+            "every instance in mode {mode} after it was set on {}",
+            to.id
+        );
+    }
     toucher.abort();
 }
 

@@ -27,7 +27,7 @@ mod overrides;
 mod recover;
 mod resume;
 mod swap;
-pub use resume::ResumeMark;
+pub use resume::{FleetOutbox, ModeMark, ResumeMark};
 pub(crate) use swap::MIN_WOKEN_GAP;
 
 pub use overrides::{
@@ -187,9 +187,9 @@ pub struct Controller {
     /// In an HA deployment, the epoch this instance is in (0: none yet, or no HA); audit records
     /// carry it.
     pub ha_epoch: std::sync::atomic::AtomicU64,
-    /// In an HA deployment (set by the HA sync task): resumes made here still to be shared with
-    /// the fleet, which removes the pauses they cover on every instance.
-    pub(crate) fleet_resumes: Mutex<Option<Vec<ResumeMark>>>,
+    /// In an HA deployment (set by the HA sync task): resumes and mode changes made here still to
+    /// be shared with the fleet, which applies them on every instance.
+    pub(crate) fleet: Mutex<Option<FleetOutbox>>,
 }
 
 /// Errors building the controller.
@@ -251,7 +251,7 @@ impl Controller {
             decide_now: tokio::sync::Notify::new(),
             share_now: tokio::sync::Notify::new(),
             ha_epoch: std::sync::atomic::AtomicU64::new(0),
-            fleet_resumes: Mutex::new(None),
+            fleet: Mutex::new(None),
         };
         if let Some(cut) = cut {
             c.audit_cut(&cut)?;

@@ -1,8 +1,9 @@
-//! Resumes shared across an HA deployment: `/v1/resume` sent to any instance lifts the pauses
-//! made on every instance.
+//! Changes shared across an HA deployment: `/v1/resume` sent to any instance lifts the pauses
+//! made on every instance, and `/v1/mode` sets every instance's mode.
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Mode;
 use crate::policy::{Override, OverrideAction, OverrideScope};
 use crate::units::Timestamp;
 
@@ -29,6 +30,31 @@ impl ResumeMark {
             && pause.created_at < self.at
             && (self.scope == OverrideScope::AllGroups || pause.scope == self.scope)
     }
+}
+
+/// A mode set on one instance of an HA deployment (key `mode` of the state topic: the newest
+/// written wins), which every instance takes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModeMark {
+    /// The instance it was sent to.
+    pub instance: String,
+    /// The mode.
+    pub mode: Mode,
+    /// When.
+    pub at: Timestamp,
+    /// Who.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What this instance still has to share with the fleet.
+#[derive(Debug, Default)]
+pub struct FleetOutbox {
+    /// Resumes sent here.
+    pub resumes: Vec<ResumeMark>,
+    /// The newest mode set here.
+    pub mode: Option<ModeMark>,
 }
 
 #[cfg(test)]
