@@ -246,6 +246,40 @@ backlog = "{backlog_h}h"
     )
 }
 
+/// On the scenario `text`: no controller that stays under the ceiling drains faster than
+/// `optimal_seconds`, and `hindsight_seconds` is never below it.
+fn bound_holds(text: &str) -> Result<(), TestCaseError> {
+    let scenario =
+        Scenario::parse(Path::new("random.toml"), text).expect("generated scenario is valid");
+    let policy = sim::bind_policy(&Policy::default(), &scenario).expect("default policy fits");
+    let Some(bound) = optimal::optimal_seconds(&scenario, &policy) else {
+        return Ok(());
+    };
+    for kind in [
+        ControllerKind::Catchup,
+        ControllerKind::None,
+        ControllerKind::Runbook,
+    ] {
+        let s = sim::simulate(&scenario, &policy, kind)
+            .expect("simulates")
+            .summary;
+        let safe = s.brokers_failed == 0 && s.seconds_above_ceiling == 0.0;
+        if let (true, Some(t)) = (safe, s.catchup_seconds) {
+            prop_assert!(
+                t >= bound - 1.0,
+                "{kind} drained safely in {t}s, under the bound {bound}s\n{text}"
+            );
+        }
+    }
+    if let Some(h) = sim::hindsight::hindsight_seconds(&scenario, &policy).expect("simulates") {
+        prop_assert!(
+            h >= bound - 1.0,
+            "hindsight {h}s under the bound {bound}s\n{text}"
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
@@ -376,21 +410,7 @@ proptest! {
         seed in 0u64..1_000_000,
     ) {
         let text = scenario_text(brokers, load, speedup, backlog_h, local_h, amplification, seed);
-        let scenario = Scenario::parse(Path::new("random.toml"), &text).expect("generated scenario is valid");
-        let policy = sim::bind_policy(&Policy::default(), &scenario).expect("default policy fits");
-        let Some(bound) = optimal::optimal_seconds(&scenario, &policy) else {
-            return Ok(());
-        };
-        for kind in [ControllerKind::Catchup, ControllerKind::None, ControllerKind::Runbook] {
-            let s = sim::simulate(&scenario, &policy, kind).expect("simulates").summary;
-            let safe = s.brokers_failed == 0 && s.seconds_above_ceiling == 0.0;
-            if let (true, Some(t)) = (safe, s.catchup_seconds) {
-                prop_assert!(t >= bound - 1.0, "{kind} drained safely in {t}s, under the bound {bound}s\n{text}");
-            }
-        }
-        if let Some(h) = sim::hindsight::hindsight_seconds(&scenario, &policy).expect("simulates") {
-            prop_assert!(h >= bound - 1.0, "hindsight {h}s under the bound {bound}s\n{text}");
-        }
+        bound_holds(&text)?;
     }
 }
 
@@ -419,21 +439,7 @@ proptest! {
             start_m + length_m,
             if on_one { "1" } else { "" },
         ));
-        let scenario = Scenario::parse(Path::new("random.toml"), &text).expect("generated scenario is valid");
-        let policy = sim::bind_policy(&Policy::default(), &scenario).expect("default policy fits");
-        let Some(bound) = optimal::optimal_seconds(&scenario, &policy) else {
-            return Ok(());
-        };
-        for kind in [ControllerKind::Catchup, ControllerKind::None, ControllerKind::Runbook] {
-            let s = sim::simulate(&scenario, &policy, kind).expect("simulates").summary;
-            let safe = s.brokers_failed == 0 && s.seconds_above_ceiling == 0.0;
-            if let (true, Some(t)) = (safe, s.catchup_seconds) {
-                prop_assert!(t >= bound - 1.0, "{kind} drained safely in {t}s, under the bound {bound}s\n{text}");
-            }
-        }
-        if let Some(h) = sim::hindsight::hindsight_seconds(&scenario, &policy).expect("simulates") {
-            prop_assert!(h >= bound - 1.0, "hindsight {h}s under the bound {bound}s\n{text}");
-        }
+        bound_holds(&text)?;
     }
 }
 
