@@ -39,6 +39,7 @@ pub(super) async fn sync(ctl: Arc<Controller>, ha: Arc<Ha>) {
     let mut seen: (Vec<Override>, Option<(u64, Timestamp)>) = (Vec::new(), None);
     *ctl.fleet.lock().unwrap_or_else(|e| e.into_inner()) = Some(FleetOutbox::default());
     let mut mode_seen: Option<ModeMark> = None;
+    let mut restores_taken = std::collections::BTreeSet::new();
     loop {
         tokio::select! {
             _ = every.tick() => {}
@@ -54,6 +55,7 @@ pub(super) async fn sync(ctl: Arc<Controller>, ha: Arc<Ha>) {
         }
         apply_resumes(&ctl, &ha).await;
         apply_mode(&ctl, &ha, &mut mode_seen).await;
+        super::ha_forward::carry_out_forwarded(&ctl, &ha, &mut restores_taken);
         let fleet = fleet_overrides(&ctl, &ha);
         ctl.swap_gates_for(&fleet);
         let own = ctl.active_overrides();

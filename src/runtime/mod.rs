@@ -30,6 +30,7 @@ pub mod cluster;
 pub mod controller;
 mod extension;
 mod ha;
+mod ha_forward;
 mod ha_sync;
 pub mod reconcile;
 mod retention;

@@ -480,6 +480,15 @@ impl<K: ClusterIo> Runtime<K> {
             } => {
                 let results = if self.ha_allows_retention() {
                     self.restore(&who, &reason, hold, topic.as_deref()).await
+                } else if let Some(ha) = self.ha.clone() {
+                    // A follower forwards it to the leader (without holding up this loop).
+                    tokio::spawn(super::ha_forward::forward_restore(
+                        self.ctl.clone(),
+                        ha,
+                        (who, reason, hold, topic),
+                        reply,
+                    ));
+                    return;
                 } else {
                     let why = self.ha_refusal("restored");
                     let topics = self.ctl.policy.managed_topics().into_iter();

@@ -24,7 +24,7 @@ pub(crate) fn free_port() -> u16 {
 pub(crate) struct Instance {
     pub(crate) id: String,
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Instance {

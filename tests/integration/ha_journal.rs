@@ -435,8 +435,42 @@ async fn a_leader_killed_between_intent_and_alter_is_replaced_and_the_original_c
         "c0 (epoch {epoch}) died after its intent; {new_leader} leads in epoch {new_epoch} after {:?}",
         killed_at.elapsed()
     );
-    // The backlog drains: whatever the new leader did meanwhile, the original comes back exactly.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // The new leader lowers in its own epoch (the disk is still high); a restore sent to the
+    // follower is forwarded to the leader and carried out there (`/v1/restore` on any instance).
+    let relowered = poll(Duration::from_secs(90), async || {
+        (local(&describe(&b, "enriched").await).as_deref() != Some(ORIGINAL)).then_some(())
+    })
+    .await;
+    assert!(
+        relowered.is_some(),
+        "{new_leader} lowers; {}",
+        logs(&dir, &ids)
+    );
+    let follower = survivors
+        .iter()
+        .find(|i| i.id != new_leader)
+        .expect("a follower");
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/v1/restore", follower.port))
+        .bearer_auth("ha-token-0123456789abc")
+        .json(&serde_json::json!({"reason": "ha test: restore through a follower", "hold": "2h"}))
+        .send()
+        .await
+        .expect("restore answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        answer["topics"]["enriched"], "restored",
+        "the follower {} forwarded the restore to {new_leader}: {answer}",
+        follower.id
+    );
+    assert_eq!(
+        describe(&b, "enriched").await,
+        before,
+        "restored exactly by the leader"
+    );
+    // The backlog drains: whatever the new leader did meanwhile, the original stays.
     set_disk(&dir, &level, 30);
     let restored = poll(Duration::from_secs(180), async || {
         (describe(&b, "enriched").await == before).then_some(())
