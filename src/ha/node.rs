@@ -354,21 +354,23 @@ async fn read_to_end(s: &Arc<Shared>) -> Result<StateView, StateTopicError> {
     Ok(view)
 }
 
-/// A leader that has not read the state topic to its end for a session timeout stands down: it
-/// may be cut off from the broker, and it cannot know whether another instance leads by now (the
-/// others take over after two session timeouts of silence, [`rejoin_if_leader_silent`], or when the
-/// broker hands the lock on after one). Checked every 500 ms, apart from the beat, whose writes
-/// and reads may each wait up to a session timeout.
+/// A leader that has not read the state topic to its end for half a session timeout stands down:
+/// it may be cut off from the broker, and it cannot know whether another instance leads by now.
+/// The broker moves the lock one session timeout after the last heartbeat it received (which can
+/// be later than the last read, so half a session leaves a margin); the others take over after two
+/// session timeouts of silence ([`rejoin_if_leader_silent`]). Checked every 500 ms, apart from the
+/// beat, whose writes and reads may each wait up to a session timeout. A healthy leader reads
+/// every 250 ms (the HA sync); one that stood down claims a new epoch at its next beat.
 async fn watchdog(s: Arc<Shared>) {
     let mut every = tokio::time::interval(Duration::from_millis(500));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
         let read_at = *s.read_at.lock().unwrap_or_else(PoisonError::into_inner);
-        if crate::clock::monotonic_now().duration_since(read_at) > s.session {
+        if crate::clock::monotonic_now().duration_since(read_at) > s.session / 2 {
             demote(
                 &s,
-                "the state topic has not been read to its end for a session timeout (cut off from the broker?)",
+                "the state topic has not been read to its end for half a session timeout (cut off from the broker?)",
             );
         }
     }
