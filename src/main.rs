@@ -7,6 +7,12 @@ use clap::Parser;
 
 mod cli;
 
+/// jemalloc rather than glibc's malloc: hyper's per-connection buffers (8 KiB each) stay
+/// untouched, so not resident, until used, and background threads hand freed pages back to the OS
+/// about 10 s after a burst of long-polls ends (glibc kept them: issue 16's benchmark, README).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if cli.command.serves() {
