@@ -26,6 +26,8 @@ mod ha_cut;
 #[cfg(feature = "external")]
 mod ha_journal;
 #[cfg(feature = "external")]
+mod ha_sensors;
+#[cfg(feature = "external")]
 mod kafka;
 mod lanes;
 mod layout;
