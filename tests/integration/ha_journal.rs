@@ -130,9 +130,15 @@ async fn a_new_leader_restores_exactly_the_original_the_old_leader_recorded() {
     let toucher = keep_disk_fresh(&dir, &level);
     let ids = ["j0", "j1"];
     let mut instances: Vec<Instance> = ids.iter().map(|id| Instance::start(&dir, id)).collect();
+    // The lock may move once while the second instance joins (a rebalance): a leader counts once
+    // it has held for 3 s.
     let first = poll(Duration::from_secs(60), async || {
         let l = leaders(&instances).await;
-        (l.len() == 1).then(|| l[0].clone())
+        if l.len() != 1 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        (leaders(&instances).await == l).then(|| l[0].clone())
     })
     .await;
     let Some((leader, epoch)) = first else {
