@@ -164,9 +164,12 @@ fn touch_disk(dir: &Path) {
 }
 
 /// The leaders among `instances` as their statuses say, with the epochs.
-pub(crate) async fn leaders(instances: &[Instance]) -> Vec<(String, u64)> {
+pub(crate) async fn leaders<I: std::borrow::Borrow<Instance>>(
+    instances: &[I],
+) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     for i in instances {
+        let i = i.borrow();
         let ha = i.ha().await;
         if ha["role"] == "leader" {
             out.push((i.id.clone(), ha["epoch"].as_u64().unwrap_or(0)));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use catchup_testkit::{Broker, tansu};
 
 use crate::faults::topics;
-use crate::ha::{Instance, logs, poll};
+use crate::ha::{Instance, leaders, logs, poll};
 use crate::ha_journal::{
     DiskLevel, configure, disk, fresh_dir, keep_disk_fresh, local, retention_actions, set_disk,
 };
@@ -84,18 +84,6 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.cut();
     }
-}
-
-/// The instances that say they lead, with their epochs.
-async fn leaders(instances: &[&Instance]) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    for i in instances {
-        let (r, e) = role(i).await;
-        if r == "leader" {
-            out.push((i.id.clone(), e));
-        }
-    }
-    out
 }
 
 async fn role(i: &Instance) -> (String, u64) {
