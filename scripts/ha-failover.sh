@@ -4,4 +4,4 @@
 # (median and max), at the default session timeout (10s). Needs tansu (~/.cargo/bin/tansu or $TANSU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec cargo test --features external --test integration ha::failover_benchmark -- --ignored --nocapture
+exec cargo test --features external --test integration ha_bench::failover_benchmark -- --ignored --nocapture

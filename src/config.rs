@@ -532,7 +532,7 @@ mod tests {
         assert_eq!(ha.group(), "__catchup-fleet");
         assert_eq!(ha.coordination_topic(), "__catchup-fleet-coordination");
         assert_eq!(ha.state_topic(), "__catchup-fleet-state");
-        assert_eq!(ha.session_timeout, Dur::from_secs(10));
+        assert_eq!(ha.session_timeout, Dur::from_secs(8));
         assert_eq!(ha.state_fetch_wait, Dur(100));
         let env = |k: &str| (k == "CATCHUP_HA_INSTANCE").then(|| "pod-7".to_string());
         assert_eq!(ha.instance_id(&env), "pod-7");

@@ -57,7 +57,7 @@ fn parse_ttl(ttl: Option<&str>, default: Dur) -> Result<Dur, ApiError> {
         None => default,
         Some(t) => Dur::parse(t).map_err(|e| ApiError::invalid(format!("ttl: {e}")))?,
     };
-    if d < Dur::from_secs(10) || d > Dur::from_hours(7 * 24) {
+    if d < Dur::from_secs(10) || d > crate::ha::state::MAX_OVERRIDE_TTL {
         return Err(ApiError::invalid(format!(
             "ttl = {d}: must be between 10s and 7d"
         )));

@@ -154,8 +154,8 @@ pub(super) async fn create_override(
     Ok(Json(o))
 }
 
-/// `DELETE /v1/overrides/{id}?reason=...`: remove an override.
-#[utoipa::path(delete, path = "/v1/overrides/{id}", params(("id" = String, Path, description = "override id"), ("reason" = String, Query, description = "why (required)", pattern = r"\S", max_length = 1024)), responses((status = 200, body = Object), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 503, body = ApiError)))]
+/// `DELETE /v1/overrides/{id}?reason=...`: remove an override (in HA, one made on any instance).
+#[utoipa::path(delete, path = "/v1/overrides/{id}", params(("id" = String, Path, description = "override id"), ("reason" = String, Query, description = "why (required)", pattern = r"\S", max_length = 1024)), responses((status = 200, body = Object), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError, description = "HA: the id names overrides made on several instances"), (status = 503, body = ApiError)))]
 pub(super) async fn delete_override(
     State(ctl): Ctl,
     op: Operator,
@@ -167,17 +167,87 @@ pub(super) async fn delete_override(
     require_reason(&ctl, &reason)?;
     let deleted = ctl
         .blocking({
-            let id = id.clone();
+            let (id, who, reason) = (id.clone(), who.clone(), reason.clone());
             move |c| c.delete_override(&who, &id, &reason)
         })
         .await?;
     ctl.changed();
-    match deleted {
-        Some(o) => Ok(Json(o)),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_override",
-            format!("no override with id {id:?}"),
-        )),
+    if let Some(o) = deleted {
+        return Ok(Json(o));
     }
+    match ctl.ha.get() {
+        Some(ha) => delete_on_fleet(&ctl, ha, who, &id, reason).await,
+        None => Err(unknown_override(&id)),
+    }
+}
+
+fn unknown_override(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_override",
+        format!("no override with id {id:?}"),
+    )
+}
+
+/// An override made on another instance of the HA deployment: the delete is shared through the
+/// state topic (every instance stops applying it when it reads it; its owner removes it), and
+/// audited here. Answered once the delete is in the state topic.
+async fn delete_on_fleet(
+    ctl: &std::sync::Arc<crate::runtime::Controller>,
+    ha: &crate::ha::Ha,
+    who: crate::runtime::controller::Authorized,
+    id: &str,
+    reason: String,
+) -> Result<Json<Override>, ApiError> {
+    let now = ctl.clock.now();
+    let found: Vec<_> = ha
+        .fleet_overrides_by_owner(now)
+        .into_iter()
+        .filter(|f| f.made.id == id && f.owner != ha.instance())
+        .collect();
+    let f = match found.as_slice() {
+        [] => return Err(unknown_override(id)),
+        [one] => one.clone(),
+        many => {
+            let owners: Vec<&str> = many.iter().map(|f| f.owner.as_str()).collect();
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "ambiguous_override",
+                format!(
+                    "overrides with id {id:?} were made on {}: send the delete to the instance that made the one you mean",
+                    owners.join(", ")
+                ),
+            ));
+        }
+    };
+    let mark = crate::ha::node::OverrideDelete {
+        owner: f.owner.clone(),
+        id: id.to_string(),
+        instance: ha.instance().to_string(),
+        actor: who.actor().to_string(),
+        reason,
+        at: now,
+        expires_at: f.made.expires_at,
+    };
+    ha.share_delete(&mark).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_shared",
+            format!(
+                "override {id:?} was made on {}, and the delete could not be shared with the fleet (nothing changed): {e}",
+                f.owner
+            ),
+        )
+    })?;
+    let audited = {
+        let (o, mark) = (f.made.clone(), mark.clone());
+        ctl.blocking(move |c| c.audit_fleet_delete(&who, &o, &mark))
+            .await
+    };
+    if let Err(e) = audited {
+        tracing::warn!(error = %e, id, "a fleet-wide override delete could not be audited here (its owner audits it too)");
+    }
+    ctl.share_now.notify_one();
+    ctl.changed();
+    Ok(Json(f.made))
 }

@@ -31,8 +31,9 @@ pub struct HaConfig {
     #[serde(default)]
     pub state_topic: Option<String>,
     /// The election group's session timeout: how long the broker waits for a silent instance
-    /// before it hands the lock to another (the bulk of the failover time). Default 10s (Kafka
-    /// Connect's); between 6s and 5m (the broker's default `group.min.session.timeout.ms` is 6s).
+    /// before it hands the lock to another (the bulk of the failover time). Default 8s (docs/ha.md
+    /// says why); between 6s and 5m (the broker's default `group.min.session.timeout.ms` is 6s).
+    /// The heartbeat interval is a tenth of it.
     #[serde(default = "default_session_timeout")]
     pub session_timeout: Dur,
     /// How long the broker may hold a fetch of the state topic that finds nothing new
@@ -49,7 +50,7 @@ pub struct HaConfig {
 }
 
 fn default_session_timeout() -> Dur {
-    Dur::from_secs(10)
+    Dur::from_secs(8)
 }
 
 fn default_state_fetch_wait() -> Dur {

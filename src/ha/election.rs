@@ -9,7 +9,7 @@
 //! gives the lock up about when the broker hands it to another.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -20,6 +20,13 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::kafka::Connection;
+
+/// The group heartbeat interval for a session timeout: a tenth of it (at least 500 ms), so a
+/// member learns of a rebalance within a tenth of a session. Also the interval of the HA beat
+/// (state-topic heartbeats, [`super::node`]).
+pub fn heartbeat_interval(session: Duration) -> Duration {
+    (session / 10).max(Duration::from_millis(500))
+}
 
 /// Settings of one election.
 #[derive(Clone, Debug)]
@@ -37,12 +44,15 @@ pub struct ElectionConfig {
 struct LockContext {
     topic: String,
     held: watch::Sender<bool>,
+    /// Rebalance callbacks served so far (revocations and assignments, empty ones included).
+    rebalances: Arc<AtomicU64>,
 }
 
 impl ClientContext for LockContext {}
 
 impl ConsumerContext for LockContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, Ordering::Relaxed);
         // Given up before the partition goes to anyone else.
         if matches!(rebalance, Rebalance::Revoke(_) | Rebalance::Error(_)) {
             self.held.send_replace(false);
@@ -50,6 +60,7 @@ impl ConsumerContext for LockContext {
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, Ordering::Relaxed);
         let held = match rebalance {
             Rebalance::Assign(tpl) => tpl
                 .elements()
@@ -68,6 +79,7 @@ impl ConsumerContext for LockContext {
 /// lock goes to another member at once, without waiting for the session timeout).
 pub struct Election {
     held: watch::Receiver<bool>,
+    rebalances: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     rejoin: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -78,7 +90,9 @@ impl Election {
     /// that cannot be reached just means the lock is not held.
     pub fn join(conn: &Connection, config: &ElectionConfig) -> KafkaResult<Election> {
         let (tx, held) = watch::channel(false);
+        let rebalances = Arc::new(AtomicU64::new(0));
         let session = config.session_timeout.as_millis().max(1000);
+        let heartbeat = heartbeat_interval(config.session_timeout).as_millis();
         let mut client = conn.client_config();
         client
             .set("group.id", &config.group)
@@ -86,11 +100,12 @@ impl Election {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("session.timeout.ms", session.to_string())
-            .set("heartbeat.interval.ms", (session / 5).max(500).to_string())
+            .set("heartbeat.interval.ms", heartbeat.to_string())
             .set("partition.assignment.strategy", "range");
         let consumer: BaseConsumer<LockContext> = client.create_with_context(LockContext {
             topic: config.topic.clone(),
             held: tx,
+            rebalances: rebalances.clone(),
         })?;
         consumer.subscribe(&[&config.topic])?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -124,6 +139,7 @@ impl Election {
             })?;
         Ok(Election {
             held,
+            rebalances,
             stop,
             rejoin,
             thread: Some(thread),
@@ -133,6 +149,12 @@ impl Election {
     /// Whether this instance holds the lock now.
     pub fn held(&self) -> bool {
         *self.held.borrow()
+    }
+
+    /// How many rebalance callbacks this member has served: a change means the coordinator ran a
+    /// rebalance (librdkafka serves an assignment at the end of each, an empty one included).
+    pub fn rebalances(&self) -> u64 {
+        self.rebalances.load(Ordering::Relaxed)
     }
 
     /// Leaves the group and joins it again as a new member, which makes the coordinator rebalance

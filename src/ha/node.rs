@@ -2,10 +2,10 @@
 //! claiming an epoch when the lock is won, and the fencing check the control loop runs before it
 //! acts.
 //!
-//! A background task beats every `session_timeout / 5`: it reads the state topic to its end,
-//! writes this instance's heartbeat, and when the election lock is held and this instance does not
-//! yet lead, claims the next epoch (read to the end, write the claim, read to the end again, lead
-//! only if the newest claim is its own). The lock lost means follower at once (a watch on the
+//! A background task beats every heartbeat interval (a tenth of the session timeout): it reads
+//! the state topic to its end, writes this instance's heartbeat, and when the election lock is
+//! held and this instance does not yet lead, claims the next epoch (read to the end, write the
+//! claim, read to the end again, lead only if the newest claim is its own). The lock lost means follower at once (a watch on the
 //! lock, not the next beat).
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -16,16 +16,18 @@ use tracing::{info, warn};
 
 use super::HaConfig;
 use super::election::{Election, ElectionConfig};
-use super::state::{Claim, Heartbeat, OVERRIDES_PREFIX, Record, SharedDecision, StateView};
+use super::state::{Claim, Heartbeat, Record, SharedDecision, StateView};
 use super::state_topic::{self, StateTopic, StateTopicError, StateWriter};
 use crate::clock::Clock;
 use crate::kafka::Connection;
-use crate::policy::Override;
+use crate::units::{Dur, Timestamp};
 use catchup_proto::status::{HaRole, HaStatus};
 
 mod journal;
+mod overrides;
 
 pub use journal::{HaJournal, JournalNote, NodeLog, StateLog};
+pub use overrides::{FleetOverride, OverrideDelete};
 
 /// A running HA member. Dropping it leaves the election group and stops the background task.
 pub struct Ha {
@@ -40,6 +42,9 @@ struct Shared {
     read_at: Mutex<std::time::Instant>,
     /// When this instance last re-entered the election because the leader was silent.
     rejoined: Mutex<Option<std::time::Instant>>,
+    /// The election's rebalance count when the leader was last heard (within two heartbeat
+    /// intervals).
+    heard: Mutex<Option<u64>>,
     /// The overrides list last written under `overrides/ME` (to write only changes).
     published_overrides: Mutex<Option<String>>,
     me: String,
@@ -106,6 +111,7 @@ impl Ha {
         let shared = Arc::new(Shared {
             read_at: Mutex::new(crate::clock::monotonic_now()),
             rejoined: Mutex::new(None),
+            heard: Mutex::new(None),
             published_overrides: Mutex::new(None),
             me: instance,
             session,
@@ -206,33 +212,6 @@ impl Ha {
         read_to_end(&self.shared).await.map(|_| ())
     }
 
-    /// Writes this instance's overrides in force under `overrides/ME`, when they changed since the
-    /// last write: every instance reads every instance's list ([`Ha::fleet_overrides`]), so a
-    /// pause sent to any instance takes effect fleet-wide.
-    pub async fn publish_overrides(&self, list: &[Override]) -> Result<(), StateTopicError> {
-        let s = &self.shared;
-        let value = serde_json::to_value(list).unwrap_or_default();
-        let text = value.to_string();
-        let unchanged = s
-            .published_overrides
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_deref()
-            == Some(text.as_str());
-        if unchanged {
-            return Ok(());
-        }
-        let record = Record::Other {
-            key: format!("{OVERRIDES_PREFIX}{}", s.me),
-            value: Some(value),
-        };
-        s.writer.write(&record, s.session).await?;
-        *s.published_overrides
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(text);
-        Ok(())
-    }
-
     /// Writes `value` under `key` (a record of the fleet's own, e.g. a shared resume).
     pub async fn publish(
         &self,
@@ -245,6 +224,34 @@ impl Ha {
             value: Some(value),
         };
         s.writer.write(&record, s.session).await
+    }
+
+    /// Tombstones what in the state topic is of no use at `now` ([`super::state::stale_keys`]);
+    /// how many records it tombstoned, at most 100 a call (the HA sync calls it, and a fleet-wide
+    /// pause must not wait behind a long sweep). Only a leader does this (one writer is enough; a deposed
+    /// leader's tombstones are as right as anyone's, since staleness depends only on time).
+    pub async fn tombstone_stale(&self, now: Timestamp) -> Result<usize, StateTopicError> {
+        let stale = {
+            let reader = self
+                .shared
+                .reader
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut keys = super::state::stale_keys(&reader.view, now);
+            keys.truncate(100);
+            keys
+        };
+        for key in &stale {
+            let record = Record::Other {
+                key: key.clone(),
+                value: None,
+            };
+            self.shared
+                .writer
+                .write(&record, self.shared.session)
+                .await?;
+        }
+        Ok(stale.len())
     }
 
     /// The newest value of `key`, as read from the state topic.
@@ -271,31 +278,6 @@ impl Ha {
             .filter(|(k, _)| k.starts_with(prefix))
             .map(|(_, v)| v.clone())
             .collect()
-    }
-
-    /// Every instance's overrides in force at `now`, as read from the state topic (this
-    /// instance's own included once written), without duplicates.
-    pub fn fleet_overrides(&self, now: crate::units::Timestamp) -> Vec<Override> {
-        let reader = self
-            .shared
-            .reader
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut out: Vec<Override> = Vec::new();
-        for (key, value) in &reader.view.other {
-            if !key.starts_with(OVERRIDES_PREFIX) {
-                continue;
-            }
-            let Ok(list) = serde_json::from_value::<Vec<Override>>(value.clone()) else {
-                continue;
-            };
-            for o in list {
-                if now < o.expires_at && !out.contains(&o) {
-                    out.push(o);
-                }
-            }
-        }
-        out
     }
 
     /// Writes the leader's decision for followers (only in its own epoch).
@@ -357,9 +339,9 @@ async fn read_to_end(s: &Arc<Shared>) -> Result<StateView, StateTopicError> {
 /// A leader that has not read the state topic to its end for half a session timeout stands down:
 /// it may be cut off from the broker, and it cannot know whether another instance leads by now.
 /// The broker moves the lock one session timeout after the last heartbeat it received (which can
-/// be later than the last read, so half a session leaves a margin); the others take over after two
-/// session timeouts of silence ([`rejoin_if_leader_silent`]). Checked every 500 ms, apart from the
-/// beat, whose writes and reads may each wait up to a session timeout. A healthy leader reads
+/// be later than the last read, so half a session leaves a margin), and the others re-enter the
+/// election after a session timeout of silence at the earliest ([`rejoin_if_leader_silent`]).
+/// Checked every 500 ms, apart from the beat, whose writes and reads may each wait up to a session timeout. A healthy leader reads
 /// every 250 ms (the HA sync); one that stood down claims a new epoch at its next beat.
 async fn watchdog(s: Arc<Shared>) {
     let mut every = tokio::time::interval(Duration::from_millis(500));
@@ -378,7 +360,7 @@ async fn watchdog(s: Arc<Shared>) {
 
 /// The background task: beats, claims when the lock is won, follows when it is lost.
 async fn beat(s: Arc<Shared>) {
-    let every = (s.session / 5).max(Duration::from_millis(500));
+    let every = super::election::heartbeat_interval(s.session);
     let mut lock = s.election.watch();
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -400,33 +382,71 @@ async fn beat(s: Arc<Shared>) {
     }
 }
 
-/// A follower that has heard nothing from the leader for two session timeouts (no heartbeat in
-/// the state topic, no newer claim) re-enters the election, at most once per two session
-/// timeouts. A broker that expires a dead member's session has moved the lock long before (a new
-/// claim follows within about one session timeout), so in a normal failover this never fires; it
-/// recovers when the coordinator keeps a silent member's assignment: a group coordinator that
-/// expires the member without rebalancing (tansu 0.6.0, docs/tansu.md), or a leader whose
-/// process still answers the group's heartbeats but can no longer write to the state topic. The
-/// rebalance it forces costs the group one round of joins; fencing (epochs) is unchanged.
-fn rejoin_if_leader_silent(s: &Shared, view: &StateView, now: crate::units::Timestamp) {
-    let silence = s.session * 2;
-    let Some(leader) =
-        view.silent_leader(&s.me, now, crate::units::Dur(silence.as_millis() as u64))
+/// A follower re-enters the election (leaves the group and joins it as a new member, so the
+/// coordinator must rebalance) when the leader has gone silent in the state topic (no heartbeat,
+/// no newer claim) and the coordinator has not handed the lock on by itself:
+/// - after a session timeout and two heartbeat intervals of silence, when the group has not
+///   rebalanced since the leader was last heard. A coordinator that expires a dead member
+///   rebalances the group by then (Apache Kafka and MSK: at one session timeout after its last
+///   group heartbeat; the survivors learn of it within one heartbeat interval and are served an
+///   assignment), and the new lock holder claims at once, so this does not fire there. It fires
+///   when the coordinator expires the member without rebalancing (tansu 0.6.0, docs/tansu.md).
+/// - after two session timeouts of silence whatever the group did: a leader whose process still
+///   answers the group's heartbeats but can no longer write to the state topic, or a lock holder
+///   that never claims.
+///
+/// At most once per two session timeouts. Each rejoin costs the group one round of joins;
+/// fencing (epochs) is unchanged.
+fn rejoin_if_leader_silent(s: &Shared, view: &StateView, now: Timestamp) {
+    let rebalances = s.election.rebalances();
+    let mut heard = s.heard.lock().unwrap_or_else(PoisonError::into_inner);
+    let heartbeat = super::election::heartbeat_interval(s.session);
+    if view.silent_leader(&s.me, now, dur(heartbeat * 2)).is_none() {
+        *heard = Some(rebalances);
+        return;
+    }
+    let Some((leader, why)) =
+        rejoin_reason(view, &s.me, now, s.session, *heard == Some(rebalances))
     else {
         return;
     };
+    drop(heard);
     let mut rejoined = s.rejoined.lock().unwrap_or_else(PoisonError::into_inner);
     let at = crate::clock::monotonic_now();
-    if rejoined.is_some_and(|t| at.duration_since(t) < silence) {
+    if rejoined.is_some_and(|t| at.duration_since(t) < s.session * 2) {
         return;
     }
     *rejoined = Some(at);
     warn!(
         leader,
-        silent_for_more_than = ?silence,
-        "the leader has been silent: re-entering the election so the group rebalances"
+        why, "re-entering the election so the group rebalances"
     );
     s.election.rejoin();
+}
+
+/// The rule of [`rejoin_if_leader_silent`]: the silent leader and why this follower should
+/// re-enter the election now, if it should. `unrebalanced`: the group has not rebalanced since the
+/// leader was last heard.
+fn rejoin_reason<'v>(
+    view: &'v StateView,
+    me: &str,
+    now: Timestamp,
+    session: Duration,
+    unrebalanced: bool,
+) -> Option<(&'v str, &'static str)> {
+    let heartbeat = super::election::heartbeat_interval(session);
+    if let Some(l) = view.silent_leader(me, now, dur(session * 2)) {
+        return Some((l, "the leader has been silent for two session timeouts"));
+    }
+    let l = view.silent_leader(me, now, dur(session + heartbeat * 2))?;
+    unrebalanced.then_some((
+        l,
+        "the leader has been silent for a session timeout and the group has not rebalanced",
+    ))
+}
+
+fn dur(d: Duration) -> Dur {
+    Dur(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 async fn once(s: &Arc<Shared>) -> Result<(), StateTopicError> {
@@ -471,11 +491,7 @@ async fn once(s: &Arc<Shared>) -> Result<(), StateTopicError> {
     } else if !held {
         rejoin_if_leader_silent(s, &view, now);
     }
-    let members = view.live_members(
-        &s.me,
-        s.clock.now(),
-        crate::units::Dur(s.session.as_millis() as u64),
-    );
+    let members = view.live_members(&s.me, s.clock.now(), dur(s.session));
     s.status.send_if_modified(|st| {
         let leader = view.claim.as_ref().map(|c| c.leader.clone());
         let epoch = st.epoch.max(view.highest_epoch);
@@ -487,3 +503,6 @@ async fn once(s: &Arc<Shared>) -> Result<(), StateTopicError> {
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -107,6 +107,13 @@ pub const OVERRIDES_PREFIX: &str = "overrides/";
 /// Prefix of resumes shared with the fleet (`resume/ID/AT_MS`: a resume sent to instance ID,
 /// which every instance applies to the pauses made on it before AT).
 pub const RESUME_PREFIX: &str = "resume/";
+/// Prefix of deletes of overrides sent to an instance other than the override's own
+/// (`override-delete/OWNER/ID`).
+pub const OVERRIDE_DELETE_PREFIX: &str = "override-delete/";
+/// Prefix of restores sent to a follower and forwarded to the leader (`restore/ID/AT_MS`).
+pub const RESTORE_PREFIX: &str = "restore/";
+/// Prefix of the leader's answers to forwarded restores (`restored/ID/AT_MS`).
+pub const RESTORED_PREFIX: &str = "restored/";
 /// Key of the fleet's mode (the newest mode set on any instance).
 pub const MODE_KEY: &str = "mode";
 /// Prefix of the retention journal's keys (`journal/EPOCH`).
@@ -201,6 +208,11 @@ impl StateView {
             Record::Heartbeat(h) => {
                 self.heartbeats.insert(h.instance, h.at);
             }
+            Record::Other { key, value: None } if key.starts_with(MEMBER_PREFIX) => {
+                // A departed instance's heartbeat, tombstoned ([`stale_keys`]).
+                self.heartbeats.remove(&key[MEMBER_PREFIX.len()..]);
+                self.other.remove(&key);
+            }
             Record::Decision(d) => {
                 // A decision of an older epoch than the one already held comes from a deposed
                 // leader: followers keep the newer.
@@ -274,6 +286,10 @@ impl StateView {
         (fresh + 1) as u32
     }
 }
+
+mod stale;
+
+pub use stale::{FORWARD_KEEP, GONE_AFTER, MAX_OVERRIDE_TTL, stale_keys};
 
 #[cfg(test)]
 mod tests;

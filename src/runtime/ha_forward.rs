@@ -14,12 +14,9 @@ use tracing::warn;
 use super::Controller;
 use super::controller::{Authorized, Command};
 use crate::ha::Ha;
+use crate::ha::state::{RESTORE_PREFIX, RESTORED_PREFIX as ANSWER_PREFIX};
 use crate::units::{Dur, Timestamp};
 
-/// Prefix of forwarded restore requests.
-const RESTORE_PREFIX: &str = "restore/";
-/// Prefix of the leader's answers to them.
-const ANSWER_PREFIX: &str = "restored/";
 /// How long a follower waits for the leader's answer, and how old a request a leader still
 /// carries out (one older was answered by nobody: its asker has given up).
 pub(super) const FORWARD_WAIT: Duration = Duration::from_secs(60);

@@ -18,7 +18,8 @@ use crate::units::Timestamp;
 pub(super) fn fleet_overrides(ctl: &Controller, ha: &Ha) -> Vec<Override> {
     let mut all = ha.fleet_overrides(ctl.clock.now());
     for o in ctl.active_overrides() {
-        if !all.contains(&o) {
+        // Deleted through another instance, not yet removed here: out of force already.
+        if !all.contains(&o) && !ha.is_deleted(ha.instance(), &o.id) {
             all.push(o);
         }
     }
@@ -38,8 +39,10 @@ pub(super) async fn sync(ctl: Arc<Controller>, ha: Arc<Ha>) {
     let mut leading = false;
     let mut seen: (Vec<Override>, Option<(u64, Timestamp)>) = (Vec::new(), None);
     *ctl.fleet.lock().unwrap_or_else(|e| e.into_inner()) = Some(FleetOutbox::default());
+    let _ = ctl.ha.set(ha.clone());
     let mut mode_seen: Option<ModeMark> = None;
     let mut restores_taken = std::collections::BTreeSet::new();
+    let mut swept_at = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = every.tick() => {}
@@ -54,6 +57,7 @@ pub(super) async fn sync(ctl: Arc<Controller>, ha: Arc<Ha>) {
             continue;
         }
         apply_resumes(&ctl, &ha).await;
+        apply_deletes(&ctl, &ha).await;
         apply_mode(&ctl, &ha, &mut mode_seen).await;
         super::ha_forward::carry_out_forwarded(&ctl, &ha, &mut restores_taken);
         let fleet = fleet_overrides(&ctl, &ha);
@@ -61,6 +65,16 @@ pub(super) async fn sync(ctl: Arc<Controller>, ha: Arc<Ha>) {
         let own = ctl.active_overrides();
         let others: Vec<Override> = fleet.into_iter().filter(|o| !own.contains(o)).collect();
         let leads = ha.leads();
+        if leads && swept_at.elapsed() >= SWEEP_EVERY {
+            swept_at = tokio::time::Instant::now();
+            match ha.tombstone_stale(ctl.clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => debug!(records = n, "tombstoned state-topic records of no more use"),
+                Err(e) => {
+                    warn!(error = %e, "could not tombstone stale state-topic records: retried")
+                }
+            }
+        }
         let decision = if leads {
             None
         } else {
@@ -205,6 +219,39 @@ async fn apply_resumes(ctl: &Arc<Controller>, ha: &Ha) {
         Err(e) => warn!(error = %e, "could not remove a pause another instance resumed"),
     }
 }
+
+/// Removes the overrides made on this instance that a delete sent to another instance names,
+/// each audited here as `override.delete` by `ACTOR via INSTANCE`.
+async fn apply_deletes(ctl: &Arc<Controller>, ha: &Ha) {
+    let own: Vec<String> = ctl.active_overrides().into_iter().map(|o| o.id).collect();
+    let marks: Vec<_> = ha
+        .deletes_of_mine()
+        .into_iter()
+        .filter(|m| own.contains(&m.id))
+        .collect();
+    if marks.is_empty() {
+        return;
+    }
+    let removed = ctl
+        .blocking(move |c| {
+            for m in marks {
+                let who = Authorized::from_fleet(format!("{} via {}", m.actor, m.instance));
+                let reason = format!("delete sent to {}: {}", m.instance, m.reason);
+                c.delete_override(&who, &m.id, &reason)?;
+            }
+            Ok::<_, crate::runtime::ChangeError>(())
+        })
+        .await;
+    match removed {
+        Ok(()) => ctl.changed(),
+        Err(e) => {
+            warn!(error = %e, "could not remove an override deleted through another instance: retried")
+        }
+    }
+}
+
+/// How often the leader tombstones what in the state topic is of no more use.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How often the HA fast path reads the state topic.
 pub(super) const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(250);

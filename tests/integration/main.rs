@@ -22,7 +22,11 @@ mod faults;
 #[cfg(feature = "external")]
 mod ha;
 #[cfg(feature = "external")]
+mod ha_bench;
+#[cfg(feature = "external")]
 mod ha_cut;
+#[cfg(feature = "external")]
+mod ha_fleet;
 #[cfg(feature = "external")]
 mod ha_journal;
 #[cfg(feature = "external")]

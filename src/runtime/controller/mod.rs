@@ -190,6 +190,9 @@ pub struct Controller {
     /// In an HA deployment (set by the HA sync task): resumes and mode changes made here still to
     /// be shared with the fleet, which applies them on every instance.
     pub(crate) fleet: Mutex<Option<FleetOutbox>>,
+    /// In an HA deployment (set by the HA sync task): this instance's membership, for the API's
+    /// fleet-wide requests (a delete of an override made on another instance).
+    pub(crate) ha: std::sync::OnceLock<Arc<crate::ha::Ha>>,
 }
 
 /// Errors building the controller.
@@ -252,6 +255,7 @@ impl Controller {
             share_now: tokio::sync::Notify::new(),
             ha_epoch: std::sync::atomic::AtomicU64::new(0),
             fleet: Mutex::new(None),
+            ha: std::sync::OnceLock::new(),
         };
         if let Some(cut) = cut {
             c.audit_cut(&cut)?;
@@ -448,8 +452,13 @@ impl Controller {
                 Ok(())
             }
         };
-        let make = |id| Override {
-            id,
+        // In HA the id names the instance, so that ids are unique across the fleet.
+        let origin = self.ha.get().map(|ha| ha.instance().to_string());
+        let make = |id: String| Override {
+            id: match origin {
+                Some(instance) => format!("{id}@{instance}"),
+                None => id,
+            },
             scope,
             action,
             reason,

@@ -470,7 +470,8 @@ fn insert(list: &mut Vec<Override>, o: Override) {
     list.insert(at, o);
 }
 
-/// `N` of an id `ovr-N`.
+/// `N` of an id `ovr-N`, or `ovr-N@INSTANCE` (made in an HA deployment).
 pub fn id_number(id: &str) -> Option<u64> {
-    id.strip_prefix("ovr-")?.parse().ok()
+    let rest = id.strip_prefix("ovr-")?;
+    rest.split_once('@').map_or(rest, |(n, _)| n).parse().ok()
 }

@@ -1,10 +1,14 @@
 //! Changes shared across an HA deployment: `/v1/resume` sent to any instance lifts the pauses
-//! made on every instance, and `/v1/mode` sets every instance's mode.
+//! made on every instance, `/v1/mode` sets every instance's mode, and `DELETE /v1/overrides/{id}`
+//! removes an override made on any instance.
 
 use serde::{Deserialize, Serialize};
 
+use super::{Authorized, Controller, Entry, json, scope_name};
 use crate::config::Mode;
+use crate::ha::node::OverrideDelete;
 use crate::policy::{Override, OverrideAction, OverrideScope};
+use crate::store::{Outcome, StoreError};
 use crate::units::Timestamp;
 
 /// A resume sent to one instance of an HA deployment, shared so that every instance removes the
@@ -55,6 +59,31 @@ pub struct FleetOutbox {
     pub resumes: Vec<ResumeMark>,
     /// The newest mode set here.
     pub mode: Option<ModeMark>,
+}
+
+impl Controller {
+    /// Audits here a delete of `o`, made on another instance and shared with the fleet as `mark`
+    /// (the owner audits its own removal when it reads the mark).
+    pub fn audit_fleet_delete(
+        &self,
+        who: &Authorized,
+        o: &Override,
+        mark: &OverrideDelete,
+    ) -> Result<(), StoreError> {
+        self.audit(Entry {
+            actor: who.actor(),
+            action: "override.delete",
+            target: &scope_name(&o.scope),
+            reason: &format!(
+                "{} (made on {}; deleted fleet-wide)",
+                mark.reason, mark.owner
+            ),
+            before: json(o),
+            after: serde_json::Value::Null,
+            outcome: Outcome::Applied,
+        })
+        .map(|_| ())
+    }
 }
 
 #[cfg(test)]

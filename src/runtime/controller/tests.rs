@@ -498,3 +498,11 @@ fn a_removal_written_but_never_audited_is_undone_at_start_and_an_audited_one_hol
     assert_eq!(ids(&ctl.active_overrides()), ids(&[b, c]));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ids_made_in_an_ha_deployment_keep_their_number_for_order_and_recovery() {
+    assert_eq!(overrides::id_number("ovr-12"), Some(12));
+    assert_eq!(overrides::id_number("ovr-12@catchup-7d9f-x2"), Some(12));
+    assert_eq!(overrides::id_number("ovr-@a"), None);
+    assert_eq!(overrides::id_number("pause-3"), None);
+}
