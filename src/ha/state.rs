@@ -114,6 +114,10 @@ pub const OVERRIDE_DELETE_PREFIX: &str = "override-delete/";
 pub const RESTORE_PREFIX: &str = "restore/";
 /// Prefix of the leader's answers to forwarded restores (`restored/ID/AT_MS`).
 pub const RESTORED_PREFIX: &str = "restored/";
+/// Prefix of adopts sent to a follower and forwarded to the leader (`adopt/ID/AT_MS`).
+pub const ADOPT_PREFIX: &str = "adopt/";
+/// Prefix of the leader's answers to forwarded adopts (`adopted/ID/AT_MS`).
+pub const ADOPTED_PREFIX: &str = "adopted/";
 /// Key of the fleet's mode (the newest mode set on any instance).
 pub const MODE_KEY: &str = "mode";
 /// Prefix of the retention journal's keys (`journal/EPOCH`).

@@ -1,20 +1,23 @@
-//! `POST /v1/restore` on any instance of an HA deployment: a follower forwards the request to the
-//! leader through the state topic (`restore/ID/AT_MS`) and waits for the leader's answer
-//! (`restored/ID/AT_MS`); the leader's sync task hands each request it has not answered to its own
-//! loop, as if sent to its API, and writes the answer back.
+//! `POST /v1/restore` and `POST /v1/retention/adopt` on any instance of an HA deployment: a
+//! follower forwards the request to the leader through the state topic (`restore/ID/AT_MS`,
+//! `adopt/ID/AT_MS`) and waits for the leader's answer (`restored/…`, `adopted/…`); the leader's
+//! sync task hands each request it has not answered to its own loop, as if sent to its API, and
+//! writes the answer back. Restores and adopts have keys of their own, so an instance of an older
+//! version, which knows only restores, never mistakes an adopt for one.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tracing::warn;
 
 use super::Controller;
-use super::controller::{Authorized, Command};
+use super::controller::{AdoptReply, Authorized, Command};
 use crate::ha::Ha;
-use crate::ha::state::{RESTORE_PREFIX, RESTORED_PREFIX as ANSWER_PREFIX};
+use crate::ha::state::{ADOPT_PREFIX, ADOPTED_PREFIX, RESTORE_PREFIX, RESTORED_PREFIX};
 use crate::units::{Dur, Timestamp};
 
 /// How long a follower waits for the leader's answer, and how old a request a leader still
@@ -32,10 +35,78 @@ struct RestoreMark {
     topic: Option<String>,
 }
 
-impl RestoreMark {
+/// An adopt sent to a follower.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct AdoptMark {
+    instance: String,
+    at: Timestamp,
+    actor: String,
+    reason: String,
+    topic: String,
+}
+
+/// A request forwarded to the leader: written under `PREFIX/ID`, answered under `ANSWER/ID`.
+trait Forwarded: Serialize + DeserializeOwned + Clone + Send + 'static {
+    const PREFIX: &'static str;
+    const ANSWER: &'static str;
+    fn instance(&self) -> &str;
+    fn at(&self) -> Timestamp;
     fn id(&self) -> String {
-        format!("{}/{}", self.instance, self.at.0)
+        format!("{}/{}", self.instance(), self.at().0)
     }
+}
+
+impl Forwarded for RestoreMark {
+    const PREFIX: &'static str = RESTORE_PREFIX;
+    const ANSWER: &'static str = RESTORED_PREFIX;
+    fn instance(&self) -> &str {
+        &self.instance
+    }
+    fn at(&self) -> Timestamp {
+        self.at
+    }
+}
+
+impl Forwarded for AdoptMark {
+    const PREFIX: &'static str = ADOPT_PREFIX;
+    const ANSWER: &'static str = ADOPTED_PREFIX;
+    fn instance(&self) -> &str {
+        &self.instance
+    }
+    fn at(&self) -> Timestamp {
+        self.at
+    }
+}
+
+/// Writes `mark` and waits up to [`FORWARD_WAIT`] for the leader's answer: `Err` says why there
+/// is none.
+async fn forward<M: Forwarded, A: DeserializeOwned>(ha: &Ha, mark: &M) -> Result<A, String> {
+    let value = serde_json::to_value(mark).unwrap_or_default();
+    if let Err(e) = ha
+        .publish(format!("{}{}", M::PREFIX, mark.id()), value)
+        .await
+    {
+        return Err(format!(
+            "refused: this instance is a follower and could not forward the request to the leader: {e}"
+        ));
+    }
+    let answer_key = format!("{}{}", M::ANSWER, mark.id());
+    let deadline = tokio::time::Instant::now() + FORWARD_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(answer) = ha
+            .record(&answer_key)
+            .and_then(|v| serde_json::from_value::<A>(v).ok())
+        {
+            return Ok(answer);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let st = ha.status();
+    Err(format!(
+        "failed: forwarded to the leader ({}, epoch {}), no answer within {FORWARD_WAIT:?}: see the leader's audit log",
+        st.leader.as_deref().unwrap_or("none elected"),
+        st.epoch
+    ))
 }
 
 /// A follower's restore: forwarded to the leader; the reply is the leader's answer, or per topic
@@ -55,46 +126,44 @@ pub(super) async fn forward_restore(
         hold,
         topic: topic.clone(),
     };
-    let all = |why: String| -> Vec<(String, String)> {
-        ctl.policy
-            .managed_topics()
-            .into_iter()
-            .filter(|t| topic.as_deref().is_none_or(|o| o == t))
-            .map(|t| (t, why.clone()))
-            .collect()
-    };
-    let value = serde_json::to_value(&mark).unwrap_or_default();
-    if let Err(e) = ha
-        .publish(format!("{RESTORE_PREFIX}{}", mark.id()), value)
+    let answer = forward::<_, Vec<(String, String)>>(&ha, &mark)
         .await
-    {
-        let _ = reply.send(all(format!(
-            "refused: this instance is a follower and could not forward the restore to the leader: {e}"
-        )));
-        return;
-    }
-    let answer_key = format!("{ANSWER_PREFIX}{}", mark.id());
-    let deadline = tokio::time::Instant::now() + FORWARD_WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if let Some(answer) = ha
-            .record(&answer_key)
-            .and_then(|v| serde_json::from_value::<Vec<(String, String)>>(v).ok())
-        {
-            let _ = reply.send(answer);
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let st = ha.status();
-    let _ = reply.send(all(format!(
-        "failed: forwarded to the leader ({}, epoch {}), no answer within {FORWARD_WAIT:?}: see the leader's audit log",
-        st.leader.as_deref().unwrap_or("none elected"),
-        st.epoch
-    )));
+        .unwrap_or_else(|why| {
+            ctl.policy
+                .managed_topics()
+                .into_iter()
+                .filter(|t| topic.as_deref().is_none_or(|o| o == t))
+                .map(|t| (t, why.clone()))
+                .collect()
+        });
+    let _ = reply.send(answer);
 }
 
-/// On the leader: every forwarded restore not yet answered (and not older than
-/// [`FORWARD_WAIT`]) goes to this instance's loop, and the answer to the state topic.
+/// A follower's adopt: forwarded to the leader; the reply is the leader's answer, or why there is
+/// none.
+pub(super) async fn forward_adopt(
+    ctl: Arc<Controller>,
+    ha: Arc<Ha>,
+    request: (Authorized, String, String),
+    reply: oneshot::Sender<AdoptReply>,
+) {
+    let (who, topic, reason) = request;
+    let mark = AdoptMark {
+        instance: ha.instance().to_string(),
+        at: ctl.clock.now(),
+        actor: who.actor().to_string(),
+        reason,
+        topic,
+    };
+    let answer = forward::<_, AdoptReply>(&ha, &mark)
+        .await
+        .unwrap_or_else(Err);
+    let _ = reply.send(answer);
+}
+
+/// On the leader: every forwarded restore and adopt not yet answered (and not older than
+/// [`FORWARD_WAIT`]) goes to this instance's loop, and the answer to the state topic. `taken`:
+/// the requests already handed to the loop.
 pub(super) fn carry_out_forwarded(
     ctl: &Arc<Controller>,
     ha: &Arc<Ha>,
@@ -103,39 +172,55 @@ pub(super) fn carry_out_forwarded(
     if !ha.leads() {
         return;
     }
-    let now = ctl.clock.now();
-    let requests: Vec<RestoreMark> = ha
-        .records(RESTORE_PREFIX)
-        .into_iter()
-        .filter_map(|v| serde_json::from_value::<RestoreMark>(v).ok())
-        .filter(|m| now.0 - m.at.0 <= FORWARD_WAIT.as_millis() as i64)
-        .filter(|m| ha.record(&format!("{ANSWER_PREFIX}{}", m.id())).is_none())
-        .collect();
-    for m in requests {
-        if !taken.insert(m.id()) {
-            continue;
-        }
-        let (ctl, ha) = (ctl.clone(), ha.clone());
-        tokio::spawn(async move {
-            let (reply, answer) = oneshot::channel();
-            let cmd = Command::Restore {
-                who: Authorized::from_fleet(format!("{} via {}", m.actor, m.instance)),
-                reason: format!("restore sent to {}: {}", m.instance, m.reason),
-                hold: m.hold,
-                topic: m.topic.clone(),
-                reply,
-            };
-            if ctl.commands.send(cmd).await.is_err() {
-                return;
-            }
-            let Ok(results) = answer.await else { return };
-            let value = serde_json::to_value(&results).unwrap_or_default();
-            if let Err(e) = ha
-                .publish(format!("{ANSWER_PREFIX}{}", m.id()), value)
-                .await
-            {
-                warn!(error = %e, request = %m.id(), "could not answer a forwarded restore");
-            }
+    for m in pending::<RestoreMark>(ctl, ha, taken) {
+        carry_out(ctl, ha, m, |m, reply| Command::Restore {
+            who: Authorized::from_fleet(format!("{} via {}", m.actor, m.instance)),
+            reason: format!("restore sent to {}: {}", m.instance, m.reason),
+            hold: m.hold,
+            topic: m.topic.clone(),
+            reply,
         });
     }
+    for m in pending::<AdoptMark>(ctl, ha, taken) {
+        carry_out(ctl, ha, m, |m, reply| Command::Adopt {
+            who: Authorized::from_fleet(format!("{} via {}", m.actor, m.instance)),
+            reason: format!("adopt sent to {}: {}", m.instance, m.reason),
+            topic: m.topic.clone(),
+            reply,
+        });
+    }
+}
+
+/// The requests of kind `M` not answered, not too old and not yet taken (marked taken now).
+fn pending<M: Forwarded>(ctl: &Controller, ha: &Ha, taken: &mut BTreeSet<String>) -> Vec<M> {
+    let now = ctl.clock.now();
+    ha.records(M::PREFIX)
+        .into_iter()
+        .filter_map(|v| serde_json::from_value::<M>(v).ok())
+        .filter(|m| now.0 - m.at().0 <= FORWARD_WAIT.as_millis() as i64)
+        .filter(|m| ha.record(&format!("{}{}", M::ANSWER, m.id())).is_none())
+        .filter(|m| taken.insert(format!("{}{}", M::PREFIX, m.id())))
+        .collect()
+}
+
+/// Hands `m` to this instance's loop as the command `command` builds, and writes its answer.
+fn carry_out<M: Forwarded, A: Serialize + Send + 'static>(
+    ctl: &Arc<Controller>,
+    ha: &Arc<Ha>,
+    m: M,
+    command: impl FnOnce(&M, oneshot::Sender<A>) -> Command,
+) {
+    let (reply, answer) = oneshot::channel();
+    let cmd = command(&m, reply);
+    let (ctl, ha) = (ctl.clone(), ha.clone());
+    tokio::spawn(async move {
+        if ctl.commands.send(cmd).await.is_err() {
+            return;
+        }
+        let Ok(results) = answer.await else { return };
+        let value = serde_json::to_value(&results).unwrap_or_default();
+        if let Err(e) = ha.publish(format!("{}{}", M::ANSWER, m.id()), value).await {
+            warn!(error = %e, request = %m.id(), "could not answer a forwarded request");
+        }
+    });
 }

@@ -507,6 +507,15 @@ impl<K: ClusterIo> Runtime<K> {
             } => {
                 let answer = if self.ha_allows_retention() {
                     self.adopt(&who, &topic, &reason).await
+                } else if let Some(ha) = self.ha.clone() {
+                    // A follower forwards it to the leader (without holding up this loop).
+                    tokio::spawn(super::ha_forward::forward_adopt(
+                        self.ctl.clone(),
+                        ha,
+                        (who, topic, reason),
+                        reply,
+                    ));
+                    return;
                 } else {
                     Err(self.ha_refusal("adopted"))
                 };

@@ -374,7 +374,8 @@ pub(crate) fn retention_actions(
 /// the group as a kill -9 does: no LeaveGroup). A survivor leads in a newer epoch within 30 s,
 /// settles the pending write, and once the disk is healthy the topic's DescribeConfigs is exactly
 /// what it was before; every retention action in the audit carries its epoch, and the epochs
-/// follow one another (no two acting on the topic at once).
+/// follow one another (no two acting on the topic at once). A restore and an adopt sent to the
+/// follower are carried out by the leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_killed_between_intent_and_alter_is_replaced_and_the_original_comes_back() {
     let broker = Broker::start("hajournal-crash");
@@ -501,6 +502,32 @@ async fn a_leader_killed_between_intent_and_alter_is_replaced_and_the_original_c
     assert!(
         epochs.iter().all(|e| *e >= new_epoch),
         "the dead leader altered nothing (it died before its alter): {actions:?}"
+    );
+    // An adopt sent to the follower is forwarded as well: the leader carries it out (here the
+    // journal has nothing open, so it refuses) and audits it as `ACTOR via FOLLOWER`.
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/v1/retention/adopt",
+            follower.port
+        ))
+        .bearer_auth("ha-token-0123456789abc")
+        .json(&serde_json::json!({"topic": "enriched", "reason": "ha test: adopt through a follower"}))
+        .send()
+        .await
+        .expect("adopt answered");
+    let (code, body) = (r.status(), r.text().await.unwrap_or_default());
+    assert!(
+        !body.contains("is a follower"),
+        "the follower {} forwarded the adopt to {new_leader}: {code} {body}",
+        follower.id
+    );
+    let via = format!("via {}", follower.id);
+    assert!(
+        audit(&dir, &new_leader)
+            .lines()
+            .any(|l| l.contains("\"retention.adopt\"") && l.contains(&via)),
+        "{new_leader} audited the adopt sent to {}: {code} {body}",
+        follower.id
     );
     toucher.abort();
 }

@@ -3,15 +3,15 @@
 //! pod name the deployment ever had.
 
 use super::{
-    MEMBER_PREFIX, OVERRIDE_DELETE_PREFIX, OVERRIDES_PREFIX, RESTORE_PREFIX, RESTORED_PREFIX,
-    RESUME_PREFIX, StateView,
+    ADOPT_PREFIX, ADOPTED_PREFIX, MEMBER_PREFIX, OVERRIDE_DELETE_PREFIX, OVERRIDES_PREFIX,
+    RESTORE_PREFIX, RESTORED_PREFIX, RESUME_PREFIX, StateView,
 };
 use crate::units::{Dur, Timestamp};
 
 /// The longest TTL the API gives an override. A resume shared with the fleet matters only to
 /// pauses made before it, which are all expired this long after it.
 pub const MAX_OVERRIDE_TTL: Dur = Dur::from_hours(7 * 24);
-/// How long a forwarded restore and its answer are kept: the asker waits a minute at most, and a
+/// How long a forwarded restore or adopt and its answer are kept: the asker waits a minute at most, and a
 /// leader carries out none older than that.
 pub const FORWARD_KEEP: Dur = Dur::from_mins(10);
 /// How long an instance that no longer beats keeps its heartbeat and its overrides list (once
@@ -20,7 +20,8 @@ pub const GONE_AFTER: Dur = Dur::from_hours(24);
 
 /// The keys of `view` that are of no use at `now`:
 /// - `resume/ID/AT_MS` older than [`MAX_OVERRIDE_TTL`];
-/// - `restore/ID/AT_MS` and `restored/ID/AT_MS` older than [`FORWARD_KEEP`];
+/// - forwarded restores and adopts and their answers (`restore/`, `restored/`, `adopt/`,
+///   `adopted/`, each `ID/AT_MS`) older than [`FORWARD_KEEP`];
 /// - `override-delete/OWNER/ID` past the deleted override's expiry;
 /// - `member/ID` of an instance silent for [`GONE_AFTER`], and its `overrides/ID` once every
 ///   override in it has expired.
@@ -41,7 +42,15 @@ pub fn stale_keys(view: &StateView, now: Timestamp) -> Vec<String> {
     for (key, value) in &view.other {
         let stale = if key.starts_with(RESUME_PREFIX) {
             key_ms(key).is_some_and(|at| older_than(at, MAX_OVERRIDE_TTL))
-        } else if key.starts_with(RESTORE_PREFIX) || key.starts_with(RESTORED_PREFIX) {
+        } else if [
+            RESTORE_PREFIX,
+            RESTORED_PREFIX,
+            ADOPT_PREFIX,
+            ADOPTED_PREFIX,
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
+        {
             key_ms(key).is_some_and(|at| older_than(at, FORWARD_KEEP))
         } else if key.starts_with(OVERRIDE_DELETE_PREFIX) {
             value["expires_at"].as_i64().is_some_and(|at| at <= now.0)
@@ -99,6 +108,11 @@ mod tests {
         let week = 7 * 24 * H;
         other(
             &mut view,
+            &format!("adopted/b/{}", now.0 - 600_001),
+            json!({}),
+        );
+        other(
+            &mut view,
             &format!("resume/a/{}", now.0 - week - 1),
             json!({}),
         );
@@ -139,6 +153,7 @@ mod tests {
         assert_eq!(
             stale,
             vec![
+                format!("adopted/b/{}", now.0 - 600_001),
                 "member/old".to_string(),
                 "override-delete/a/ovr-1@a".into(),
                 "overrides/old".into(),
