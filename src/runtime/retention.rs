@@ -148,15 +148,18 @@ impl<K: ClusterIo> Runtime<K> {
         if record {
             let _ = self
                 .ctl
-                .audit_async(Entry {
-                    actor: "controller",
-                    action: "retention",
-                    target: topic,
-                    reason: &reason,
-                    before: json(&d.current_ms),
-                    after,
-                    outcome,
-                })
+                .audit_async_at(
+                    Entry {
+                        actor: "controller",
+                        action: "retention",
+                        target: topic,
+                        reason: &reason,
+                        before: json(&d.current_ms),
+                        after,
+                        outcome,
+                    },
+                    now,
+                )
                 .await;
         }
     }
@@ -276,15 +279,18 @@ impl<K: ClusterIo> Runtime<K> {
         };
         let _ = self
             .ctl
-            .audit_async(Entry {
-                actor: who.actor(),
-                action: "restore",
-                target: topic,
-                reason,
-                before: serde_json::Value::Null,
-                after,
-                outcome,
-            })
+            .audit_async_at(
+                Entry {
+                    actor: who.actor(),
+                    action: "restore",
+                    target: topic,
+                    reason,
+                    before: serde_json::Value::Null,
+                    after,
+                    outcome,
+                },
+                now,
+            )
             .await;
         text
     }

@@ -147,7 +147,7 @@ async fn a_new_leader_restores_exactly_the_original_the_old_leader_recorded() {
     // The leader lowers at 77% (retention is on in HA mode).
     let lowered = poll(Duration::from_secs(60), async || {
         let now = local(&describe(&b, "enriched").await);
-        (now.as_deref() != Some(ORIGINAL)).then_some(now)
+        now.as_deref().is_some_and(|v| v != ORIGINAL).then_some(now)
     })
     .await;
     assert!(
@@ -342,8 +342,11 @@ async fn a_file_journal_is_imported_once_and_a_wiped_state_dir_loses_nothing() {
     toucher.abort();
 }
 
-/// Every retention record (action `retention*`) on `topic` in the audit logs of `ids`, as
-/// `(at, epoch)`, in time order.
+/// Every write of `topic`'s retention that was carried out (action `retention` or `restore`,
+/// outcome `applied`) in the audit logs of `ids`, as `(at, epoch)`, in time order (`at`: when
+/// the write was decided). A deposed leader's attempt that its fencing stopped is audited as
+/// failed: that is the fencing at work, not a write. What settling found (`retention.settled`)
+/// is bookkeeping recorded when found, not a write.
 pub(crate) fn retention_actions(
     dir: &Path,
     ids: &[&str],
@@ -357,9 +360,8 @@ pub(crate) fn retention_actions(
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 .filter(|r| {
                     r["target"] == topic
-                        && r["action"]
-                            .as_str()
-                            .is_some_and(|a| a.starts_with("retention"))
+                        && r["outcome"] == "applied"
+                        && (r["action"] == "retention" || r["action"] == "restore")
                 })
                 .map(|r| (r["at"].to_string(), r["epoch"].as_u64()))
                 .collect::<Vec<_>>()
@@ -445,7 +447,9 @@ async fn a_leader_killed_between_intent_and_alter_is_replaced_and_the_original_c
     // The new leader lowers in its own epoch (the disk is still high); a restore sent to the
     // follower is forwarded to the leader and carried out there (`/v1/restore` on any instance).
     let relowered = poll(Duration::from_secs(90), async || {
-        (local(&describe(&b, "enriched").await).as_deref() != Some(ORIGINAL)).then_some(())
+        local(&describe(&b, "enriched").await)
+            .is_some_and(|v| v != ORIGINAL)
+            .then_some(())
     })
     .await;
     assert!(

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
 
 use super::status::Status;
 use crate::actuators::gate::GateBoard;
@@ -20,13 +19,15 @@ use crate::clock::Clock;
 use crate::config::{Mode, Role, RunConfig, Tokens};
 use crate::metrics::Metrics;
 use crate::policy::{Override, OverrideAction, OverrideScope, Policy};
-use crate::store::{AuditRecord, Outcome, StateDir, StoreError};
+use crate::store::{Outcome, StateDir, StoreError};
 use crate::units::{Dur, Timestamp};
 
+mod audit;
 mod overrides;
 mod recover;
 mod resume;
 mod swap;
+pub use audit::Entry;
 pub use resume::{FleetOutbox, ModeMark, ResumeMark};
 pub(crate) use swap::MIN_WOKEN_GAP;
 
@@ -362,57 +363,6 @@ impl Controller {
         crate::store::unblock(move || work(&ctl)).await
     }
 
-    /// Records an action in the audit log and the metrics; a failure to write the log is logged
-    /// (the action already happened) and returned.
-    pub fn audit(&self, entry: Entry<'_>) -> Result<AuditRecord, StoreError> {
-        let record = self.record(entry);
-        self.store
-            .audit(record)
-            .inspect_err(|e| warn!(error = %e, "audit log write failed"))
-    }
-
-    /// [`Controller::audit`] for async code: the write runs off the async workers.
-    pub async fn audit_async(
-        self: &Arc<Self>,
-        entry: Entry<'_>,
-    ) -> Result<AuditRecord, StoreError> {
-        let record = self.record(entry);
-        self.blocking(move |c| c.store.audit(record))
-            .await
-            .inspect_err(|e| warn!(error = %e, "audit log write failed"))
-    }
-
-    /// The record of `entry`, logged and counted.
-    fn record(&self, entry: Entry<'_>) -> AuditRecord {
-        let Entry {
-            actor,
-            action,
-            target,
-            reason,
-            before,
-            after,
-            outcome,
-        } = entry;
-        let kind = action.split('.').next().unwrap_or(action);
-        self.metrics.action(kind, outcome.kind());
-        info!(actor, action, target, reason, %outcome, "audit");
-        AuditRecord {
-            id: 0,
-            at: self.clock.now(),
-            actor: actor.into(),
-            action: action.into(),
-            target: target.into(),
-            reason: reason.into(),
-            before,
-            after,
-            outcome,
-            epoch: match self.ha_epoch.load(std::sync::atomic::Ordering::Relaxed) {
-                0 => None,
-                e => Some(e),
-            },
-        }
-    }
-
     /// Overrides in force now (expired ones excluded).
     pub fn active_overrides(&self) -> Vec<Override> {
         self.overrides.active(self.clock.now())
@@ -550,24 +500,6 @@ impl Controller {
         self.metrics.set_mode(mode);
         Ok(before)
     }
-}
-
-/// One action for the audit log (see [`AuditRecord`]).
-pub struct Entry<'a> {
-    /// Who.
-    pub actor: &'a str,
-    /// What kind.
-    pub action: &'a str,
-    /// On what.
-    pub target: &'a str,
-    /// Why.
-    pub reason: &'a str,
-    /// State before.
-    pub before: serde_json::Value,
-    /// State after.
-    pub after: serde_json::Value,
-    /// How it ended.
-    pub outcome: Outcome,
 }
 
 /// Name of an override's scope, for the audit log.

@@ -351,19 +351,29 @@ impl<'a, A: ConfigAdmin, S: JournalStore> Journaled<'a, A, S> {
             topic: topic.into(),
             reason: format!("{reason} (the write may still land: the journal keeps it pending and the next read settles it)"),
         })?;
+        // The alter landed: the change is made whatever happens to the journal from here on. A
+        // save that fails now (a full disk, or in HA a leader deposed since its intent) leaves
+        // the entry at its intent with the value pending, which the next read of the topic
+        // settles as the controller's own write; the action is not reported as failed.
         if let Some(e) = journal.entries_mut(key).get_mut(topic) {
             e.phase = JournalPhase::Applied;
         }
-        self.store.save(&journal)?;
+        let saved = self.store.save(&journal);
+        if let Err(e) = &saved {
+            tracing::warn!(topic, error = %e, "the alter landed but the journal could not record it: it stays pending until the next read settles it");
+        }
         crash_point("after-alter");
         // Read back; a failed read leaves the entry applied, settled on the next read.
-        if let Ok(after) = self.read(topic, now).await
+        if saved.is_ok()
+            && let Ok(after) = self.read(topic, now).await
             && let Some(e) = journal.entries_mut(key).get_mut(topic)
         {
             let found = e.settle(&after, now);
             out.findings
                 .extend(found.into_iter().map(|f| (topic.to_string(), key, f)));
-            self.store.save(&journal)?;
+            if let Err(e) = self.store.save(&journal) {
+                tracing::warn!(topic, error = %e, "the journal could not record the read-back: the next read settles it");
+            }
         }
         crash_point("after-verify");
         out.change = Some(change);

@@ -423,3 +423,76 @@ proptest! {
         }
     }
 }
+
+/// A journal whose saves fail once `saves` of them have succeeded (a disk that fills, or in HA a
+/// leader deposed between its intent and its alter's record).
+struct FailingAfter {
+    inner: MemoryJournal,
+    saves: Mutex<u32>,
+}
+
+impl JournalStore for FailingAfter {
+    fn load(&self) -> Result<Journal, StoreError> {
+        self.inner.load()
+    }
+
+    fn save(&self, journal: &Journal) -> Result<(), StoreError> {
+        let mut left = self.saves.lock().unwrap();
+        if *left == 0 {
+            return Err(StoreError::Io {
+                path: "journal".into(),
+                source: std::io::Error::other("no space left on device"),
+            });
+        }
+        *left -= 1;
+        self.inner.save(journal)
+    }
+}
+
+#[test]
+fn an_alter_that_landed_is_reported_done_even_when_the_journal_cannot_record_it() {
+    let (model, p) = (Model::new(Some("14400000")), policy());
+    let store = FailingAfter {
+        inner: MemoryJournal::default(),
+        saves: Mutex::new(1),
+    };
+    let j = Journaled::new(&model, &store, &p);
+    let now = Timestamp(0);
+    let (brokers, lag) = evidence(now);
+    let e = Evidence {
+        brokers: &brokers,
+        copy_lag: &lag,
+        now,
+    };
+    let done = run(j.apply(
+        TOPIC,
+        &RetentionTarget::Lowered { ms: 7_200_000 },
+        "test",
+        &e,
+        now,
+    ))
+    .expect("the alter landed: not a failure");
+    assert!(done.change.is_some(), "{done:?}");
+    assert_eq!(model.key().value.as_deref(), Some("7200000"));
+    // The intent (the one save that succeeded) keeps the original and the pending value.
+    assert_eq!(phase(&store.inner), JournalPhase::Intent);
+    // The journal works again: the next read settles the write as the controller's own.
+    *store.saves.lock().unwrap() = u32::MAX;
+    let configs = run(model.describe(TOPIC, Timestamp(60_000))).unwrap();
+    let found = j.settle(&[configs], Timestamp(60_000)).unwrap().found;
+    assert!(
+        found
+            .iter()
+            .any(|(_, _, f)| matches!(f, Finding::Landed(_))),
+        "{found:?}"
+    );
+    assert_eq!(phase(&store.inner), JournalPhase::Verified);
+    assert_eq!(
+        store.inner.load().unwrap().topics[TOPIC]
+            .original
+            .value
+            .as_deref(),
+        Some("14400000"),
+        "the original is kept"
+    );
+}
