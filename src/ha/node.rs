@@ -50,10 +50,29 @@ struct Shared {
     me: String,
     session: Duration,
     clock: Arc<dyn Clock>,
+    /// The state topic's consumer and what it has read, locked while a read waits on the broker.
     reader: Arc<Mutex<StateTopic>>,
+    /// What the last read to the end found: what everything but the readers themselves looks at,
+    /// so nothing on an async worker waits behind a read that waits on the broker (which could
+    /// stall the API while the broker is unreachable).
+    seen: std::sync::RwLock<Arc<StateView>>,
     writer: StateWriter,
     status: watch::Sender<HaStatus>,
     election: Election,
+}
+
+impl Shared {
+    fn seen(&self) -> Arc<StateView> {
+        self.seen
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Keeps `view`, just read to the topic's end, for everything that does not read itself.
+    fn saw(&self, view: &StateView) {
+        *self.seen.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view.clone());
+    }
 }
 
 impl Drop for Ha {
@@ -117,6 +136,7 @@ impl Ha {
             session,
             clock,
             reader: Arc::new(Mutex::new(reader)),
+            seen: std::sync::RwLock::new(Arc::new(StateView::default())),
             writer,
             status,
             election,
@@ -198,13 +218,12 @@ impl Ha {
 
     /// The leader's latest decision as read from the state topic (followers serve it).
     pub fn shared_decision(&self) -> Option<SharedDecision> {
-        self.shared
-            .reader
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .view
-            .decision
-            .clone()
+        self.seen().decision.clone()
+    }
+
+    /// What the last read of the state topic to its end found (never waits on the broker).
+    fn seen(&self) -> Arc<StateView> {
+        self.shared.seen()
     }
 
     /// Reads the state topic to its end now (the fast path of fleet-wide overrides).
@@ -231,16 +250,8 @@ impl Ha {
     /// pause must not wait behind a long sweep). Only a leader does this (one writer is enough; a deposed
     /// leader's tombstones are as right as anyone's, since staleness depends only on time).
     pub async fn tombstone_stale(&self, now: Timestamp) -> Result<usize, StateTopicError> {
-        let stale = {
-            let reader = self
-                .shared
-                .reader
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let mut keys = super::state::stale_keys(&reader.view, now);
-            keys.truncate(100);
-            keys
-        };
+        let mut stale = super::state::stale_keys(&self.seen(), now);
+        stale.truncate(100);
         for key in &stale {
             let record = Record::Other {
                 key: key.clone(),
@@ -256,23 +267,12 @@ impl Ha {
 
     /// The newest value of `key`, as read from the state topic.
     pub fn record(&self, key: &str) -> Option<serde_json::Value> {
-        let reader = self
-            .shared
-            .reader
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        reader.view.other.get(key).cloned()
+        self.seen().other.get(key).cloned()
     }
 
     /// The newest value of every key starting with `prefix`, as read from the state topic.
     pub fn records(&self, prefix: &str) -> Vec<serde_json::Value> {
-        let reader = self
-            .shared
-            .reader
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        reader
-            .view
+        self.seen()
             .other
             .iter()
             .filter(|(k, _)| k.starts_with(prefix))
@@ -327,6 +327,7 @@ async fn read_to_end(s: &Arc<Shared>) -> Result<StateView, StateTopicError> {
         })
     })?;
     let (lag, view) = answer;
+    s.saw(&view);
     *s.read_at.lock().unwrap_or_else(PoisonError::into_inner) = crate::clock::monotonic_now();
     s.status.send_if_modified(|st| {
         let changed = st.state_lag != lag;

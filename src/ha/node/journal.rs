@@ -259,9 +259,13 @@ impl StateLog for NodeLog {
     }
 
     fn read_to_end(&self) -> Result<StateView, String> {
-        let mut r = self.0.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        r.catch_up(self.0.session).map_err(|e| e.to_string())?;
-        Ok(r.view.clone())
+        let view = {
+            let mut r = self.0.reader.lock().unwrap_or_else(PoisonError::into_inner);
+            r.catch_up(self.0.session).map_err(|e| e.to_string())?;
+            r.view.clone()
+        };
+        self.0.saw(&view);
+        Ok(view)
     }
 
     fn now(&self) -> Timestamp {

@@ -94,13 +94,9 @@ impl Ha {
     /// [`Ha::fleet_overrides`] with the instance each was made on.
     pub fn fleet_overrides_by_owner(&self, now: Timestamp) -> Vec<FleetOverride> {
         let deleted = self.deleted();
-        let reader = self
-            .shared
-            .reader
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let seen = self.seen();
         let mut out = Vec::new();
-        for (key, value) in &reader.view.other {
+        for (key, value) in &seen.other {
             let Some(owner) = key.strip_prefix(OVERRIDES_PREFIX) else {
                 continue;
             };
