@@ -47,6 +47,11 @@ pub struct HaConfig {
     /// (`default.replication.factor`).
     #[serde(default)]
     pub replication_factor: Option<i32>,
+    /// A standby instance leads only while no instance without `standby` is a member of the
+    /// election (the Helm chart sets it on sidecars, so a standalone release leads whenever it
+    /// runs, and any sidecar can lead when none does). Default false.
+    #[serde(default)]
+    pub standby: bool,
 }
 
 fn default_session_timeout() -> Dur {

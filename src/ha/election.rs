@@ -35,10 +35,23 @@ pub struct ElectionConfig {
     pub group: String,
     /// The coordination topic (one partition).
     pub topic: String,
-    /// This instance's id (the group's `client.id` and `group.instance.id`-free member name).
+    /// This instance's id (the group's `client.id` is made of it, [`member_name`]).
     pub instance: String,
     /// The group's session timeout.
     pub session_timeout: Duration,
+    /// Leads only while no member without `standby` is in the group ([`member_name`]).
+    pub standby: bool,
+}
+
+/// The name this instance joins the group with (its `client.id`, which the broker puts at the
+/// start of the member id): `0-INSTANCE`, or `1-INSTANCE` for a standby instance. The range
+/// assignor gives the one partition to the member whose id sorts first (librdkafka runs the
+/// assignor in the group's leader member and sorts members by id, whatever the broker), so any
+/// instance without `standby` wins the lock over every standby one, and a standby instance gets
+/// it only when no other kind is a member. Among instances of one kind the order is the
+/// instance ids'.
+pub fn member_name(instance: &str, standby: bool) -> String {
+    format!("{}-{instance}", u8::from(standby))
 }
 
 struct LockContext {
@@ -96,7 +109,7 @@ impl Election {
         let mut client = conn.client_config();
         client
             .set("group.id", &config.group)
-            .set("client.id", &config.instance)
+            .set("client.id", member_name(&config.instance, config.standby))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("session.timeout.ms", session.to_string())
@@ -175,5 +188,22 @@ impl Drop for Election {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_instance_without_standby_sorts_before_every_standby_one() {
+        // The broker makes the member id CLIENT_ID-UUID; the range assignor sorts by it.
+        let id = |instance: &str, standby: bool, uuid: &str| {
+            format!("{}-{uuid}", member_name(instance, standby))
+        };
+        assert!(id("zzz-standalone", false, "ffff") < id("aaa-sidecar", true, "0000"));
+        assert!(id("pod-a", false, "ffff") < id("pod-b", false, "0000"));
+        assert_eq!(member_name("pod-a", false), "0-pod-a");
+        assert_eq!(member_name("pod-a", true), "1-pod-a");
     }
 }

@@ -115,6 +115,7 @@ impl Ha {
                 topic: coordination,
                 instance: instance.clone(),
                 session_timeout: session,
+                standby: config.standby,
             },
         )
         .map_err(|e| StateTopicError {

@@ -32,6 +32,8 @@ mod ha_journal;
 #[cfg(feature = "external")]
 mod ha_sensors;
 #[cfg(feature = "external")]
+mod ha_standby;
+#[cfg(feature = "external")]
 mod kafka;
 mod lanes;
 mod layout;

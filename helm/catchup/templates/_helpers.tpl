@@ -71,7 +71,10 @@ inline.toml
 {{- $_ := set $c "api" $api -}}
 {{- $gate := deepCopy (default dict $c.gate) -}}
 {{- if eq .Values.mode "sidecar" -}}
+{{- /* In HA the elected leader owns retention, a sidecar only when no standalone instance runs. */ -}}
+{{- if not .Values.ha.enabled -}}
 {{- $_ := set $c "retention_actions" .Values.sidecar.ownsRetention -}}
+{{- end -}}
 {{- $_ := set $gate "instances" .Values.sidecar.instances -}}
 {{- end -}}
 {{- /* YAML numbers arrive as floats; catchup wants a whole number. */ -}}
@@ -80,7 +83,7 @@ inline.toml
 {{- end -}}
 {{- $_ := set $c "gate" $gate -}}
 {{- if .Values.ha.enabled -}}
-{{- $_ := set $c "ha" (dict "name" (default (include "catchup.fullname" .) .Values.ha.name) "session_timeout" .Values.ha.sessionTimeout) -}}
+{{- $_ := set $c "ha" (dict "name" (default (include "catchup.fullname" .) .Values.ha.name) "session_timeout" .Values.ha.sessionTimeout "standby" (eq .Values.mode "sidecar")) -}}
 {{- end -}}
 {{- toToml $c -}}
 {{- end -}}

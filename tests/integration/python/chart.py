@@ -449,6 +449,25 @@ def check_ha():
     ok("ha: 2 replicas, RollingUpdate, PDB, no volume, [ha] name = ingest-fleet, instance = pod name")
 
 
+def check_ha_sidecar():
+    """Sidecars in HA mode: standby members of the deployment's election, not barred from
+    retention (the elected leader owns it; ownsRetention applies only without HA)."""
+    vals = values("sidecar-values.yaml")
+    vals["ha"] = {"enabled": True, "name": "ingest-fleet"}
+    docs = render(vals)
+    objs = check_manifests("ha-sidecar", docs)
+    host = objs["Deployments"][0]
+    env = {e["name"]: e for e in catchup_container(host).get("env", [])}
+    if env.get("CATCHUP_HA_INSTANCE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
+        fail(f"ha-sidecar: CATCHUP_HA_INSTANCE is not the pod's name: {env}")
+    config = check_config("ha-sidecar", objs)
+    if "standby = true" not in config or 'name = "ingest-fleet"' not in config:
+        fail(f"ha-sidecar: no standby member of ingest-fleet in the config:\n{config}")
+    if "retention_actions" in config:
+        fail(f"ha-sidecar: barred from retention, so a sidecar leader could never act:\n{config}")
+    ok("ha-sidecar: standby members of ingest-fleet, retention left to whoever leads")
+
+
 def main():
     check_lint()
     standalone = render(values("standalone-msk-values.yaml"))
@@ -486,6 +505,7 @@ def main():
     ok("sidecar: gates only (retention_actions = false), rate shared by gate.instances = 2")
 
     check_ha()
+    check_ha_sidecar()
     check_parent_chart()
     check_bad_values()
     check_operator_labels()
