@@ -84,7 +84,7 @@ pub(super) async fn restore(
 
 /// `POST /v1/retention/adopt`: take a managed topic's value now as its original (a person decided
 /// it), closing its journal entry and clearing drift, so the controller acts on the topic again.
-#[utoipa::path(post, path = "/v1/retention/adopt", request_body = AdoptRequest, responses((status = 200, body = AdoptResponse), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError, description = "nothing to adopt"), (status = 503, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/retention/adopt", request_body = AdoptRequest, responses((status = 200, body = AdoptResponse), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError, description = "nothing to adopt"), (status = 503, body = ApiError), (status = 504, body = ApiError, description = "HA: forwarded to the leader, no answer in time (outcome unknown)")))]
 pub(super) async fn adopt(
     State(ctl): Ctl,
     op: Operator,
@@ -120,6 +120,16 @@ pub(super) async fn adopt(
             before,
             after,
         })),
+        // Forwarded by a follower (HA): not forwarded at all, or no answer from the leader in
+        // time (the outcome is then unknown, not a refusal).
+        Err(why) if why.starts_with(crate::runtime::NOT_FORWARDED) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_forwarded",
+            why,
+        )),
+        Err(why) if why.starts_with(crate::runtime::NO_ANSWER) => {
+            Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "no_answer", why))
+        }
         Err(why) => Err(ApiError::new(StatusCode::CONFLICT, "not_adopted", why)),
     }
 }

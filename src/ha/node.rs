@@ -69,9 +69,14 @@ impl Shared {
             .clone()
     }
 
-    /// Keeps `view`, just read to the topic's end, for everything that does not read itself.
+    /// Keeps `view`, just read to the topic's end, for everything that does not read itself;
+    /// never one older than the view kept (readers finish in any order: a view that has applied
+    /// fewer records is older, since every read continues from where the last one ended).
     fn saw(&self, view: &StateView) {
-        *self.seen.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view.clone());
+        let mut seen = self.seen.write().unwrap_or_else(PoisonError::into_inner);
+        if view.records >= seen.records {
+            *seen = Arc::new(view.clone());
+        }
     }
 }
 

@@ -20,9 +20,17 @@ use crate::ha::Ha;
 use crate::ha::state::{ADOPT_PREFIX, ADOPTED_PREFIX, RESTORE_PREFIX, RESTORED_PREFIX};
 use crate::units::{Dur, Timestamp};
 
-/// How long a follower waits for the leader's answer, and how old a request a leader still
-/// carries out (one older was answered by nobody: its asker has given up).
+/// How long a follower waits for the leader's answer.
 pub(super) const FORWARD_WAIT: Duration = Duration::from_secs(60);
+/// How old a request a leader still carries out: half the follower's wait, so that a request
+/// carried out is answered while its asker still waits (one older may never be answered in time,
+/// and its asker would report a failure for something done).
+const CARRY_OUT_WITHIN: Duration = Duration::from_secs(30);
+/// How a follower's answer starts when it could not forward the request (nothing was done).
+pub(crate) const NOT_FORWARDED: &str = "refused: this instance is a follower and could not forward";
+/// How a follower's answer starts when the leader did not answer in time (the outcome is
+/// unknown: the leader's audit log has it).
+pub(crate) const NO_ANSWER: &str = "failed: forwarded to the leader";
 
 /// A restore sent to a follower.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,9 +94,7 @@ async fn forward<M: Forwarded, A: DeserializeOwned>(ha: &Ha, mark: &M) -> Result
         .publish(format!("{}{}", M::PREFIX, mark.id()), value)
         .await
     {
-        return Err(format!(
-            "refused: this instance is a follower and could not forward the request to the leader: {e}"
-        ));
+        return Err(format!("{NOT_FORWARDED} the request to the leader: {e}"));
     }
     let answer_key = format!("{}{}", M::ANSWER, mark.id());
     let deadline = tokio::time::Instant::now() + FORWARD_WAIT;
@@ -103,7 +109,7 @@ async fn forward<M: Forwarded, A: DeserializeOwned>(ha: &Ha, mark: &M) -> Result
     }
     let st = ha.status();
     Err(format!(
-        "failed: forwarded to the leader ({}, epoch {}), no answer within {FORWARD_WAIT:?}: see the leader's audit log",
+        "{NO_ANSWER} ({}, epoch {}), no answer within {FORWARD_WAIT:?}: see the leader's audit log",
         st.leader.as_deref().unwrap_or("none elected"),
         st.epoch
     ))
@@ -162,7 +168,7 @@ pub(super) async fn forward_adopt(
 }
 
 /// On the leader: every forwarded restore and adopt not yet answered (and not older than
-/// [`FORWARD_WAIT`]) goes to this instance's loop, and the answer to the state topic. `taken`:
+/// [`CARRY_OUT_WITHIN`]) goes to this instance's loop, and the answer to the state topic. `taken`:
 /// the requests already handed to the loop.
 pub(super) fn carry_out_forwarded(
     ctl: &Arc<Controller>,
@@ -197,7 +203,7 @@ fn pending<M: Forwarded>(ctl: &Controller, ha: &Ha, taken: &mut BTreeSet<String>
     ha.records(M::PREFIX)
         .into_iter()
         .filter_map(|v| serde_json::from_value::<M>(v).ok())
-        .filter(|m| now.0 - m.at().0 <= FORWARD_WAIT.as_millis() as i64)
+        .filter(|m| now.0 - m.at().0 <= CARRY_OUT_WITHIN.as_millis() as i64)
         .filter(|m| ha.record(&format!("{}{}", M::ANSWER, m.id())).is_none())
         .filter(|m| taken.insert(format!("{}{}", M::PREFIX, m.id())))
         .collect()

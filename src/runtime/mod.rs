@@ -40,6 +40,7 @@ pub mod tick;
 pub use controller::{
     ChangeError, Command, Controller, Entry, OverrideBook, RuntimeError, scope_name,
 };
+pub(crate) use ha_forward::{NO_ANSWER, NOT_FORWARDED};
 pub use status::{ManagedTopic, Status};
 pub use tick::Runtime;
 

@@ -83,6 +83,9 @@ inline.toml
 {{- end -}}
 {{- $_ := set $c "gate" $gate -}}
 {{- if .Values.ha.enabled -}}
+{{- if and (eq .Values.mode "sidecar") (not .Values.ha.name) -}}
+{{- fail "ha.name is required for sidecars with ha.enabled: the standalone release's ha.name (or its full name), so that the sidecars join its election as standby members. A name of their own would make a second leader that changes retention beside the standalone release's" -}}
+{{- end -}}
 {{- $_ := set $c "ha" (dict "name" (default (include "catchup.fullname" .) .Values.ha.name) "session_timeout" .Values.ha.sessionTimeout "standby" (eq .Values.mode "sidecar")) -}}
 {{- end -}}
 {{- toToml $c -}}

@@ -466,6 +466,17 @@ def check_ha_sidecar():
     if "retention_actions" in config:
         fail(f"ha-sidecar: barred from retention, so a sidecar leader could never act:\n{config}")
     ok("ha-sidecar: standby members of ingest-fleet, retention left to whoever leads")
+    # Without a name the sidecars would elect a leader of their own beside the standalone
+    # release's, both changing retention: refused at install time.
+    vals["ha"] = {"enabled": True}
+    try:
+        render(vals)
+    except Exception as e:
+        if "ha.name is required" not in str(e):
+            fail(f"ha-sidecar without ha.name: refused, but not naming ha.name: {e}")
+        ok("ha-sidecar without ha.name: refused at install time, naming ha.name")
+    else:
+        fail("ha-sidecar without ha.name: rendered; sidecars would elect a second leader")
 
 
 def main():
