@@ -43,6 +43,7 @@ pub(super) async fn sync(ctl: Arc<Controller>, ha: Arc<Ha>) {
     let mut mode_seen: Option<ModeMark> = None;
     let mut restores_taken = std::collections::BTreeSet::new();
     let mut swept_at = tokio::time::Instant::now();
+    let mut sweeping: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = every.tick() => {}
@@ -65,15 +66,23 @@ pub(super) async fn sync(ctl: Arc<Controller>, ha: Arc<Ha>) {
         let own = ctl.active_overrides();
         let others: Vec<Override> = fleet.into_iter().filter(|o| !own.contains(o)).collect();
         let leads = ha.leads();
-        if leads && swept_at.elapsed() >= SWEEP_EVERY {
+        // The sweep runs beside this task (its writes must not hold up a fleet-wide pause), one
+        // at a time.
+        if leads
+            && swept_at.elapsed() >= SWEEP_EVERY
+            && sweeping.as_ref().is_none_or(|t| t.is_finished())
+        {
             swept_at = tokio::time::Instant::now();
-            match ha.tombstone_stale(ctl.clock.now()).await {
-                Ok(0) => {}
-                Ok(n) => debug!(records = n, "tombstoned state-topic records of no more use"),
-                Err(e) => {
-                    warn!(error = %e, "could not tombstone stale state-topic records: retried")
+            let (ha, now) = (ha.clone(), ctl.clock.now());
+            sweeping = Some(tokio::spawn(async move {
+                match ha.tombstone_stale(now).await {
+                    Ok(0) => {}
+                    Ok(n) => debug!(records = n, "tombstoned state-topic records of no more use"),
+                    Err(e) => {
+                        warn!(error = %e, "could not tombstone stale state-topic records: retried")
+                    }
                 }
-            }
+            }));
         }
         let decision = if leads {
             None
