@@ -32,13 +32,40 @@ pub(crate) const NOT_FORWARDED: &str = "refused: this instance is a follower and
 /// unknown: the leader's audit log has it).
 pub(crate) const NO_ANSWER: &str = "failed: forwarded to the leader";
 
-/// A restore sent to a follower.
+/// Who asked which follower, when and why: the part every forwarded request has (its fields
+/// stay at the top level of the record).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct RestoreMark {
+struct Asked {
     instance: String,
     at: Timestamp,
     actor: String,
     reason: String,
+}
+
+impl Asked {
+    fn new(ctl: &Controller, ha: &Ha, who: &Authorized, reason: String) -> Asked {
+        Asked {
+            instance: ha.instance().to_string(),
+            at: ctl.clock.now(),
+            actor: who.actor().to_string(),
+            reason,
+        }
+    }
+
+    /// The actor as the leader audits it, and the reason, for a request of `kind`.
+    fn on_leader(&self, kind: &str) -> (Authorized, String) {
+        (
+            Authorized::from_fleet(format!("{} via {}", self.actor, self.instance)),
+            format!("{kind} sent to {}: {}", self.instance, self.reason),
+        )
+    }
+}
+
+/// A restore sent to a follower.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct RestoreMark {
+    #[serde(flatten)]
+    asked: Asked,
     hold: Dur,
     topic: Option<String>,
 }
@@ -46,10 +73,8 @@ struct RestoreMark {
 /// An adopt sent to a follower.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct AdoptMark {
-    instance: String,
-    at: Timestamp,
-    actor: String,
-    reason: String,
+    #[serde(flatten)]
+    asked: Asked,
     topic: String,
 }
 
@@ -57,32 +82,25 @@ struct AdoptMark {
 trait Forwarded: Serialize + DeserializeOwned + Clone + Send + 'static {
     const PREFIX: &'static str;
     const ANSWER: &'static str;
-    fn instance(&self) -> &str;
-    fn at(&self) -> Timestamp;
+    fn asked(&self) -> &Asked;
     fn id(&self) -> String {
-        format!("{}/{}", self.instance(), self.at().0)
+        format!("{}/{}", self.asked().instance, self.asked().at.0)
     }
 }
 
 impl Forwarded for RestoreMark {
     const PREFIX: &'static str = RESTORE_PREFIX;
     const ANSWER: &'static str = RESTORED_PREFIX;
-    fn instance(&self) -> &str {
-        &self.instance
-    }
-    fn at(&self) -> Timestamp {
-        self.at
+    fn asked(&self) -> &Asked {
+        &self.asked
     }
 }
 
 impl Forwarded for AdoptMark {
     const PREFIX: &'static str = ADOPT_PREFIX;
     const ANSWER: &'static str = ADOPTED_PREFIX;
-    fn instance(&self) -> &str {
-        &self.instance
-    }
-    fn at(&self) -> Timestamp {
-        self.at
+    fn asked(&self) -> &Asked {
+        &self.asked
     }
 }
 
@@ -125,10 +143,7 @@ pub(super) async fn forward_restore(
 ) {
     let (who, reason, hold, topic) = request;
     let mark = RestoreMark {
-        instance: ha.instance().to_string(),
-        at: ctl.clock.now(),
-        actor: who.actor().to_string(),
-        reason,
+        asked: Asked::new(&ctl, &ha, &who, reason),
         hold,
         topic: topic.clone(),
     };
@@ -155,10 +170,7 @@ pub(super) async fn forward_adopt(
 ) {
     let (who, topic, reason) = request;
     let mark = AdoptMark {
-        instance: ha.instance().to_string(),
-        at: ctl.clock.now(),
-        actor: who.actor().to_string(),
-        reason,
+        asked: Asked::new(&ctl, &ha, &who, reason),
         topic,
     };
     let answer = forward::<_, AdoptReply>(&ha, &mark)
@@ -179,20 +191,26 @@ pub(super) fn carry_out_forwarded(
         return;
     }
     for m in pending::<RestoreMark>(ctl, ha, taken) {
-        carry_out(ctl, ha, m, |m, reply| Command::Restore {
-            who: Authorized::from_fleet(format!("{} via {}", m.actor, m.instance)),
-            reason: format!("restore sent to {}: {}", m.instance, m.reason),
-            hold: m.hold,
-            topic: m.topic.clone(),
-            reply,
+        carry_out(ctl, ha, m, |m, reply| {
+            let (who, reason) = m.asked.on_leader("restore");
+            Command::Restore {
+                who,
+                reason,
+                hold: m.hold,
+                topic: m.topic.clone(),
+                reply,
+            }
         });
     }
     for m in pending::<AdoptMark>(ctl, ha, taken) {
-        carry_out(ctl, ha, m, |m, reply| Command::Adopt {
-            who: Authorized::from_fleet(format!("{} via {}", m.actor, m.instance)),
-            reason: format!("adopt sent to {}: {}", m.instance, m.reason),
-            topic: m.topic.clone(),
-            reply,
+        carry_out(ctl, ha, m, |m, reply| {
+            let (who, reason) = m.asked.on_leader("adopt");
+            Command::Adopt {
+                who,
+                reason,
+                topic: m.topic.clone(),
+                reply,
+            }
         });
     }
 }
@@ -203,7 +221,7 @@ fn pending<M: Forwarded>(ctl: &Controller, ha: &Ha, taken: &mut BTreeSet<String>
     ha.records(M::PREFIX)
         .into_iter()
         .filter_map(|v| serde_json::from_value::<M>(v).ok())
-        .filter(|m| now.0 - m.at().0 <= CARRY_OUT_WITHIN.as_millis() as i64)
+        .filter(|m| now.0 - m.asked().at.0 <= CARRY_OUT_WITHIN.as_millis() as i64)
         .filter(|m| ha.record(&format!("{}{}", M::ANSWER, m.id())).is_none())
         .filter(|m| taken.insert(format!("{}{}", M::PREFIX, m.id())))
         .collect()
@@ -229,4 +247,29 @@ fn carry_out<M: Forwarded, A: Serialize + Send + 'static>(
             warn!(error = %e, request = %m.id(), "could not answer a forwarded request");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_restore_is_one_flat_record_as_before() {
+        let mark = RestoreMark {
+            asked: Asked {
+                instance: "b".into(),
+                at: Timestamp(7),
+                actor: "ann".into(),
+                reason: "r".into(),
+            },
+            hold: Dur::from_hours(1),
+            topic: None,
+        };
+        let value = serde_json::to_value(&mark).unwrap();
+        let mut keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["actor", "at", "hold", "instance", "reason", "topic"]);
+        assert_eq!(serde_json::from_value::<RestoreMark>(value).unwrap(), mark);
+        assert_eq!(mark.id(), "b/7");
+    }
 }

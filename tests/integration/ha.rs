@@ -133,6 +133,18 @@ max_rate = 1000
         ),
     )
     .expect("disk");
+    write_config(
+        dir,
+        bootstrap,
+        name,
+        tick,
+        "kind = \"file\"\npath = \"disk.json\"",
+    );
+}
+
+/// `catchup.toml` of an HA test instance: deployment `name`, a 6 s session, the broker at
+/// `bootstrap`, and `disk` as the body of `[cluster.disk]`.
+pub(crate) fn write_config(dir: &Path, bootstrap: &str, name: &str, tick: &str, disk: &str) {
     std::fs::write(
         dir.join("catchup.toml"),
         format!(
@@ -146,8 +158,7 @@ kind = "kafka"
 [cluster.kafka]
 bootstrap_servers = "{bootstrap}"
 [cluster.disk]
-kind = "file"
-path = "disk.json"
+{disk}
 [ha]
 name = "{name}"
 session_timeout = "6s"
@@ -158,9 +169,32 @@ session_timeout = "6s"
 }
 
 /// Keeps the disk file fresh (its modification time is the sample time).
-pub(crate) fn touch_disk(dir: &Path) {
+fn touch_disk(dir: &Path) {
     let text = std::fs::read_to_string(dir.join("disk.json")).expect("disk");
     std::fs::write(dir.join("disk.json"), text).expect("disk");
+}
+
+/// Touches the disk file of each of `dirs` every 500 ms, until aborted.
+pub(crate) fn keep_touching(dirs: Vec<PathBuf>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            for d in &dirs {
+                touch_disk(d);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+/// A fresh broker where the group `ingest` is 40 records behind on the one partition of
+/// `events`; the broker and its bootstrap address.
+pub(crate) async fn broker_with_backlog(name: &str) -> (Broker, String) {
+    let broker = Broker::start(name);
+    let b = broker.bootstrap.clone();
+    create_topic(&b, "events", 1, &[]).await;
+    produce(&b, "events", &[50]).await;
+    commit(&b, "ingest", "events", &[(0, 10)]);
+    (broker, b)
 }
 
 /// The leaders among `instances` as their statuses say, with the epochs.
@@ -241,24 +275,12 @@ pub(crate) fn logs(dir: &Path, instances: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_elect_one_leader_followers_serve_its_gate_and_a_killed_leader_is_replaced()
 {
-    let broker = Broker::start("ha-three");
-    let b = broker.bootstrap.clone();
-    create_topic(&b, "events", 1, &[]).await;
-    produce(&b, "events", &[50]).await;
-    commit(&b, "ingest", "events", &[(0, 10)]);
+    let (_broker, b) = broker_with_backlog("ha-three").await;
     let dir = fresh_dir("three");
     configure(&dir, &b, "fleet");
     let ids = ["i0", "i1", "i2"];
     let mut instances: Vec<Instance> = ids.iter().map(|id| Instance::start(&dir, id)).collect();
-    let toucher = {
-        let dir = dir.clone();
-        tokio::spawn(async move {
-            loop {
-                touch_disk(&dir);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        })
-    };
+    let toucher = keep_touching(vec![dir.clone()]);
 
     // Exactly one leader, every instance agreeing on it, three members each. The lock may move
     // once while the instances join (each join is a rebalance; the range assignor gives the
@@ -356,24 +378,12 @@ async fn three_instances_elect_one_leader_followers_serve_its_gate_and_a_killed_
 // are there; at librdkafka's 500 ms default: median 1.7 s, max 2.8 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_sent_to_a_follower_reaches_every_gate_within_two_seconds() {
-    let broker = Broker::start("ha-pause");
-    let b = broker.bootstrap.clone();
-    create_topic(&b, "events", 1, &[]).await;
-    produce(&b, "events", &[50]).await;
-    commit(&b, "ingest", "events", &[(0, 10)]);
+    let (_broker, b) = broker_with_backlog("ha-pause").await;
     let dir = fresh_dir("pause");
     configure_with(&dir, &b, "pausers", 30, "5s");
     let ids = ["p0", "p1", "p2"];
     let mut instances: Vec<Instance> = ids.iter().map(|id| Instance::start(&dir, id)).collect();
-    let toucher = {
-        let dir = dir.clone();
-        tokio::spawn(async move {
-            loop {
-                touch_disk(&dir);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        })
-    };
+    let toucher = keep_touching(vec![dir.clone()]);
     let gate_state = async |i: &Instance| {
         i.get("/v1/gates/ingest").await.unwrap_or_default()["state"]
             .as_str()

@@ -2,10 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use catchup_testkit::{Broker, create_topic, produce};
-
-use crate::ha::{Instance, configure, fresh_dir, logs, poll, settled_leader, touch_disk};
-use crate::kafka::commit;
+use crate::ha::{
+    Instance, broker_with_backlog, configure, fresh_dir, keep_touching, logs, poll, settled_leader,
+};
 
 /// Failover benchmark (`scripts/ha-failover.sh`): five times, kill -9 the leader of three
 /// instances and time until a survivor leads and shows its first decision; prints the median and
@@ -13,11 +12,7 @@ use crate::kafka::commit;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: run by scripts/ha-failover.sh"]
 async fn failover_benchmark() {
-    let broker = Broker::start("ha-bench");
-    let b = broker.bootstrap.clone();
-    create_topic(&b, "events", 1, &[]).await;
-    produce(&b, "events", &[50]).await;
-    commit(&b, "ingest", "events", &[(0, 10)]);
+    let (_broker, b) = broker_with_backlog("ha-bench").await;
     let dir = fresh_dir("bench");
     configure(&dir, &b, "bench");
     // The default session timeout, as shipped.
@@ -29,15 +24,7 @@ async fn failover_benchmark() {
     .expect("config");
     let ids = ["i0", "i1", "i2"];
     let mut instances: Vec<Instance> = ids.iter().map(|id| Instance::start(&dir, id)).collect();
-    let toucher = {
-        let dir = dir.clone();
-        tokio::spawn(async move {
-            loop {
-                touch_disk(&dir);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        })
-    };
+    let toucher = keep_touching(vec![dir.clone()]);
     let mut times = Vec::new();
     for run in 0..5 {
         let Some((leader, epoch)) = settled_leader(&instances, 3).await else {

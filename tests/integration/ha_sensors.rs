@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use catchup_testkit::{Broker, create_topic, produce};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::ha::{Instance, leaders, logs, poll};
-use crate::kafka::commit;
+use crate::ha::{Instance, broker_with_backlog, fresh_dir, leaders, logs, poll, write_config};
 
 /// Answers every Prometheus instant query with broker 1 at 30% (300 of 1000 bytes), counting them.
 async fn fake_prometheus() -> (String, Arc<AtomicU64>) {
@@ -69,46 +67,19 @@ fn configure(dir: &Path, bootstrap: &str, prometheus: &str) {
         "[drain]\nlag_threshold = 10\n[retention]\nfloor = \"1h\"\n[[retention.topics]]\nname = \"enriched\"\n[[groups]]\nname = \"ingest\"\nmax_rate = 1000\n",
     )
     .expect("policy");
-    std::fs::write(
-        dir.join("catchup.toml"),
-        format!(
-            r#"
-tick = "1s"
-sensor_timeout = "900ms"
-policy = "policy.toml"
-state_dir = "unused"
-[cluster]
-kind = "kafka"
-[cluster.kafka]
-bootstrap_servers = "{bootstrap}"
-[cluster.disk]
-kind = "prometheus"
-url = "{prometheus}"
-used_bytes_query = "used"
-capacity_bytes_query = "capacity"
-broker_label = "broker"
-scrape_interval = "15s"
-[ha]
-name = "readers"
-session_timeout = "6s"
-"#
-        ),
-    )
-    .expect("config");
+    let disk = format!(
+        "kind = \"prometheus\"\nurl = \"{prometheus}\"\nused_bytes_query = \"used\"\ncapacity_bytes_query = \"capacity\"\nbroker_label = \"broker\"\nscrape_interval = \"15s\""
+    );
+    write_config(dir, bootstrap, "readers", "1s", &disk);
 }
 
 /// Three instances read the disk source as often as one: over 15 s of 1 s ticks the fleet asks at
 /// most two queries (used, capacity) per leader tick, and at least some.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_reads_the_disk_source_however_many_instances_run() {
-    let broker = Broker::start("ha-sensors");
-    let b = broker.bootstrap.clone();
-    create_topic(&b, "events", 1, &[]).await;
-    produce(&b, "events", &[50]).await;
-    commit(&b, "ingest", "events", &[(0, 10)]);
+    let (_broker, b) = broker_with_backlog("ha-sensors").await;
     let (url, queries) = fake_prometheus().await;
-    let dir = std::env::temp_dir().join(format!("catchup-ha-sensors-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = fresh_dir("sensors");
     configure(&dir, &b, &url);
     let ids = ["r0", "r1", "r2"];
     let instances: Vec<Instance> = ids.iter().map(|id| Instance::start(&dir, id)).collect();

@@ -5,18 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use catchup_testkit::{Broker, create_topic, produce};
-
-use crate::ha::{Instance, configure, fresh_dir, leaders, logs, poll, touch_disk};
-use crate::kafka::commit;
+use crate::ha::{
+    Instance, broker_with_backlog, configure, fresh_dir, keep_touching, leaders, logs, poll,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_instance_leads_only_while_no_other_kind_is_a_member() {
-    let broker = Broker::start("ha-standby");
-    let b = broker.bootstrap.clone();
-    create_topic(&b, "events", 1, &[]).await;
-    produce(&b, "events", &[50]).await;
-    commit(&b, "ingest", "events", &[(0, 10)]);
+    let (_broker, b) = broker_with_backlog("ha-standby").await;
     // Two directories of one deployment: sidecars (standby) and a standalone release.
     let root = fresh_dir("standby");
     let (sidecars, standalone) = (root.join("sidecars"), root.join("standalone"));
@@ -29,17 +24,7 @@ async fn a_standby_instance_leads_only_while_no_other_kind_is_a_member() {
         "[ha] last: {text}"
     );
     std::fs::write(&config, format!("{text}standby = true\n")).expect("config");
-    let toucher = {
-        let dirs = [sidecars.clone(), standalone.clone()];
-        tokio::spawn(async move {
-            loop {
-                for d in &dirs {
-                    touch_disk(d);
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        })
-    };
+    let toucher = keep_touching(vec![sidecars.clone(), standalone.clone()]);
     let logs_all = || {
         format!(
             "{}\n{}",
