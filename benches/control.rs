@@ -17,16 +17,25 @@ use catchup::sensors::{GroupOffsets, Observation, PartitionOffsets};
 use catchup::sim::{self, ControllerKind, Scenario};
 use catchup::units::{Dur, Timestamp};
 
+/// `cargo bench --bench control [-- scenarios|simulator|decide]`: every section, or the one named.
 fn main() {
-    scenarios();
-    simulator_speed();
-    decide_speed();
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let run = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if run("scenarios") {
+        scenarios();
+    }
+    if run("simulator") {
+        simulator_speed();
+    }
+    if run("decide") {
+        decide_speed();
+    }
 }
 
 fn scenarios() {
     println!("== shipped scenarios, default policy (ceiling 85%) ==");
     println!(
-        "{:<16} {:<8} {:>9} {:>8} {:>12} {:>10} {:>10} {:>8} {:>9} {:>12} {:>8}",
+        "{:<16} {:<8} {:>9} {:>8} {:>12} {:>10} {:>10} {:>10} {:>8} {:>9} {:>12} {:>8} {:>6}",
         "scenario",
         "control",
         "peak disk",
@@ -34,10 +43,12 @@ fn scenarios() {
         "above ceil",
         "catch-up",
         "optimal",
+        "hindsight",
         "ratio",
         "time lag",
         "input lost",
-        "restored"
+        "restored",
+        "writes"
     );
     let mut files: Vec<_> = std::fs::read_dir("scenarios")
         .expect("scenarios/")
@@ -52,6 +63,7 @@ fn scenarios() {
         let scenario = Scenario::load(file).unwrap_or_else(|e| panic!("{e}"));
         let policy =
             sim::bind_policy(&Policy::default(), &scenario).unwrap_or_else(|e| panic!("{e}"));
+        let hindsight = sim::hindsight::hindsight_seconds(&scenario, &policy).expect("simulates");
         for kind in [
             ControllerKind::Catchup,
             ControllerKind::None,
@@ -72,7 +84,7 @@ fn scenarios() {
                 ratio
             };
             println!(
-                "{:<16} {:<8} {:>8.1}% {:>8} {:>11.0}m {:>10} {:>10} {:>8} {:>8.1}h {:>12} {:>8}",
+                "{:<16} {:<8} {:>8.1}% {:>8} {:>11.0}m {:>10} {:>10} {:>10} {:>8} {:>8.1}h {:>12} {:>8} {:>6}",
                 s.scenario,
                 kind.to_string(),
                 s.peak_disk_percent,
@@ -80,17 +92,19 @@ fn scenarios() {
                 s.seconds_above_ceiling / 60.0,
                 hours(s.catchup_seconds),
                 hours(s.optimal_seconds),
+                hours(hindsight),
                 ratio,
                 s.max_time_lag_seconds / 3600.0,
                 s.input_records_lost,
-                if s.restored { "yes" } else { "NO" }
+                if s.restored { "yes" } else { "NO" },
+                s.retention_changes
             );
         }
     }
     println!(
         "(a ratio in parentheses belongs to a run that failed brokers; time lag: the largest age of \
          an unconsumed input record; input lost: records deleted by the input topic's retention \
-         before the group read them)\n"
+         before the group read them; writes: retention config writes, every managed topic)\n"
     );
 }
 

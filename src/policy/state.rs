@@ -130,13 +130,13 @@ pub struct TopicTrack {
     pub previous_ms: Option<i64>,
     /// Time of the last step down or up.
     pub last_step_at: Option<Timestamp>,
-    /// Until then the window is refilling after a restore step (growth expected, not alarming).
+    /// Until then the window is refilling after a restore (growth expected, not alarming).
     pub refill_until: Option<Timestamp>,
-    /// How often a restore step had to be undone because the refill would cross the throttle start;
-    /// each doubles the wait before the next restore step (hysteresis against flapping).
+    /// How often a restore had to be undone because the refill would cross the pause line;
+    /// each doubles the wait before the next restore (hysteresis against flapping).
     #[serde(default)]
     pub restore_setbacks: u32,
-    /// A restore step was taken since the backlog drained: until the next backlog, lowering again
+    /// The topic was restored since the backlog drained: until the next backlog, lowering again
     /// needs a forecast crossing the pause line, not the throttle start (hysteresis).
     #[serde(default)]
     pub restored_in_event: bool,

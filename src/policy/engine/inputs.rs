@@ -174,10 +174,17 @@ fn binding(
     let mut untracked = Vec::new();
     let mut unknown_times = 0;
     let mut best: Option<Binding> = None;
-    let mut seen_topics = std::collections::BTreeSet::new();
+    let mut seen_topics = std::collections::BTreeSet::<&str>::new();
+    // A group's partitions come topic by topic: look each topic's configs up once per run.
+    let mut last: Option<(&str, Option<&TopicConfigs>)> = None;
     for p in offsets.partitions.iter().filter(|p| p.lag() > Some(0)) {
-        let Some(configs) = inputs.iter().find(|c| c.topic == p.topic) else {
-            if seen_topics.insert(p.topic.clone()) {
+        let found = match last {
+            Some((topic, found)) if topic == p.topic => found,
+            _ => inputs.iter().find(|c| c.topic == p.topic),
+        };
+        last = Some((&p.topic, found));
+        let Some(configs) = found else {
+            if seen_topics.insert(&p.topic) {
                 untracked.push(format!("{}: configs unknown", p.topic));
             }
             continue;
@@ -185,14 +192,12 @@ fn binding(
         let cleanup = configs
             .configs
             .get("cleanup.policy")
-            .and_then(|c| c.value.clone())
-            .unwrap_or_else(|| "delete".into());
+            .and_then(|c| c.value.as_deref())
+            .unwrap_or("delete");
         if !cleanup.contains("delete") {
             continue;
         }
-        if configs.int("retention.bytes").is_some_and(|b| b >= 0)
-            && seen_topics.insert(p.topic.clone())
-        {
+        if configs.int("retention.bytes").is_some_and(|b| b >= 0) && seen_topics.insert(&p.topic) {
             untracked.push(format!(
                 "{}: retention.bytes is set and not tracked (partition sizes need DescribeLogDirs); the deadline is by time only",
                 p.topic
@@ -210,20 +215,21 @@ fn binding(
             continue;
         };
         let margin = tick.policy.input_margin_ms(retention);
-        let b = Binding {
-            topic: p.topic.clone(),
-            partition: p.partition,
-            age: age_ms as f64 / 1000.0,
-            allowed: (retention - margin) as f64 / 1000.0,
-            deadline: Timestamp(record.at.0.min(now.0).saturating_add(retention)),
-            margin: margin as f64 / 1000.0,
-        };
+        let (age, allowed) = (age_ms as f64 / 1000.0, (retention - margin) as f64 / 1000.0);
         if best
             .as_ref()
-            .is_none_or(|x| b.allowed - b.age < x.allowed - x.age)
+            .is_some_and(|x| allowed - age >= x.allowed - x.age)
         {
-            best = Some(b);
+            continue;
         }
+        best = Some(Binding {
+            topic: p.topic.clone(),
+            partition: p.partition,
+            age,
+            allowed,
+            deadline: Timestamp(record.at.0.min(now.0).saturating_add(retention)),
+            margin: margin as f64 / 1000.0,
+        });
     }
     if unknown_times > 0 {
         untracked.push(format!(
@@ -295,6 +301,12 @@ fn count_losses(track: &mut GroupTrack, offsets: &GroupOffsets, tick: &mut Tick)
     let mut behind = Vec::new();
     let mut keys = std::collections::BTreeSet::new();
     for p in &offsets.partitions {
+        let behind_now = matches!((p.committed, p.log_start), (Some(c), Some(s)) if c < s);
+        if !behind_now && track.lost_through.is_empty() {
+            // Nothing to count and nothing remembered to forget: no key to build (a tick looks at
+            // every partition of every group).
+            continue;
+        }
         let key = format!("{}:{}", p.topic, p.partition);
         let (Some(committed), Some(log_start)) = (p.committed, p.log_start) else {
             keys.insert(key);

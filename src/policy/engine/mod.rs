@@ -8,7 +8,8 @@
 //!    rate it needs, losses;
 //! 3. throttle: pause on the hard limit, cut the rate in proportion to the forecast excess, give it
 //!    back additively when there is room;
-//! 4. retention: lower managed topics stepwise on a long-horizon forecast, restore once drained;
+//! 4. retention: lower managed topics stepwise on a long-horizon forecast (at most three steps to the
+//!    floor), restore in one write once drained;
 //! 5. overrides win over 3 and 4; the law never holds a group below its deadline's rate except
 //!    at the pause line, where `input.on_conflict` chooses;
 //! 6. extension: raise `retention.ms` of allow-listed tiered input topics ahead of their groups'
@@ -17,6 +18,7 @@
 //! Each step has its own module, in that order: [`drain`], [`disks`], [`inputs`], [`throttle`], then [`gates`]
 //! (each group's gate, overrides applied), [`retention`] and [`extend`].
 
+mod copy_lag;
 mod disks;
 mod drain;
 mod extend;
@@ -26,8 +28,8 @@ mod restore;
 mod retention;
 mod throttle;
 
+pub use copy_lag::copy_lag_blocks;
 pub(crate) use gates::winning_override;
-pub use retention::copy_lag_blocks;
 
 use super::config::Policy;
 use super::decision::{Alert, AlertCode, Decision, Override, Severity};

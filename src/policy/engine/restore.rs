@@ -7,7 +7,7 @@
 //! - the refill: raising local retention from `L` back to `O` stops deletion of managed data until the
 //!   oldest data is older than `O`, so the disk grows by the managed topics' write rate over `O − F`
 //!   (at most 24 h of it), where `F ≤ L` is the span the data on disk covers now (less than `L`
-//!   while an earlier restore step is still refilling). That write rate is the observer's learned growth at full speed (`a`, the
+//!   while an earlier restore is still refilling). That write rate is the observer's learned growth at full speed (`a`, the
 //!   fit that forgets over hours; not the margin's all-time peak) times the highest share of full speed consumed since the drain;
 //! - the daily cycle: the disk's data scales with the rate it is written at, so the sum is scaled by
 //!   the producers' highest rate over the last 24 h over their rate now (learned from the groups'
@@ -191,9 +191,9 @@ fn daily_cycle(st: &ControllerState) -> Option<f64> {
 }
 
 /// How much of its window a lowered topic's data on disk spans now: the lowered window, or less while
-/// it is still refilling after a restore step (`refill_until` marks when the oldest data still on
-/// disk ages past the window). A staged restore thus forecasts the refill of every step still to
-/// come, not only of the last one.
+/// it is still refilling after a restore (`refill_until` marks when the oldest data still on disk
+/// ages past the window; a topic lowered again by the hysteresis mid-refill). The forecast thus
+/// counts the whole refill still to come, not only the lowered window's.
 fn filled_ms(t: &TopicTrack, lowered: i64, p: &Policy, now: Timestamp) -> i64 {
     match t.refill_until {
         Some(until) if until > now => {
@@ -311,10 +311,11 @@ pub(super) fn restore_safe(
 mod tests {
     use super::*;
 
-    /// Restored from 1 h to 2 h 10 minutes ago: the data on disk spans 1 h 10 m, not 2 h, so the
-    /// refill still to come to a 6 h original is 4 h 50 m (it used to be read as 4 h).
+    /// Restored from 1 h 10 minutes ago and lowered again to 2 h mid-refill: the data on disk
+    /// spans 1 h 10 m, not 2 h, so the refill still to come to a 6 h original is 4 h 50 m (it used
+    /// to be read as 4 h).
     #[test]
-    fn a_staged_restore_counts_the_refill_still_to_come_of_every_step() {
+    fn a_topic_lowered_again_mid_refill_counts_the_refill_still_to_come() {
         let p = Policy::default();
         let now = Timestamp(10 * 3_600_000);
         let hour = 3_600_000;

@@ -1,14 +1,12 @@
 //! Step 5, retention: lower managed topics' `local.retention.ms` stepwise on a long-horizon forecast,
-//! restore them step by step once the backlog has drained, and keep hands off a topic someone else
+//! restore them (in one write) once the backlog has drained, and keep hands off a topic someone else
 //! changed.
 
 use std::collections::BTreeMap;
 
 use super::disks::DiskView;
 use super::{Tick, alert};
-use crate::observation::{
-    BrokerCopyLag, BrokerId, ConfigSource, JournalPhase, Observation, RetentionRecord, TopicConfigs,
-};
+use crate::observation::{ConfigSource, JournalPhase, Observation, RetentionRecord, TopicConfigs};
 use crate::policy::AlertCode;
 use crate::policy::config::Policy;
 use crate::policy::decision::{RetentionTarget, Severity, TopicDecision};
@@ -124,7 +122,7 @@ impl Outlook {
         tick: &Tick,
     ) -> Outlook {
         let (p, now) = (tick.policy, tick.now);
-        let blocked = lowering_blocked(obs, disks, p, now);
+        let blocked = super::copy_lag::lowering_blocked(obs, disks, p, now);
         // Raising local retention from R to R' stops deletion of managed data until the oldest data
         // left is older than R': the disk grows by the managed topics' write rate until then, then
         // levels off. A straight-line forecast over the whole lead time would read that as a surge
@@ -305,7 +303,13 @@ impl<'a> Topic<'a> {
         let floor = p.floor_ms(self.name);
         let total = configs.retention_ms();
         let since_step = self.track.last_step_at.map(|t| now.since(t));
-        let mut next = ((current as f64) * p.retention.step_factor).floor() as i64;
+        let original = self
+            .track
+            .original
+            .as_ref()
+            .and_then(|o| o.effective_ms)
+            .unwrap_or(current);
+        let mut next = ((current as f64) * step_factor(p, original, floor)).floor() as i64;
         next = next.max(floor);
         if let Some(total) = total {
             next = next.min(total);
@@ -375,9 +379,12 @@ impl<'a> Topic<'a> {
                 restore_wait
             ));
         } else {
+            // One write back to the original: the restore forecast already counts the refill of
+            // the whole original window, so steps in between would add writes, not safety (a
+            // window refills over its own length whatever the steps, and a wrong forecast is
+            // caught by the hysteresis's lowering at the pause line).
             track.restored_in_event = true;
             let original = track.original.as_ref().and_then(|o| o.effective_ms);
-            let next = (lowered as f64 / p.retention.step_factor).ceil() as i64;
             // The oldest managed data still on disk: nothing is deleted until it is older than the new
             // window, so the window refills until then (plus one forecast window, until the trend no
             // longer includes refill samples).
@@ -389,26 +396,15 @@ impl<'a> Topic<'a> {
             };
             track.previous_ms = Some(lowered);
             track.last_step_at = Some(now);
+            track.lowered_ms = None;
+            track.refill_until =
+                original.map(|o| oldest + Dur(o.max(0) as u64) + p.forecast.window);
             decision.changed = true;
-            if original.is_none_or(|o| next >= o) {
-                track.lowered_ms = None;
-                decision.target = RetentionTarget::Original;
-                decision.reasons.push(format!(
-                    "drained, {}: restoring the original setting",
-                    restore_why(outlook)
-                ));
-                track.refill_until =
-                    original.map(|o| oldest + Dur(o.max(0) as u64) + p.forecast.window);
-            } else {
-                track.lowered_ms = Some(next);
-                decision.target = RetentionTarget::Lowered { ms: next };
-                decision.reasons.push(format!(
-                    "drained, {}: raising local.retention.ms to {}",
-                    restore_why(outlook),
-                    Dur(next as u64)
-                ));
-                track.refill_until = Some(oldest + Dur(next.max(0) as u64) + p.forecast.window);
-            }
+            decision.target = RetentionTarget::Original;
+            decision.reasons.push(format!(
+                "drained, {}: restoring the original setting",
+                restore_why(outlook)
+            ));
         }
     }
 
@@ -430,6 +426,25 @@ impl<'a> Topic<'a> {
             track.refill_until = None;
             track.restore_setbacks = 0;
         }
+    }
+}
+
+/// Lowering steps from the original to the floor at most: with the restore's one write, one
+/// lower-and-restore cycle is at most four config writes per topic.
+const MAX_LOWERING_STEPS: i32 = 3;
+
+/// The factor of a lowering step: `retention.step_factor`, or deeper where that many steps would
+/// not reach the floor from `original` within [`MAX_LOWERING_STEPS`] (a 7 d original takes steps
+/// of about ×0.18, not eight halvings).
+fn step_factor(p: &Policy, original: i64, floor: i64) -> f64 {
+    let factor = p.retention.step_factor;
+    let depth = floor as f64 / original.max(1) as f64;
+    let steps = depth.ln() / factor.ln();
+    if steps <= f64::from(MAX_LOWERING_STEPS) + 1e-9 {
+        factor
+    } else {
+        // A hair under the exact root, so rounding never leaves a fourth step of a millisecond.
+        depth.powf(1.0 / f64::from(MAX_LOWERING_STEPS)) * (1.0 - 1e-9)
     }
 }
 
@@ -471,62 +486,6 @@ fn remember_lowering(
     track.lowered_ms = Some(next);
     track.last_step_at = Some(now);
     track.refill_until = None;
-}
-
-/// Why retention may not be lowered right now, if it may not.
-fn lowering_blocked(
-    obs: &Observation,
-    disks: &DiskView,
-    p: &Policy,
-    now: Timestamp,
-) -> Option<String> {
-    if !disks.all_fresh {
-        return Some("disk data is stale or missing: no config change".into());
-    }
-    copy_lag_blocks(
-        disks.forecasts.iter().map(|f| f.broker),
-        &obs.copy_lag,
-        p,
-        now,
-    )
-}
-
-/// Why the copy lag of `brokers` forbids lowering local retention, if it does (DESIGN.md invariant
-/// 5: Kafka deletes only uploaded segments, so lowering while uploads lag frees nothing). A broker
-/// without a reading, with one older than `staleness.max_copy_lag_age`, or with more than
-/// `retention.max_copy_lag` not yet copied blocks it; so does knowing no broker at all. The engine
-/// and the retention guard's last hop both ask this.
-pub fn copy_lag_blocks(
-    brokers: impl IntoIterator<Item = BrokerId>,
-    copy_lag: &[BrokerCopyLag],
-    p: &Policy,
-    now: Timestamp,
-) -> Option<String> {
-    let mut any = false;
-    for broker in brokers {
-        any = true;
-        let Some(c) = copy_lag.iter().find(|c| c.broker == broker) else {
-            return Some(format!(
-                "no tiered-storage copy-lag reading for broker {broker}: cannot prove lowering frees space"
-            ));
-        };
-        if now.since(c.sampled_at) > p.staleness.max_copy_lag_age {
-            return Some(format!(
-                "copy-lag reading of broker {} is {} old",
-                c.broker,
-                now.since(c.sampled_at)
-            ));
-        }
-        if c.bytes > p.retention.max_copy_lag.0 {
-            return Some(format!(
-                "broker {} has {} not yet copied to remote storage (limit {}): lowering would free nothing",
-                c.broker,
-                crate::units::human_bytes(c.bytes as f64),
-                p.retention.max_copy_lag
-            ));
-        }
-    }
-    (!any).then(|| "no broker's disk is known: cannot prove lowering frees space".to_string())
 }
 
 /// Whether some broker is at or above `at` or forecast to cross `ahead` within `lead` (or, while a
@@ -593,4 +552,52 @@ fn detect_drift(track: &TopicTrack, configs: &TopicConfigs) -> Option<String> {
         show(track.lowered_ms.or(original.effective_ms)),
         show(original.effective_ms)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where the steps from `original` land, applied as `lower` applies them (floored to the
+    /// millisecond, never below the floor).
+    fn steps(original: i64, floor: i64) -> Vec<i64> {
+        let p = Policy::default();
+        let (mut current, mut out) = (original, Vec::new());
+        loop {
+            let next =
+                (((current as f64) * step_factor(&p, original, floor)).floor() as i64).max(floor);
+            if next >= current {
+                return out;
+            }
+            out.push(next);
+            current = next;
+        }
+    }
+
+    /// One lower-and-restore cycle is at most 4 writes whatever the original: never more than three
+    /// steps down to the floor, halving where three halvings reach it.
+    #[test]
+    fn lowering_reaches_the_floor_in_at_most_three_steps() {
+        let hour = 3_600_000;
+        assert_eq!(steps(6 * hour, hour), [3 * hour, 3 * hour / 2, hour]);
+        assert_eq!(steps(2 * hour, hour), [hour]);
+        assert_eq!(steps(8 * hour, hour), [4 * hour, 2 * hour, hour]);
+        for original in [
+            9 * hour,
+            24 * hour,
+            7 * 24 * hour,
+            365 * 24 * hour,
+            i64::MAX / 2,
+        ] {
+            let s = steps(original, hour);
+            assert_eq!(s.len(), 3, "{original}: {s:?}");
+            assert_eq!(s.last(), Some(&hour), "{original}: {s:?}");
+            assert!(s.windows(2).all(|w| w[1] < w[0]), "{s:?}");
+        }
+        // A week: about ×0.18 a step (7 d, 30.2 h, 5.5 h, 1 h).
+        let week = steps(7 * 24 * hour, hour);
+        assert!((30 * hour..31 * hour).contains(&week[0]), "{week:?}");
+        assert!((5 * hour..6 * hour).contains(&week[1]), "{week:?}");
+        assert!(steps(hour, hour).is_empty());
+    }
 }
