@@ -204,7 +204,8 @@ pub struct RetentionPolicy {
     /// Local retention is never set below this. Must not exceed any managed topic's original local
     /// retention (checked against the cluster or scenario). Default 1h.
     pub floor: Dur,
-    /// Each step multiplies the current local retention by this (between 0 and 1). Default 0.5.
+    /// Each lowering step multiplies the current local retention by this (between 0 and 1), or by
+    /// less where three such steps would not reach the floor from the original. Default 0.5.
     pub step_factor: f64,
     /// At most one lowering step per this interval, so the effect of a step (after Kafka's
     /// retention check, default 5m, and the metric delay) is seen before the next. Default 10m.
@@ -213,7 +214,8 @@ pub struct RetentionPolicy {
     /// Retention acts on a longer horizon than the throttle, so space is freed before consumers slow.
     /// Default 2h.
     pub lead_time: Dur,
-    /// At most one restoring step per this interval. Default 15m.
+    /// The restore (one write back to the original) comes at least this long after the last
+    /// lowering step; each setback doubles it. Default 15m.
     pub restore_step_interval: Dur,
     /// Do not lower retention while any broker's tiered-storage copy lag is above this: Kafka deletes
     /// only segments already copied, so lowering would free nothing. Default 20GiB.

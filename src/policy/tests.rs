@@ -331,6 +331,41 @@ fn drained_and_healthy_restores_an_inherited_original_by_deleting_the_key() {
     );
 }
 
+/// At most 4 writes per backlog event whatever the original: a week-long local window is lowered
+/// to the 1 h floor in three steps (7 d, about 30 h, 5.5 h, 1 h), not eight halvings, and once the
+/// backlog has drained it is restored in one write, exactly.
+#[test]
+fn a_week_long_window_takes_three_steps_down_and_one_write_back() {
+    let mut rig = Rig::new(Some(7 * DAY));
+    let before = rig.configs.clone();
+    let mut seen = vec![rig.local_ms()];
+    let mut note = |rig: &Rig| {
+        if seen.last() != Some(&rig.local_ms()) {
+            seen.push(rig.local_ms());
+        }
+    };
+    rig.lag = 10_000_000;
+    for _ in 0..60 {
+        rig.tick(78.0);
+        note(&rig);
+    }
+    rig.lag = 1_000;
+    for _ in 0..400 {
+        rig.tick(40.0);
+        note(&rig);
+    }
+    assert_eq!(
+        seen.len(),
+        5,
+        "7 d, three steps down, one write back: {seen:?}"
+    );
+    assert!((30 * HOUR..31 * HOUR).contains(&seen[1]), "{seen:?}");
+    assert!((5 * HOUR..6 * HOUR).contains(&seen[2]), "{seen:?}");
+    assert_eq!(seen[3], HOUR, "{seen:?}");
+    assert_eq!(seen[4], 7 * DAY, "{seen:?}");
+    assert_eq!(rig.configs, before, "exactly the original");
+}
+
 #[test]
 fn overrides_win_until_they_expire() {
     let mut rig = Rig::new(Some(4 * HOUR));

@@ -16,7 +16,8 @@
 //!    deadlines, restore it once they are past.
 //!
 //! Each step has its own module, in that order: [`drain`], [`disks`], [`inputs`], [`throttle`], then [`gates`]
-//! (each group's gate, overrides applied), [`retention`] and [`extend`].
+//! (each group's gate, overrides applied), [`retention`] (with [`copy_lag`]: whether lowering is
+//! allowed at all, and [`restore`]: whether restoring is safe) and [`extend`].
 
 mod copy_lag;
 mod disks;

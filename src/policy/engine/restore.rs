@@ -311,9 +311,10 @@ pub(super) fn restore_safe(
 mod tests {
     use super::*;
 
-    /// Restored from 1 h 10 minutes ago and lowered again to 2 h mid-refill: the data on disk
-    /// spans 1 h 10 m, not 2 h, so the refill still to come to a 6 h original is 4 h 50 m (it used
-    /// to be read as 4 h).
+    /// Restored from 1 h ten minutes ago and lowered again to 2 h now, mid-refill (what
+    /// `remember_lowering` records, tested in `retention.rs`): the data on disk spans 1 h 10 m,
+    /// not 2 h, so the refill still to come to a 6 h original is 4 h 50 m (it used to be read as
+    /// 4 h).
     #[test]
     fn a_topic_lowered_again_mid_refill_counts_the_refill_still_to_come() {
         let p = Policy::default();

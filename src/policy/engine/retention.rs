@@ -336,7 +336,7 @@ impl<'a> Topic<'a> {
             decision.reasons.push(format!("{why}; {note}"));
             true
         } else {
-            remember_lowering(track, configs, current, next, now);
+            remember_lowering(track, configs, (current, next), now, p.forecast.window);
             decision.target = RetentionTarget::Lowered { ms: next };
             decision.changed = true;
             decision.original_ms = track.original.as_ref().and_then(|o| o.effective_ms);
@@ -350,7 +350,7 @@ impl<'a> Topic<'a> {
         }
     }
 
-    /// Raises a lowered topic one step back towards its original when the backlog has drained and the
+    /// Restores a lowered topic to its original (one write) when the backlog has drained and the
     /// restore forecast is safe (`restore::restore_safe`).
     fn restore(&mut self, outlook: &Outlook, tick: &Tick) {
         let (p, now) = (tick.policy, tick.now);
@@ -375,7 +375,7 @@ impl<'a> Topic<'a> {
                 .push(format!("drained; holding the lowered value: {why}"));
         } else if since_step.is_some_and(|s| s < restore_wait) {
             decision.reasons.push(format!(
-                "drained and safe to restore; next restore step {} after the last step",
+                "drained and safe to restore; the restore comes {} after the last step",
                 restore_wait
             ));
         } else {
@@ -463,13 +463,13 @@ fn held_target(track: &TopicTrack) -> RetentionTarget {
 }
 
 /// Records a step down from `current` to `next`: the original on the first step, a setback if the
-/// step undoes a refill still under way, and the new value.
+/// step undoes a refill still under way (and what is left of that refill), and the new value.
 fn remember_lowering(
     track: &mut TopicTrack,
     configs: &TopicConfigs,
-    current: i64,
-    next: i64,
+    (current, next): (i64, i64),
     now: Timestamp,
+    window: Dur,
 ) {
     if track.original.is_none() {
         let raw = configs.configs.get("local.retention.ms");
@@ -479,17 +479,24 @@ fn remember_lowering(
             effective_ms: Some(current),
         });
     }
-    if track.refill_until.is_some_and(|until| until > now) {
-        track.restore_setbacks = (track.restore_setbacks + 1).min(4);
-    }
+    // Lowered while a restore still refills: the oldest data on disk stays where it was (written
+    // `until - window - current`), so the narrower window still refills until it is `next` old
+    // (if it is not already): the restore forecast counts what is still to come from there.
+    track.refill_until = match track.refill_until {
+        Some(until) if until > now => {
+            track.restore_setbacks = (track.restore_setbacks + 1).min(4);
+            let oldest = until - window - Dur(current.max(0) as u64);
+            Some(oldest + Dur(next.max(0) as u64) + window).filter(|t| *t > now)
+        }
+        _ => None,
+    };
     track.previous_ms = track.lowered_ms;
     track.lowered_ms = Some(next);
     track.last_step_at = Some(now);
-    track.refill_until = None;
 }
 
 /// Whether some broker is at or above `at` or forecast to cross `ahead` within `lead` (or, while a
-/// window refills after a restore step, within what is left of the refill). Both marks are the
+/// window refills after a restore, within what is left of the refill). Both marks are the
 /// throttle start and `lead` the retention lead time; once a restore has begun in this backlog event,
 /// the pause line and the ceiling within the throttle horizon (hysteresis: only a disk that truly
 /// needs it lowers again).
@@ -599,5 +606,61 @@ mod tests {
         assert!((30 * hour..31 * hour).contains(&week[0]), "{week:?}");
         assert!((5 * hour..6 * hour).contains(&week[1]), "{week:?}");
         assert!(steps(hour, hour).is_empty());
+    }
+
+    /// Restored from 1 h to a 6 h original ten minutes ago, then lowered again to 2 h: the oldest
+    /// data on disk is still 1 h 10 m old, so the 2 h window refills for 50 more minutes (plus one
+    /// forecast window) and the restore forecast counts the refill from 1 h 10 m, not from 2 h.
+    /// A setback is counted.
+    #[test]
+    fn lowering_mid_refill_keeps_what_is_left_of_the_refill() {
+        let p = Policy::default();
+        let hour = 3_600_000;
+        let now = Timestamp(10 * 24 * hour);
+        let oldest = now - Dur::from_mins(70);
+        let mut track = TopicTrack {
+            refill_until: Some(oldest + Dur::from_hours(6) + p.forecast.window),
+            ..TopicTrack::default()
+        };
+        let configs = TopicConfigs {
+            topic: "out".into(),
+            configs: BTreeMap::new(),
+            sampled_at: now,
+        };
+        remember_lowering(
+            &mut track,
+            &configs,
+            (6 * hour, 2 * hour),
+            now,
+            p.forecast.window,
+        );
+        assert_eq!(
+            track.refill_until,
+            Some(oldest + Dur::from_hours(2) + p.forecast.window)
+        );
+        assert_eq!(track.restore_setbacks, 1);
+        assert_eq!(track.lowered_ms, Some(2 * hour));
+        // Lowered below what the disk holds: the window no longer refills once the trend has
+        // seen the deletions (one forecast window).
+        remember_lowering(
+            &mut track,
+            &configs,
+            (2 * hour, hour),
+            now,
+            p.forecast.window,
+        );
+        assert_eq!(
+            track.refill_until,
+            Some(oldest + Dur::from_hours(1) + p.forecast.window)
+        );
+        let later = now + Dur::from_hours(1);
+        remember_lowering(
+            &mut track,
+            &configs,
+            (hour, hour / 2),
+            later,
+            p.forecast.window,
+        );
+        assert_eq!(track.refill_until, None, "nothing left to refill");
     }
 }
