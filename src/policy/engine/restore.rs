@@ -195,13 +195,24 @@ fn daily_cycle(st: &ControllerState) -> Option<f64> {
 /// ages past the window; a topic lowered again by the hysteresis mid-refill). The forecast thus
 /// counts the whole refill still to come, not only the lowered window's.
 fn filled_ms(t: &TopicTrack, lowered: i64, p: &Policy, now: Timestamp) -> i64 {
-    match t.refill_until {
-        Some(until) if until > now => {
-            let oldest = until - p.forecast.window - Dur(lowered.max(0) as u64);
-            (now.0 - oldest.0).clamp(0, lowered.max(0))
-        }
-        _ => lowered,
+    match oldest_refilling(t, lowered, p.forecast.window, now) {
+        Some(oldest) => (now.0 - oldest.0).clamp(0, lowered.max(0)),
+        None => lowered,
     }
+}
+
+/// While a topic whose window is `current_ms` still refills after a restore: when the oldest
+/// managed data on disk was written (`refill_until` is that plus the window plus one forecast
+/// `window`, until the trend no longer includes refill samples).
+pub(super) fn oldest_refilling(
+    t: &TopicTrack,
+    current_ms: i64,
+    window: Dur,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    t.refill_until
+        .filter(|until| *until > now)
+        .map(|until| until - window - Dur(current_ms.max(0) as u64))
 }
 
 /// When the oldest managed data on disk (the lowered windows, less while refilling) will have been

@@ -388,12 +388,8 @@ impl<'a> Topic<'a> {
             // The oldest managed data still on disk: nothing is deleted until it is older than the new
             // window, so the window refills until then (plus one forecast window, until the trend no
             // longer includes refill samples).
-            let oldest = match track.refill_until {
-                Some(until) if until > now => {
-                    until - p.forecast.window - Dur(lowered.max(0) as u64)
-                }
-                _ => now - Dur(lowered.max(0) as u64),
-            };
+            let oldest = super::restore::oldest_refilling(track, lowered, p.forecast.window, now)
+                .unwrap_or(now - Dur(lowered.max(0) as u64));
             track.previous_ms = Some(lowered);
             track.last_step_at = Some(now);
             track.lowered_ms = None;
@@ -482,14 +478,13 @@ fn remember_lowering(
     // Lowered while a restore still refills: the oldest data on disk stays where it was (written
     // `until - window - current`), so the narrower window still refills until it is `next` old
     // (if it is not already): the restore forecast counts what is still to come from there.
-    track.refill_until = match track.refill_until {
-        Some(until) if until > now => {
-            track.restore_setbacks = (track.restore_setbacks + 1).min(4);
-            let oldest = until - window - Dur(current.max(0) as u64);
-            Some(oldest + Dur(next.max(0) as u64) + window).filter(|t| *t > now)
-        }
-        _ => None,
-    };
+    let refilling = super::restore::oldest_refilling(track, current, window, now);
+    if refilling.is_some() {
+        track.restore_setbacks = (track.restore_setbacks + 1).min(4);
+    }
+    track.refill_until = refilling
+        .map(|oldest| oldest + Dur(next.max(0) as u64) + window)
+        .filter(|t| *t > now);
     track.previous_ms = track.lowered_ms;
     track.lowered_ms = Some(next);
     track.last_step_at = Some(now);

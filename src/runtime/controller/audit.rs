@@ -42,10 +42,7 @@ impl Controller {
         self: &Arc<Self>,
         entry: Entry<'_>,
     ) -> Result<AuditRecord, StoreError> {
-        let record = self.record(entry);
-        self.blocking(move |c| c.store.audit(record))
-            .await
-            .inspect_err(|e| warn!(error = %e, "audit log write failed"))
+        self.audit_async_at(entry, self.clock.now()).await
     }
 
     /// [`Controller::audit_async`] of an action decided at `at`, whose record is written only

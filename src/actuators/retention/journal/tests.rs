@@ -136,8 +136,8 @@ pub(crate) fn evidence(now: Timestamp) -> (Vec<i32>, Vec<BrokerCopyLag>) {
     )
 }
 
-fn lower(
-    j: &Journaled<'_, Model, MemoryJournal>,
+pub(crate) fn lower<A: ConfigAdmin, S: JournalStore>(
+    j: &Journaled<'_, A, S>,
     ms: i64,
     now: Timestamp,
 ) -> Result<Applied, RetentionError> {
@@ -150,8 +150,8 @@ fn lower(
     run(j.apply(TOPIC, &RetentionTarget::Lowered { ms }, "test", &e, now))
 }
 
-fn restore(
-    j: &Journaled<'_, Model, MemoryJournal>,
+pub(crate) fn restore<A: ConfigAdmin, S: JournalStore>(
+    j: &Journaled<'_, A, S>,
     now: Timestamp,
 ) -> Result<Applied, RetentionError> {
     let e = Evidence {
@@ -162,8 +162,8 @@ fn restore(
     run(j.apply(TOPIC, &RetentionTarget::Original, "test", &e, now))
 }
 
-fn settle(
-    j: &Journaled<'_, Model, MemoryJournal>,
+fn settle<S: JournalStore>(
+    j: &Journaled<'_, Model, S>,
     model: &Model,
     now: Timestamp,
 ) -> Vec<(String, Finding)> {
@@ -457,33 +457,16 @@ fn an_alter_that_landed_is_reported_done_even_when_the_journal_cannot_record_it(
         saves: Mutex::new(1),
     };
     let j = Journaled::new(&model, &store, &p);
-    let now = Timestamp(0);
-    let (brokers, lag) = evidence(now);
-    let e = Evidence {
-        brokers: &brokers,
-        copy_lag: &lag,
-        now,
-    };
-    let done = run(j.apply(
-        TOPIC,
-        &RetentionTarget::Lowered { ms: 7_200_000 },
-        "test",
-        &e,
-        now,
-    ))
-    .expect("the alter landed: not a failure");
+    let done = lower(&j, 7_200_000, Timestamp(0)).expect("the alter landed: not a failure");
     assert!(done.change.is_some(), "{done:?}");
     assert_eq!(model.key().value.as_deref(), Some("7200000"));
     // The intent (the one save that succeeded) keeps the original and the pending value.
     assert_eq!(phase(&store.inner), JournalPhase::Intent);
     // The journal works again: the next read settles the write as the controller's own.
     *store.saves.lock().unwrap() = u32::MAX;
-    let configs = run(model.describe(TOPIC, Timestamp(60_000))).unwrap();
-    let found = j.settle(&[configs], Timestamp(60_000)).unwrap().found;
+    let found = settle(&j, &model, Timestamp(60_000));
     assert!(
-        found
-            .iter()
-            .any(|(_, _, f)| matches!(f, Finding::Landed(_))),
+        found.iter().any(|(_, f)| matches!(f, Finding::Landed(_))),
         "{found:?}"
     );
     assert_eq!(phase(&store.inner), JournalPhase::Verified);

@@ -5,12 +5,12 @@
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::actuators::retention::guard::Evidence;
-use crate::actuators::retention::journal::tests::{Model, TOPIC, evidence, policy, run};
+use crate::actuators::retention::journal::tests::{
+    self as journal_tests, Model, TOPIC, policy, run,
+};
 use crate::actuators::retention::journal::{Journaled, RetentionError};
 use crate::ha::state::Claim;
 use crate::observation::JournalPhase;
-use crate::policy::RetentionTarget;
 use crate::store::Holder;
 
 type Log = Arc<Mutex<Vec<(String, Option<Vec<u8>>)>>>;
@@ -73,30 +73,19 @@ fn lead(m: &Arc<Member>) -> u64 {
     epoch
 }
 
+/// Lowers at 1 s, with copy-lag evidence.
 fn lower(
     j: &Journaled<'_, Model, HaJournal<Arc<Member>>>,
     ms: i64,
 ) -> Result<crate::actuators::retention::journal::Applied, RetentionError> {
-    let now = Timestamp(1_000);
-    let (brokers, lag) = evidence(now);
-    let e = Evidence {
-        brokers: &brokers,
-        copy_lag: &lag,
-        now,
-    };
-    run(j.apply(TOPIC, &RetentionTarget::Lowered { ms }, "test", &e, now))
+    journal_tests::lower(j, ms, Timestamp(1_000))
 }
 
+/// Restores at 2 s.
 fn restore(
     j: &Journaled<'_, Model, HaJournal<Arc<Member>>>,
 ) -> Result<crate::actuators::retention::journal::Applied, RetentionError> {
-    let now = Timestamp(2_000);
-    let e = Evidence {
-        brokers: &[],
-        copy_lag: &[],
-        now,
-    };
-    run(j.apply(TOPIC, &RetentionTarget::Original, "test", &e, now))
+    journal_tests::restore(j, Timestamp(2_000))
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -241,22 +230,8 @@ fn a_file_journal_that_differs_from_the_topic_s_is_left_alone_and_reported() {
 }
 
 fn lower_with_file(model: &Model, store: &Arc<StateDir>, p: &crate::policy::Policy) {
-    let now = Timestamp(500);
-    let (brokers, lag) = evidence(now);
-    let e = Evidence {
-        brokers: &brokers,
-        copy_lag: &lag,
-        now,
-    };
     let j = Journaled::new(model, store.as_ref(), p);
-    run(j.apply(
-        TOPIC,
-        &RetentionTarget::Lowered { ms: 3_600_000 },
-        "test",
-        &e,
-        now,
-    ))
-    .unwrap();
+    journal_tests::lower(&j, 3_600_000, Timestamp(500)).unwrap();
 }
 
 /// A cluster whose next alter first lets `before_alter` run (another instance acting meanwhile).
@@ -299,21 +274,8 @@ fn a_leader_deposed_between_its_intent_and_its_alter_loses_no_original() {
             lead(&b);
         }),
     };
-    let now = Timestamp(1_000);
-    let (brokers, lag) = evidence(now);
-    let e = Evidence {
-        brokers: &brokers,
-        copy_lag: &lag,
-        now,
-    };
     let j = Journaled::new(&cluster, &ja, &p);
-    let landed = run(j.apply(
-        TOPIC,
-        &RetentionTarget::Lowered { ms: 3_600_000 },
-        "test",
-        &e,
-        now,
-    ));
+    let landed = journal_tests::lower(&j, 3_600_000, Timestamp(1_000));
     // Its later saves are refused (deposed), but the alter had been sent and acknowledged: it is
     // reported as done (audited as applied in a's epoch), not as failed.
     assert!(
