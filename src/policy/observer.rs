@@ -10,8 +10,10 @@
 //! - the estimate extrapolates the newest sample along the trend, corrected for the gate's own changes
 //!   since the trend window (a resume reads as rising, not as the falling of the pause before it);
 //! - the upper bound assumes the worst growth physically possible at the gate in force: the learned
-//!   growth at full speed with a margin, or the policy's `forecast.blind_growth_percent_per_hour`, times
-//!   the share the gate lets through (capped by what the groups can consume at all: their producers'
+//!   growth at full speed with a margin (at least the steepest step seen between two consecutive
+//!   samples per share: Kafka deletes at retention checks, so between them the disk grows at its
+//!   gross write rate, which the net trend hides), or the policy's
+//!   `forecast.blind_growth_percent_per_hour`, times the share the gate lets through (capped by what the groups can consume at all: their producers'
 //!   rate plus their lag), deletions never counted; integrated tick by tick, so a cut made while blind
 //!   does not lower the bound already accrued.
 
@@ -25,6 +27,9 @@ use crate::units::{Dur, Timestamp};
 const HALF_LIFE_SECS: f64 = 6.0 * 3600.0;
 /// The upper bound's margin on the learned growth at full speed.
 const MARGIN: f64 = 1.25;
+/// Steps between samples taken at a lower share than this do not count towards the gross growth
+/// per share: the producers' inflow, divided by a small share, would swamp it.
+const MIN_STEP_SHARE: f64 = 0.5;
 /// Shares closer together than this cannot separate `a` from `b`: all growth is put on consuming.
 const MIN_SHARE_SPREAD: f64 = 0.1;
 
@@ -35,7 +40,8 @@ pub struct Growth {
     pub a: f64,
     /// Growth of its own (producers less deletions).
     pub b: f64,
-    /// `a` with its margin, at least the highest growth per share seen.
+    /// `a` with its margin, at least the highest growth per share seen (in the trend, or between
+    /// two consecutive samples: the gross write rate between retention checks).
     pub a_high: f64,
 }
 
@@ -63,6 +69,25 @@ impl BrokerModel {
         self.fitted_at = Some(at);
     }
 
+    /// Adds the step from one fresh sample to the next at mean share `s`: its growth per unit of
+    /// share, when the groups ran at `MIN_STEP_SHARE` of full speed or more (below it the
+    /// producers' own inflow would weigh too much), fading the older peak.
+    pub fn learn_step(&mut self, from: DiskPoint, to: DiskPoint, s: f64) {
+        let dt = to.at.since(from.at).secs_f64();
+        if dt <= 0.0 || self.stepped_at.is_some_and(|t| t >= to.at) || !s.is_finite() {
+            return;
+        }
+        let fade = self.stepped_at.map_or(1.0, |t| {
+            (-(to.at.since(t).secs_f64()) * std::f64::consts::LN_2 / HALF_LIFE_SECS).exp()
+        });
+        self.peak_step_per_share *= fade;
+        let step = (to.percent - from.percent) / dt;
+        if s >= MIN_STEP_SHARE && step.is_finite() {
+            self.peak_step_per_share = self.peak_step_per_share.max(step / s);
+        }
+        self.stepped_at = Some(to.at);
+    }
+
     /// The fitted model, once there is a point.
     pub fn growth(&self) -> Option<Growth> {
         let [w, ss, sg, sss, ssg] = self.sums;
@@ -82,7 +107,9 @@ impl BrokerModel {
         Some(Growth {
             a,
             b,
-            a_high: (a * MARGIN).max(self.peak_per_share),
+            a_high: (a * MARGIN)
+                .max(self.peak_per_share)
+                .max(self.peak_step_per_share),
         })
     }
 }
@@ -168,6 +195,7 @@ pub fn estimate(model: &mut BrokerModel, i: &Inputs) -> Estimate {
     let age = i.now.since(i.last.at).secs_f64().max(0.0);
     let learned = model.growth();
     let trend = i.trend.unwrap_or(0.0);
+    let gross = model.peak_step_per_share;
     // Correct the trend for the gate's change since its window: the trend saw `window_share`.
     let gate_delta = i.window_share.map_or(0.0, |w| i.share_now - w);
     let slope = match (i.fresh || i.trend.is_some(), learned) {
@@ -184,7 +212,7 @@ pub fn estimate(model: &mut BrokerModel, i: &Inputs) -> Estimate {
             let a_high = learned
                 .map(|m| m.a_high)
                 .filter(|a| *a > 0.0)
-                .unwrap_or(i.blind_growth);
+                .unwrap_or(i.blind_growth.max(gross));
             let unseen = (allowed - i.window_share.unwrap_or(allowed)).max(0.0);
             slope.max(trend + a_high * unseen)
         } else {
@@ -192,7 +220,7 @@ pub fn estimate(model: &mut BrokerModel, i: &Inputs) -> Estimate {
             // until there is one (it was measured at another gate).
             let worst = match learned {
                 Some(m) => m.b.max(0.0) + m.a_high.max(i.blind_growth) * allowed,
-                None => trend.max(0.0) + i.blind_growth * allowed,
+                None => trend.max(0.0) + i.blind_growth.max(gross) * allowed,
             };
             slope.max(worst)
         }

@@ -179,6 +179,15 @@ pub struct BrokerModel {
     pub fitted_at: Option<Timestamp>,
     /// The highest growth per unit of share seen (%/s at full speed, baseline not subtracted).
     pub peak_per_share: f64,
+    /// The steepest step between two consecutive fresh samples per unit of share (%/s at full
+    /// speed, producers' inflow not subtracted), fading with the fit's half-life: deletion comes
+    /// in bursts at retention checks, so between them a broker's disk grows at its gross write
+    /// rate, which the trend (net of deletion) hides.
+    #[serde(default)]
+    pub peak_step_per_share: f64,
+    /// Time of the newest step taken into `peak_step_per_share`.
+    #[serde(default)]
+    pub stepped_at: Option<Timestamp>,
     /// The upper bound carried from the last tick: the sample it starts from, the tick, the bound.
     pub bound: Option<(Timestamp, Timestamp, f64)>,
 }

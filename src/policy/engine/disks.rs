@@ -81,6 +81,12 @@ pub(super) fn assess_disks(
         if let (Some(g), Some(s), false) = (trend, window_share, stale) {
             model.learn(last.at, s, g);
         }
+        if let (Some(&prev), false) = (history.iter().rev().nth(1), stale)
+            && last.at.since(prev.at) <= p.staleness.max_disk_age
+            && let Some(s) = observer::mean_share(shares, prev.at, last.at)
+        {
+            model.learn_step(prev, last, s);
+        }
         let since = observer::max_allowed(shares, last.at, now).unwrap_or(share.allowed);
         let est = observer::estimate(
             model,

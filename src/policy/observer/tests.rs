@@ -65,6 +65,8 @@ struct Broker {
     lag: i64,
     samples: Vec<(Timestamp, f64)>,
     blind_from: Option<Timestamp>,
+    /// Deleted at every retention check (each 5 minutes), %/h.
+    purge: f64,
 }
 
 impl Broker {
@@ -90,6 +92,7 @@ impl Broker {
             lag: 1_000_000_000,
             samples: Vec::new(),
             blind_from: None,
+            purge: 0.0,
         }
     }
 
@@ -102,6 +105,9 @@ impl Broker {
         self.samples.push((self.now, self.disk));
         self.now = self.now + crate::units::Dur::from_mins(1);
         self.disk += 60.0 * (self.own + self.full * rate / 100_000.0);
+        if self.now.0 % (5 * MIN) == 0 {
+            self.disk -= self.purge / 12.0;
+        }
         self.committed += (rate * 60.0) as i64;
         let mut obs = Observation::test().with_lag("ingest", self.committed, self.lag, self.now);
         let visible = self.now - crate::units::Dur::from_mins(2);
@@ -113,6 +119,56 @@ impl Broker {
         self.state = st;
         d
     }
+}
+
+#[test]
+fn a_step_between_samples_counts_at_half_speed_or_more_and_fades() {
+    let mut m = BrokerModel::default();
+    let at = |min: i64, percent: f64| DiskPoint {
+        at: Timestamp(min * MIN),
+        percent,
+    };
+    // 1 % in a minute at 80 % of full speed: 75 %/h at full speed.
+    m.learn_step(at(0, 50.0), at(1, 51.0), 0.8);
+    assert!((m.peak_step_per_share * 3600.0 - 75.0).abs() < 1e-9);
+    // At a fifth of full speed the producers' own inflow would swamp it: not counted, but the
+    // peak fades with time.
+    m.learn_step(at(1, 51.0), at(6 * 60 + 1, 60.0), 0.2);
+    assert!(
+        (m.peak_step_per_share * 3600.0 - 37.5).abs() < 1e-6,
+        "{m:?}"
+    );
+    // An older or repeated step is ignored.
+    let before = m.clone();
+    m.learn_step(at(0, 50.0), at(1, 99.0), 1.0);
+    assert_eq!(m, before);
+    // The model's worst growth per share is at least the step's.
+    m.learn(Timestamp(400 * MIN), 1.0, 1.0 / 3600.0);
+    assert!(m.growth().unwrap().a_high * 3600.0 >= 37.5 - 1e-6);
+}
+
+#[test]
+fn blind_the_bound_grows_at_the_gross_rate_seen_between_retention_checks() {
+    // Full speed writes 60 %/h; retention checks every 5 minutes delete 55 %/h of it, so the
+    // trend reads 5 %/h. Blind, the bound must assume the 60 %/h, not the trend, and not the
+    // policy's 40 %/h.
+    let mut b = Broker::new(50.0, 0.0, 60.0);
+    b.purge = 55.0;
+    let mut gate = Gate::Open;
+    for _ in 0..60 {
+        gate = b.tick(&gate).groups["ingest"].gate.clone();
+    }
+    assert_eq!(gate, Gate::Open);
+    b.blind_from = Some(b.now);
+    let mut upper_trend = 0.0f64;
+    for _ in 0..8 {
+        let d = b.tick(&gate);
+        upper_trend = upper_trend.max(d.brokers[0].upper_trend_percent_per_hour.unwrap());
+    }
+    assert!(
+        upper_trend >= 59.0,
+        "blind bound grows only {upper_trend} %/h"
+    );
 }
 
 #[test]
