@@ -30,11 +30,13 @@ fn policy() -> Policy {
     }
 }
 
-/// Ticks one minute apart on three brokers at one level, every group lagging.
+/// Ticks one minute apart on three brokers at one level, every group lagging and consuming what
+/// its last gate let through (full speed 100,000/s).
 struct Lanes {
     policy: Policy,
     state: ControllerState,
     now: Timestamp,
+    committed: std::collections::BTreeMap<String, i64>,
 }
 
 impl Lanes {
@@ -43,6 +45,7 @@ impl Lanes {
             policy: policy(),
             state: ControllerState::default(),
             now: Timestamp(10 * DAY),
+            committed: Default::default(),
         }
     }
 
@@ -53,7 +56,8 @@ impl Lanes {
             obs = obs.with_disk(b, disk, at).with_copy_lag(b, 0, at);
         }
         for g in ["live", "ingest", "backfill", "side"] {
-            obs = obs.with_lag(g, 1_000_000, 10_000_000, self.now);
+            let committed = self.committed.get(g).copied().unwrap_or(1_000_000);
+            obs = obs.with_lag(g, committed, 10_000_000, self.now);
         }
         obs
     }
@@ -61,6 +65,14 @@ impl Lanes {
     fn tick_obs(&mut self, obs: &Observation, overrides: &[Override]) -> Decision {
         let (d, st) = decide(obs, &self.policy, &self.state, overrides, self.now);
         self.state = st;
+        for (name, g) in &d.groups {
+            let rate = match g.gate {
+                Gate::Open => 100_000.0,
+                Gate::Throttled { rate, .. } => rate.min(100_000.0),
+                Gate::Paused => 0.0,
+            };
+            *self.committed.entry(name.clone()).or_insert(1_000_000) += (rate * 60.0) as i64;
+        }
         self.now = self.now + Dur::from_mins(1);
         d
     }

@@ -114,6 +114,26 @@ impl BrokerModel {
     }
 }
 
+/// Restates everything learned in shares of a full speed `k` times faster than the one it was
+/// measured against: shares seen shrink by `k`, growth per share grows by `k`.
+pub fn rescale(obs: &mut ObserverState, k: f64) {
+    if !(k.is_finite() && k > 0.0) {
+        return;
+    }
+    for p in &mut obs.shares {
+        p.measured /= k;
+        p.allowed /= k;
+    }
+    for m in obs.brokers.values_mut() {
+        let [_, ss, _, sss, ssg] = &mut m.sums;
+        *ss /= k;
+        *sss /= k * k;
+        *ssg /= k;
+        m.peak_per_share *= k;
+        m.peak_step_per_share *= k;
+    }
+}
+
 /// Adds this tick's share point, keeping `keep` of history.
 pub fn record_share(obs: &mut ObserverState, point: SharePoint, keep: Dur) {
     if obs.shares.back().is_some_and(|p| p.at >= point.at) {

@@ -87,7 +87,8 @@ pub struct GroupTrack {
     pub consume_rate: Option<f64>,
     /// Smoothed produce rate, records/s.
     pub produce_rate: Option<f64>,
-    /// Highest consume rate seen while the gate was open: the group's full speed.
+    /// Highest consume rate seen while the gate was open, or above this rate while held: the
+    /// group's full speed, as far as measured.
     pub reference_rate: Option<f64>,
     /// Whether the gate was open during the interval that ended with `last`.
     pub was_open: bool,
@@ -101,6 +102,13 @@ pub struct GroupTrack {
     /// When a loss was last counted.
     #[serde(default)]
     pub last_loss_at: Option<Timestamp>,
+    /// Consume rates measured (records/s), at most one point per 30 s, newest last: what the disk
+    /// readings have seen (the slow start's history).
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub consumed: VecDeque<(Timestamp, f64)>,
+    /// The rate (records/s) the slow start held the last decision's gate at, if it did.
+    #[serde(default)]
+    pub held_at: Option<f64>,
 }
 
 impl Default for GroupTrack {
@@ -115,6 +123,8 @@ impl Default for GroupTrack {
             lost_through: BTreeMap::new(),
             records_lost: BTreeMap::new(),
             last_loss_at: None,
+            consumed: VecDeque::new(),
+            held_at: None,
         }
     }
 }

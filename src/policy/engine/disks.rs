@@ -159,8 +159,8 @@ pub(super) fn assess_disks(
 }
 
 /// The groups' share of their full speed this tick: as measured, and the most the gate in force
-/// lets through (0 while paused), capped by what they can consume at all (their producers' rate
-/// plus their lag over the throttle horizon).
+/// lets through (0 while paused; the rate the slow start held it at included), capped by what they can consume
+/// at all (their producers' rate plus their lag over the throttle horizon).
 fn share_now(st: &ControllerState, drain: &DrainView, tick: &Tick) -> SharePoint {
     let p = tick.policy;
     let horizon = p.forecast.throttle_horizon.secs_f64();
@@ -187,7 +187,8 @@ fn share_now(st: &ControllerState, drain: &DrainView, tick: &Tick) -> SharePoint
                     (Some(prod), Some(lag)) => (prod + lag.max(0) as f64 / horizon) / r,
                     _ => 1.0,
                 };
-                allowed += gate.min(can).clamp(0.0, 1.0);
+                let held = track.held_at.map_or(1.0, |c| c / r);
+                allowed += gate.min(can).min(held).clamp(0.0, 1.0);
             }
             None => {
                 measured += if consume > 0.0 { 1.0 } else { 0.0 };

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{Tick, alert};
+use super::{Tick, alert, slow_start};
 use crate::observation::{GroupOffsets, Observation};
 use crate::policy::AlertCode;
 use crate::policy::decision::Severity;
+use crate::policy::observer;
 use crate::policy::state::{ControllerState, GroupTrack};
 
 /// Drain status of the catch-up groups.
@@ -27,6 +28,7 @@ pub(super) fn assess_groups(
     let (p, now) = (tick.policy, tick.now);
     let mut lag = BTreeMap::new();
     let mut all_below = true;
+    let mut grown = 1.0f64;
     for g in &p.groups {
         let track = st.groups.entry(g.name.clone()).or_default();
         let Some(offsets) = obs.groups.iter().find(|o| o.group == g.name) else {
@@ -39,7 +41,13 @@ pub(super) fn assess_groups(
             lag.insert(g.name.clone(), None);
             continue;
         };
+        let before = g.max_rate.or(track.reference_rate);
         measure_rates(track, offsets);
+        if let (Some(r0), Some(r1)) = (before, g.max_rate.or(track.reference_rate))
+            && r0 > 0.0
+        {
+            grown = grown.max(r1 / r0);
+        }
         let fresh = now.since(offsets.sampled_at) <= p.staleness.max_lag_age;
         let total = offsets.total_lag();
         if !fresh {
@@ -64,6 +72,12 @@ pub(super) fn assess_groups(
     let drained = st
         .drained_since
         .is_some_and(|since| now.since(since) >= p.drain.dwell);
+    if grown > 1.0 {
+        // Shares are measured against the groups' full speed: a faster one measured makes every
+        // share seen so far smaller and the growth per share larger (the largest factor over the
+        // groups, the safe side when several grew).
+        observer::rescale(&mut st.observer, grown);
+    }
     DrainView { lag, drained }
 }
 
@@ -79,8 +93,11 @@ fn measure_rates(track: &mut GroupTrack, offsets: &GroupOffsets) {
                 let consume = dc as f64 / dt;
                 let produce = de as f64 / dt;
                 track.consume_rate = Some(smooth(track.consume_rate, consume));
+                slow_start::add(track, offsets.sampled_at, consume);
                 track.produce_rate = Some(smooth(track.produce_rate, produce));
-                if track.was_open {
+                // Open, the group consumes at its full speed; held above the fastest it has
+                // been measured at (the slow start's cap), it has shown a faster one.
+                if track.was_open || track.reference_rate.is_some_and(|r| consume > r) {
                     track.reference_rate =
                         Some(track.reference_rate.map_or(consume, |r| r.max(consume)));
                 }

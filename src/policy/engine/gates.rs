@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::drain::DrainView;
 use super::inputs::{GroupInput, InputView};
+use super::slow_start;
 use super::throttle::LawView;
 use super::{Tick, alert};
 use crate::policy::AlertCode;
@@ -45,11 +46,14 @@ pub(super) fn group_decisions(
     let (p, now) = (tick.policy, tick.now);
     let mut out = BTreeMap::new();
     let none = GroupInput::default();
+    let seen = slow_start::seen_until(st);
     for g in &p.groups {
         let track = st.groups.entry(g.name.clone()).or_default();
+        let lag = drain.lag.get(&g.name).copied().flatten();
         let reference = g.max_rate.or(track.reference_rate);
         let input = deadlines.inputs.groups.get(&g.name).unwrap_or(&none);
         let floor = Floor::of(g, track, input.floor);
+        track.held_at = None;
         let mut verdict = if g.exempt {
             Verdict {
                 gate: Gate::Open,
@@ -65,6 +69,10 @@ pub(super) fn group_decisions(
             if let Some(why) = floor.raises(track.fraction) {
                 v.reasons.push(why);
             }
+            // The input deadline's floor wins over the slow start, as over the rest of the law.
+            let cap =
+                slow_start::cap(g, track, lag, seen, p).map(|c| c.max(floor.rate.unwrap_or(0.0)));
+            track.held_at = slow_down(&mut v, cap, p);
             v
         };
         let mut origin = Origin::Auto;
@@ -73,7 +81,6 @@ pub(super) fn group_decisions(
             origin = Origin::Override;
         }
         track.was_open = verdict.gate == Gate::Open;
-        let lag = drain.lag.get(&g.name).copied().flatten();
         out.insert(
             g.name.clone(),
             GroupDecision {
@@ -91,6 +98,27 @@ pub(super) fn group_decisions(
         );
     }
     out
+}
+
+/// Holds a gate that would let a group through faster than `cap` (records/s) at `cap`: the slow
+/// start (`slow_start`).
+/// Returns the rate it held the gate at, if it did.
+fn slow_down(v: &mut Verdict, cap: Option<f64>, p: &Policy) -> Option<f64> {
+    let cap = cap?;
+    let unit = match &v.gate {
+        Gate::Open => crate::policy::RateUnit::Records,
+        Gate::Throttled { rate, unit, .. } if *rate > cap => *unit,
+        _ => return None,
+    };
+    v.gate = Gate::Throttled {
+        rate: cap,
+        burst: burst(cap, p),
+        unit,
+    };
+    v.reasons.push(format!(
+        "slow start: at most {cap:.0} records/s, twice the rate the newest disk readings have seen"
+    ));
+    Some(cap)
 }
 
 /// The rate a group's input deadline needs, as a share of its full speed.

@@ -27,6 +27,7 @@ mod gates;
 mod inputs;
 mod restore;
 mod retention;
+mod slow_start;
 mod throttle;
 
 pub use copy_lag::copy_lag_blocks;
@@ -59,6 +60,10 @@ pub fn decide(
     };
     let drain = drain::assess_groups(&mut st, obs, &mut tick);
     let disks = disks::assess_disks(&mut st, obs, &drain, &mut tick);
+    let seen = slow_start::seen_until(&st);
+    for track in st.groups.values_mut() {
+        slow_start::prune(track, now, seen, policy.forecast.window);
+    }
     let inputs = inputs::assess_inputs(&mut st, obs, &mut tick);
     let law = throttle::steer_throttle(&mut st, &disks, &mut tick);
     let deadlines = gates::Deadlines {

@@ -235,15 +235,73 @@ fn a_resume_reads_as_rising_not_as_the_falling_pause_before_it() {
     for _ in 0..60 {
         gate = b.tick(&gate).groups["ingest"].gate.clone();
     }
-    // Paused by hand for 40 minutes: the trend turns to falling.
-    for _ in 0..40 {
-        b.tick(&Gate::Paused);
+    // The consumers stop for 40 minutes: the trend turns to falling, and with nothing consumed in
+    // the window the slow start lets them resume at the minimum rate (10,000/s, a tenth).
+    let mut d = b.tick(&Gate::Paused);
+    for _ in 0..39 {
+        d = b.tick(&Gate::Paused);
     }
-    let d = b.tick(&Gate::Open);
-    let f = &d.brokers[0];
-    assert!(f.trend_percent_per_hour.unwrap() < 0.0, "{f:?}");
+    gate = d.groups["ingest"].gate.clone();
     assert!(
-        f.upper_trend_percent_per_hour.unwrap() > 15.0,
-        "the open gate must read as rising: {f:?}"
+        matches!(gate, Gate::Throttled { rate, .. } if (rate - 10_000.0).abs() < 1e-6),
+        "{gate:?}"
     );
+    // As the gate comes back the disk turns to rising while the trend still reads the pause:
+    // every tick, the bound grows at least as fast as the disk does at the gate in force.
+    let mut rising_over_falling_trend = false;
+    for _ in 0..20 {
+        let d = b.tick(&gate);
+        let share = match gate {
+            Gate::Open => 1.0,
+            Gate::Throttled { rate, .. } => rate.min(100_000.0) / 100_000.0,
+            Gate::Paused => 0.0,
+        };
+        let f = &d.brokers[0];
+        let real = -6.0 + 30.0 * share;
+        let (trend, upper) = (
+            f.trend_percent_per_hour.unwrap(),
+            f.upper_trend_percent_per_hour.unwrap(),
+        );
+        assert!(
+            upper + 1e-9 >= real,
+            "bound {upper} %/h under the real {real} %/h: {f:?}"
+        );
+        rising_over_falling_trend |= trend < 0.0 && real > 0.0;
+        gate = d.groups["ingest"].gate.clone();
+    }
+    assert!(
+        rising_over_falling_trend,
+        "the disk never rose under a falling trend"
+    );
+}
+
+#[test]
+fn a_fill_faster_than_the_metric_delay_ramps_up_without_crossing_the_ceiling() {
+    // Consumers ran at a tenth of full speed; full speed would fill 600 %/h (10 % a minute), and
+    // readings arrive two minutes late: opening at once would cross the ceiling before any reading
+    // showed the climb. The slow start doubles the rate at most once per reading that has seen it.
+    let mut b = Broker::new(50.0, 0.0, 600.0);
+    b.purge = 600.0 * 0.1; // what the tenth writes ages out again
+    let tenth = Gate::Throttled {
+        rate: 10_000.0,
+        burst: 10_000.0,
+        unit: RateUnit::Records,
+    };
+    for _ in 0..30 {
+        b.tick(&tenth);
+    }
+    let mut gate = b.tick(&tenth).groups["ingest"].gate.clone();
+    let mut highest: f64 = 0.0;
+    for _ in 0..120 {
+        let d = b.tick(&gate);
+        gate = d.groups["ingest"].gate.clone();
+        highest = highest.max(b.disk);
+        assert!(
+            b.disk < b.policy.disk.ceiling_percent,
+            "crossed the ceiling at {:.1}% ({:?})",
+            b.disk,
+            d.groups["ingest"].reasons
+        );
+    }
+    assert!(highest > 55.0, "never ramped up: {highest}");
 }
