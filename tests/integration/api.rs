@@ -810,9 +810,18 @@ async fn the_service_lowers_restores_on_request_and_records_everything() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let gate = get("/v1/gates/ingestion").await;
-    assert_eq!(gate["state"], "open", "dry-run never gates");
+    // The mode takes effect at the next tick: wait for the gate to say so (an automatic gate may
+    // be throttled until then, by the slow start for one).
+    let mut gate = get("/v1/gates/ingestion").await;
+    for _ in 0..100 {
+        if gate["reasons"].to_string().contains("dry-run") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        gate = get("/v1/gates/ingestion").await;
+    }
+    assert_eq!(gate["state"], "open", "dry-run never gates: {gate}");
+    assert!(gate["reasons"].to_string().contains("dry-run"), "{gate}");
     service.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }

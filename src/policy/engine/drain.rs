@@ -77,6 +77,7 @@ pub(super) fn assess_groups(
         // share seen so far smaller and the growth per share larger (the largest factor over the
         // groups, the safe side when several grew).
         observer::rescale(&mut st.observer, grown);
+        st.restore.share_peak /= grown;
     }
     DrainView { lag, drained }
 }
@@ -95,9 +96,11 @@ fn measure_rates(track: &mut GroupTrack, offsets: &GroupOffsets) {
                 track.consume_rate = Some(smooth(track.consume_rate, consume));
                 slow_start::add(track, offsets.sampled_at, consume);
                 track.produce_rate = Some(smooth(track.produce_rate, produce));
-                // Open, the group consumes at its full speed; held above the fastest it has
-                // been measured at (the slow start's cap), it has shown a faster one.
-                if track.was_open || track.reference_rate.is_some_and(|r| consume > r) {
+                // Open, the group consumes at its full speed; faster than the fastest it has been
+                // measured at (held above it by the slow start), it has shown a faster one; held
+                // by the slow start with none measured yet, what it consumes is the best known.
+                let held = track.held_at.is_some() && track.reference_rate.is_none();
+                if track.was_open || held || track.reference_rate.is_some_and(|r| consume > r) {
                     track.reference_rate =
                         Some(track.reference_rate.map_or(consume, |r| r.max(consume)));
                 }

@@ -79,6 +79,7 @@ pub(super) fn group_decisions(
         if let Some(manual) = overridden(g, law, tick) {
             verdict = manual;
             origin = Origin::Override;
+            track.held_at = None;
         }
         track.was_open = verdict.gate == Gate::Open;
         out.insert(
@@ -116,7 +117,7 @@ fn slow_down(v: &mut Verdict, cap: Option<f64>, p: &Policy) -> Option<f64> {
         unit,
     };
     v.reasons.push(format!(
-        "slow start: at most {cap:.0} records/s, twice the rate the newest disk readings have seen"
+        "slow start: at most {cap:.0} records/s (twice the highest rate the newest disk readings have seen, never below the minimum)"
     ));
     Some(cap)
 }

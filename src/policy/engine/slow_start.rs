@@ -53,6 +53,10 @@ pub(super) fn add(track: &mut GroupTrack, at: Timestamp, rate: f64) {
 /// (the controller has just started) has its oldest point count as seen by the newest reading: the
 /// consumers ran at that rate before the controller could measure them.
 pub(super) fn prune(track: &mut GroupTrack, now: Timestamp, seen: Option<Timestamp>, window: Dur) {
+    // State saved before the slow start existed: the last smoothed rate stands for what was seen.
+    if let (Some(seen), Some(rate), true) = (seen, track.consume_rate, track.consumed.is_empty()) {
+        track.consumed.push_back((seen.min(now), rate));
+    }
     let history = &mut track.consumed;
     if let Some(seen) = seen
         && history.front().is_some_and(|p| p.0 > seen)
@@ -77,7 +81,8 @@ pub(super) fn cap(
     if !g.gated() || g.priority >= Priority::Live || g.unit != RateUnit::Records {
         return None;
     }
-    if lag? <= p.lag_threshold(g) {
+    // Unknown lag (offsets not read this tick) keeps the cap: the backlog has not been seen to go.
+    if lag.is_some_and(|l| l <= p.lag_threshold(g)) {
         return None;
     }
     let seen = seen?;
@@ -90,14 +95,17 @@ pub(super) fn cap(
     let rate = highest_seen(&track.consumed, seen, p.forecast.window).unwrap_or(0.0);
     // Never below the minimum rate, nor (with no full speed known to take it from) below the
     // producers' rate: the load the disks carried before the backlog.
+    let positive = |r: &f64| *r > 0.0;
     let min = g
         .min_rate
+        .filter(positive)
         .or_else(|| {
             g.max_rate
                 .or(track.reference_rate)
                 .map(|r| r * p.throttle.min_fraction)
+                .filter(positive)
         })
-        .or(track.produce_rate)
+        .or(track.produce_rate.filter(positive))
         .unwrap_or(0.0);
     let cap = (GROWTH * rate).max(min);
     // At or above a configured full speed there is nothing left to hold back.
@@ -168,6 +176,11 @@ mod tests {
             ..group()
         };
         assert_eq!(cap(&slow, &t, lag, Some(Timestamp(10 * MIN)), &p), None);
+        // Offsets not read this tick: the backlog has not been seen to go, the cap stays.
+        assert_eq!(
+            cap(&g, &t, None, Some(Timestamp(9 * MIN)), &p),
+            Some(20_000.0)
+        );
         // No backlog, no disk read yet, a live or exempt group: no cap.
         assert_eq!(cap(&g, &t, Some(10), Some(Timestamp(9 * MIN)), &p), None);
         assert_eq!(cap(&g, &t, lag, None, &p), None);
