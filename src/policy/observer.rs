@@ -33,6 +33,11 @@ const MIN_STEP_SHARE: f64 = 0.5;
 /// Shares closer together than this cannot separate `a` from `b`: all growth is put on consuming.
 const MIN_SHARE_SPREAD: f64 = 0.1;
 
+/// The weight left at `to` of what was learned at `from` (halving every `HALF_LIFE_SECS`).
+fn fade(from: Timestamp, to: Timestamp) -> f64 {
+    (-(to.since(from).secs_f64()) * std::f64::consts::LN_2 / HALF_LIFE_SECS).exp()
+}
+
 /// The learned model, `g = b + a·s` in %/s.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Growth {
@@ -51,9 +56,7 @@ impl BrokerModel {
         if self.fitted_at.is_some_and(|t| t >= at) || !s.is_finite() || !g.is_finite() {
             return;
         }
-        let decay = self.fitted_at.map_or(1.0, |t| {
-            (-(at.since(t).secs_f64()) * std::f64::consts::LN_2 / HALF_LIFE_SECS).exp()
-        });
+        let decay = self.fitted_at.map_or(1.0, |t| fade(t, at));
         for v in &mut self.sums {
             *v *= decay;
         }
@@ -77,10 +80,7 @@ impl BrokerModel {
         if dt <= 0.0 || self.stepped_at.is_some_and(|t| t >= to.at) || !s.is_finite() {
             return;
         }
-        let fade = self.stepped_at.map_or(1.0, |t| {
-            (-(to.at.since(t).secs_f64()) * std::f64::consts::LN_2 / HALF_LIFE_SECS).exp()
-        });
-        self.peak_step_per_share *= fade;
+        self.peak_step_per_share *= self.stepped_at.map_or(1.0, |t| fade(t, to.at));
         let step = (to.percent - from.percent) / dt;
         if s >= MIN_STEP_SHARE && step.is_finite() {
             self.peak_step_per_share = self.peak_step_per_share.max(step / s);

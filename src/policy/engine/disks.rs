@@ -159,8 +159,8 @@ pub(super) fn assess_disks(
 }
 
 /// The groups' share of their full speed this tick: as measured, and the most the gate in force
-/// lets through (0 while paused; the rate the slow start held it at included), capped by what they can consume
-/// at all (their producers' rate plus their lag over the throttle horizon).
+/// lets through (0 while paused; at most the rate the slow start held it at), capped by what they
+/// can consume at all (their producers' rate plus their lag over the throttle horizon).
 fn share_now(st: &ControllerState, drain: &DrainView, tick: &Tick) -> SharePoint {
     let p = tick.policy;
     let horizon = p.forecast.throttle_horizon.secs_f64();

@@ -24,13 +24,15 @@ struct Verdict {
     reasons: Vec<String>,
 }
 
-/// What the gates need besides the law: each group's input deadline, and the disk's own deadline
-/// (the soonest time to the ceiling) for a conflict's page.
+/// What the gates need besides the law: each group's input deadline, the disk's own deadline
+/// (the soonest time to the ceiling) for a conflict's page, and how far the disks have been read.
 pub(super) struct Deadlines<'a> {
     /// Per group.
     pub(super) inputs: &'a InputView,
     /// Seconds until the first broker reaches the ceiling at its trend, when rising.
     pub(super) disk_secs: Option<f64>,
+    /// The newest time every broker's disk has been read up to (`slow_start::seen_until`).
+    pub(super) seen: Option<Timestamp>,
 }
 
 /// Every group's decision: the control law's, or an override's (alerting when an override keeps a
@@ -46,14 +48,13 @@ pub(super) fn group_decisions(
     let (p, now) = (tick.policy, tick.now);
     let mut out = BTreeMap::new();
     let none = GroupInput::default();
-    let seen = slow_start::seen_until(st);
     for g in &p.groups {
         let track = st.groups.entry(g.name.clone()).or_default();
         let lag = drain.lag.get(&g.name).copied().flatten();
         let reference = g.max_rate.or(track.reference_rate);
         let input = deadlines.inputs.groups.get(&g.name).unwrap_or(&none);
         let floor = Floor::of(g, track, input.floor);
-        track.held_at = None;
+        let mut held = None;
         let mut verdict = if g.exempt {
             Verdict {
                 gate: Gate::Open,
@@ -70,17 +71,18 @@ pub(super) fn group_decisions(
                 v.reasons.push(why);
             }
             // The input deadline's floor wins over the slow start, as over the rest of the law.
-            let cap =
-                slow_start::cap(g, track, lag, seen, p).map(|c| c.max(floor.rate.unwrap_or(0.0)));
-            track.held_at = slow_down(&mut v, cap, p);
+            let cap = slow_start::cap(g, track, lag, deadlines.seen, p)
+                .map(|c| c.max(floor.rate.unwrap_or(0.0)));
+            held = slow_down(&mut v, cap, p);
             v
         };
         let mut origin = Origin::Auto;
         if let Some(manual) = overridden(g, law, tick) {
             verdict = manual;
             origin = Origin::Override;
-            track.held_at = None;
+            held = None;
         }
+        track.held_at = held;
         track.was_open = verdict.gate == Gate::Open;
         out.insert(
             g.name.clone(),
@@ -102,8 +104,7 @@ pub(super) fn group_decisions(
 }
 
 /// Holds a gate that would let a group through faster than `cap` (records/s) at `cap`: the slow
-/// start (`slow_start`).
-/// Returns the rate it held the gate at, if it did.
+/// start (`slow_start`). Returns the rate it held the gate at, if it did.
 fn slow_down(v: &mut Verdict, cap: Option<f64>, p: &Policy) -> Option<f64> {
     let cap = cap?;
     let unit = match &v.gate {

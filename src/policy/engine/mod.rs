@@ -73,6 +73,7 @@ pub fn decide(
             .iter()
             .filter_map(|b| b.time_to_ceiling_secs)
             .min_by(f64::total_cmp),
+        seen,
     };
     let groups = gates::group_decisions(&mut st, &law, &drain, &deadlines, &mut tick);
     let topics = retention::retention_decisions(&mut st, obs, &disks, drain.drained, &mut tick);

@@ -53,11 +53,11 @@ pub(super) fn add(track: &mut GroupTrack, at: Timestamp, rate: f64) {
 /// (the controller has just started) has its oldest point count as seen by the newest reading: the
 /// consumers ran at that rate before the controller could measure them.
 pub(super) fn prune(track: &mut GroupTrack, now: Timestamp, seen: Option<Timestamp>, window: Dur) {
-    // State saved before the slow start existed: the last smoothed rate stands for what was seen.
-    if let (Some(seen), Some(rate), true) = (seen, track.consume_rate, track.consumed.is_empty()) {
-        track.consumed.push_back((seen.min(now), rate));
-    }
     let history = &mut track.consumed;
+    // State saved before the slow start existed: the last smoothed rate stands for what was seen.
+    if let (Some(rate), true) = (track.consume_rate, history.is_empty()) {
+        history.push_back((now, rate));
+    }
     if let Some(seen) = seen
         && history.front().is_some_and(|p| p.0 > seen)
     {
